@@ -1,0 +1,80 @@
+/** `sluice produce ...`: write generated data to Kafka, with progress. */
+import { Kafka } from "@sluice/core/Kafka"
+import type { ProducerRecord } from "@sluice/core/Record"
+import * as ClickData from "@sluice/processors/ClickData"
+import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
+import * as UserEvents from "@sluice/processors/UserEvents"
+import { Console, Effect } from "effect"
+import { Command, Flag } from "effect/cli"
+import * as Flags from "./Flags.ts"
+
+const chunk = 5_000
+
+/** Sends records in chunks, logging progress on long runs; returns elapsed milliseconds. */
+export const sendAll = Effect.fnUntraced(function* (records: ReadonlyArray<ProducerRecord>, label: string) {
+  const kafka = yield* Kafka
+  const started = Date.now()
+  let lastReport = started
+  for (let i = 0; i < records.length; i += chunk) {
+    yield* kafka.send(records.slice(i, i + chunk))
+    const now = Date.now()
+    if (now - lastReport > 2_000) {
+      lastReport = now
+      yield* Console.error(`  ${label}: ${Math.min(i + chunk, records.length)}/${records.length}`)
+    }
+  }
+  return Date.now() - started
+})
+
+const count = Flag.Int("count").pipe(Flag.withAlias("n"), Flag.withDescription("how many records"), Flag.withDefault(1_000))
+const users = Flag.Int("users").pipe(Flag.withDescription("how many distinct users"), Flag.withDefault(100))
+
+const userEvents = Command.make(
+  "user-events",
+  {
+    brokers: Flags.brokers,
+    count,
+    users,
+    seed: Flags.seed,
+    includeBad: Flag.Finite("include-bad").pipe(
+      Flag.withDescription("share of malformed records (invalid JSON, wrong types, missing fields, empty value), 0..1"),
+      Flag.withDefault(0)
+    )
+  },
+  (o) =>
+    Effect.gen(function* () {
+      if (o.includeBad < 0 || o.includeBad > 1) return yield* Effect.fail(new Error("--include-bad must be between 0 and 1"))
+      const kafka = yield* Kafka
+      yield* kafka.createTopics([{ name: UserEvents.events.name, partitions: 3 }])
+      const records = UserEvents.generate({ count: o.count, users: o.users, seed: o.seed, badRatio: o.includeBad })
+      const ms = yield* sendAll(records, UserEvents.events.name)
+      const bad = records.filter((r) => r.headers?.["sluice.test.bad"] !== undefined).length
+      yield* Console.log(`produced ${records.length} records to ${UserEvents.events.name} (${bad} malformed) in ${ms} ms`)
+    }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
+).pipe(Command.withDescription("Produce user events (login, purchase, logout) keyed by user id"))
+
+const profiles = Command.make("profiles", { brokers: Flags.brokers, users }, (o) =>
+  Effect.gen(function* () {
+    const kafka = yield* Kafka
+    yield* kafka.createTopics([ClickEnrichment.profilesSpec()])
+    const ms = yield* sendAll(ClickData.generateProfiles(o.users), ClickEnrichment.profiles.name)
+    yield* Console.log(`produced ${o.users} profiles to ${ClickEnrichment.profiles.name} (compacted) in ${ms} ms`)
+  }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
+).pipe(Command.withDescription("Produce one profile per user (ids from 101) to the compacted user_profiles topic"))
+
+const clicks = Command.make("clicks", { brokers: Flags.brokers, count, users, seed: Flags.seed }, (o) =>
+  Effect.gen(function* () {
+    const kafka = yield* Kafka
+    yield* kafka.createTopics([{ name: ClickEnrichment.clicks.name, partitions: 3 }])
+    const ms = yield* sendAll(
+      ClickData.generateClicks({ count: o.count, users: o.users, seed: o.seed }),
+      ClickEnrichment.clicks.name
+    )
+    yield* Console.log(`produced ${o.count} clicks over ${o.users} users to ${ClickEnrichment.clicks.name} in ${ms} ms`)
+  }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
+).pipe(Command.withDescription("Produce deterministic click events (timestamp, user_id, url)"))
+
+export const command = Command.make("produce").pipe(
+  Command.withDescription("Produce generated data to Kafka"),
+  Command.withSubcommands([userEvents, profiles, clicks])
+)

@@ -1,0 +1,78 @@
+/** `sluice run <topology>`: run a topology against Kafka until SIGINT/SIGTERM, with progress lines. */
+import * as Metrics from "@sluice/core/Metrics"
+import * as Runner from "@sluice/core/Runner"
+import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
+import * as UserEvents from "@sluice/processors/UserEvents"
+import { Console, Effect, Layer, Option, Ref, Schedule } from "effect"
+import { Command, Flag } from "effect/cli"
+import * as Flags from "./Flags.ts"
+import * as Strategy from "./Strategy.ts"
+
+const group = Flag.String("group").pipe(
+  Flag.withDescription("consumer group id (default: the topology's name)"),
+  Flag.optional
+)
+const shutdownTimeout = Flag.Int("shutdown-timeout-ms").pipe(
+  Flag.withDescription("bound on the graceful stop (drain, flush, commit, leave)"),
+  Flag.withDefault(5_000)
+)
+
+const runOptions = (o: { readonly group: Option.Option<string>; readonly shutdownTimeoutMs: number }): Runner.RunOptions => ({
+  ...(Option.isSome(o.group) ? { groupId: o.group.value } : {}),
+  shutdownTimeout: `${o.shutdownTimeoutMs} millis`,
+  sessionTimeoutMs: 6_000
+})
+
+/** Logs records in/out/dead-lettered every few seconds while something runs. */
+export const progress = (extra: Effect.Effect<string> = Effect.succeed("")) =>
+  Effect.gen(function* () {
+    const t = yield* Metrics.totals
+    const more = yield* extra
+    yield* Effect.logInfo(`in=${t.in} out=${t.out} dead-lettered=${t.deadLettered}${more ? ` ${more}` : ""}`)
+  }).pipe(Effect.repeat(Schedule.spaced("5 seconds")), Effect.delay("5 seconds"))
+
+const userEvents = Command.make(
+  "user-events",
+  { brokers: Flags.brokers, group, shutdownTimeoutMs: shutdownTimeout },
+  (o) =>
+    Effect.gen(function* () {
+      const counts = yield* UserEvents.EventCounts
+      const show = Effect.map(Ref.get(counts), (c) => `login=${c.login} purchase=${c.purchase} logout=${c.logout}`)
+      yield* Effect.logInfo(`running user-events on ${o.brokers}: user-events -> user-activity (DLQ user-events.dlq)`)
+      yield* Effect.forkChild(progress(show))
+      return yield* Runner.run(UserEvents.topology, runOptions(o)).pipe(
+        Effect.onInterrupt(() => Effect.flatMap(show, (s) => Console.log(`counts: ${s}`)))
+      )
+    }).pipe(Effect.provide(Layer.mergeAll(Flags.kafkaLayer(o.brokers), UserEvents.EventCounts.layer)))
+).pipe(Command.withDescription("Consume user-events: a handler per event type, counts per type, activity records out"))
+
+const clickEnrichment = Command.make(
+  "click-enrichment",
+  {
+    brokers: Flags.brokers,
+    group,
+    shutdownTimeoutMs: shutdownTimeout,
+    strategy: Strategy.flag,
+    print: Flag.Boolean("print").pipe(Flag.withDescription("log each enriched event like the lab did"), Flag.withDefault(false)),
+    unknownUsers: Flag.Literals("unknown-users", ["null", "dead-letter"]).pipe(
+      Flag.withDescription("what happens to a click whose user has no profile: enrich with nulls, or dead-letter it"),
+      Flag.withDefault("null")
+    )
+  },
+  (o) =>
+    Effect.gen(function* () {
+      yield* Effect.logInfo(
+        `running click-enrichment on ${o.brokers} with the ${o.strategy} strategy: clicks + user_profiles -> clicks.enriched`
+      )
+      yield* Effect.forkChild(progress())
+      return yield* Runner.run(
+        ClickEnrichment.topology({ unknownUsers: o.unknownUsers, print: o.print }),
+        runOptions(o)
+      )
+    }).pipe(Effect.provide(Strategy.layer(o.strategy).pipe(Layer.provideMerge(Flags.kafkaLayer(o.brokers)))))
+).pipe(Command.withDescription("Enrich clicks with user profiles; the join strategy is a layer (table, rescan, redis)"))
+
+export const command = Command.make("run").pipe(
+  Command.withDescription("Run a topology against Kafka until SIGINT or SIGTERM (graceful: drain, commit, leave)"),
+  Command.withSubcommands([userEvents, clickEnrichment])
+)

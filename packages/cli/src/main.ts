@@ -1,0 +1,24 @@
+/** The `sluice` command: composes the subcommands and runs them with graceful shutdown on SIGINT/SIGTERM. */
+import { NodeServices } from "@effect/platform-node"
+import { Main } from "@sluice/core"
+import { Effect, Layer, Logger, References } from "effect"
+import { Command } from "effect/cli"
+import * as Bench from "./Bench.ts"
+import * as Demo from "./Demo.ts"
+import * as Inspect from "./Inspect.ts"
+import * as Produce from "./Produce.ts"
+import * as Run from "./Run.ts"
+
+const sluice = Command.make("sluice").pipe(
+  Command.withDescription("Sluice: typed stream processing on Effect 4 and Apache Kafka"),
+  Command.withSubcommands([Demo.command, Produce.command, Run.command, Inspect.command, Bench.command])
+)
+
+const Logging = Layer.mergeAll(Logger.layer([Logger.consolePretty()]), Layer.succeed(References.MinimumLogLevel, "Info"))
+
+export const main = (argv: ReadonlyArray<string>) =>
+  Command.runWith(sluice, { version: "0.1.0" })(argv).pipe(
+    Effect.provide(Layer.mergeAll(NodeServices.layer, Logging))
+  )
+
+export const run = () => Main.runMain()(main(process.argv.slice(2)))

@@ -1,0 +1,80 @@
+/**
+ * What a topology makes of a batch: the records to produce and the records it rejects. Builders run user code in a
+ * plain loop over the batch (no Effect per record) and catch what a record's handler throws, so one bad record
+ * becomes a dead letter instead of stopping the partition.
+ */
+import { Result } from "effect"
+import type { Rejection } from "./DeadLetter.ts"
+import { RecordRejected } from "./Errors.ts"
+import type { Headers, ProducerRecord } from "./Record.ts"
+import * as Topic from "./Topic.ts"
+
+export interface BatchResult {
+  readonly outputs: ReadonlyArray<ProducerRecord>
+  readonly rejected: ReadonlyArray<Rejection>
+}
+
+export const empty: BatchResult = { outputs: [], rejected: [] }
+
+/** Thrown by a record handler: not a typed error, so it is reported as a defect of that record. */
+export class HandlerDefect extends RecordRejected {}
+
+/** The output side offered to a record handler. */
+export interface Emitter {
+  readonly emit: <K, V>(
+    topic: Topic.Topic<K, V>,
+    key: K,
+    value: V,
+    options?: { readonly headers?: Headers; readonly partition?: number; readonly timestamp?: number }
+  ) => void
+  /** Rejects the current record: it goes to the dead-letter topic with this error. */
+  readonly reject: (error: { readonly _tag: string; readonly message: string }) => void
+}
+
+/**
+ * Runs `handle` for every record of a batch. Outputs of a record that is rejected (or whose handler throws, or one
+ * of whose outputs does not encode) are dropped, so a record is either fully emitted or dead-lettered.
+ */
+export const forEach = <A extends { readonly record: Rejection["record"] }>(
+  items: ReadonlyArray<A>,
+  handle: (item: A, out: Emitter) => void
+): BatchResult => {
+  const outputs: Array<ProducerRecord> = []
+  const rejected: Array<Rejection> = []
+  let current: Array<ProducerRecord> = []
+  let failure: unknown
+  const out: Emitter = {
+    emit: (topic, key, value, options) => {
+      const encoded = Topic.encode(topic, key, value, options)
+      if (Result.isSuccess(encoded)) current.push(encoded.success)
+      else failure ??= encoded.failure
+    },
+    reject: (error) => {
+      failure ??= error
+    }
+  }
+  for (const item of items) {
+    current = []
+    failure = undefined
+    try {
+      handle(item, out)
+    } catch (thrown) {
+      failure = new HandlerDefect({
+        tag: "HandlerDefect",
+        reason: thrown instanceof Error ? `${thrown.name}: ${thrown.message}` : String(thrown)
+      })
+    }
+    if (failure === undefined) {
+      for (const r of current) outputs.push(r)
+    } else {
+      rejected.push({ record: item.record, error: failure })
+    }
+  }
+  return { outputs, rejected }
+}
+
+/** Concatenates results (for example of records retried one by one). */
+export const concat = (results: ReadonlyArray<BatchResult>): BatchResult => ({
+  outputs: results.flatMap((r) => r.outputs),
+  rejected: results.flatMap((r) => r.rejected)
+})

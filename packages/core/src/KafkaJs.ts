@@ -1,0 +1,225 @@
+/**
+ * The kafkajs implementation of Sluice's `Kafka` service: the layer that talks to a real broker.
+ *
+ * One idempotent producer and one admin client live as long as the layer; every `consume` and `read` gets its own
+ * kafkajs consumer for its scope. No kafkajs type leaves this module and `internal/kafkajs*`; every kafkajs failure
+ * becomes a `KafkaError`, and kafkajs' log goes to Effect's logger.
+ */
+
+import { type Config, type Context, Effect, Layer, type LogLevel } from "effect"
+import * as KafkaJS from "kafkajs"
+import { KafkaError } from "./Errors.ts"
+import * as Consumer from "./internal/kafkajsConsumer.ts"
+import { attempt, errorType } from "./internal/kafkajsErrors.ts"
+import * as Producer from "./internal/kafkajsProducer.ts"
+import { brokersConfig, Kafka, type PartitionOffsets, type TopicSpec } from "./Kafka.ts"
+
+export interface Options {
+  readonly brokers: ReadonlyArray<string>
+  readonly clientId?: string
+  /** TCP connect timeout per attempt. Default 3000 ms. */
+  readonly connectionTimeoutMs?: number
+  /** Default 30000 ms. */
+  readonly requestTimeoutMs?: number
+  /**
+   * kafkajs' own retries of a request (connect, metadata, join, commit) before a failure reaches Sluice.
+   * Default: 5 retries starting at 300 ms, doubling up to 30 s.
+   */
+  readonly retry?: {
+    readonly retries?: number
+    readonly initialRetryTimeMs?: number
+    readonly maxRetryTimeMs?: number
+  }
+  /** How long `send` retries a retryable failure (capped exponential backoff) before failing. Default 30000 ms. */
+  readonly sendRetryMs?: number
+  /** Upper bound of the record bytes in one produce request. Default 512 KiB. */
+  readonly maxBatchBytes?: number
+  /** Lets a produce or a subscription create a missing topic with broker defaults. Default false. */
+  readonly allowAutoTopicCreation?: boolean
+  /** Partitions whose batches a consumer processes at the same time. Default 16. */
+  readonly partitionsConsumedConcurrently?: number
+  /** The least severe kafkajs log entry passed on to Effect's logger. Default `"Error"`. */
+  readonly logLevel?: "None" | "Error" | "Warn" | "Info" | "Debug"
+}
+
+const toKafkaJsLevel = (level: NonNullable<Options["logLevel"]>): KafkaJS.logLevel => {
+  switch (level) {
+    case "None":
+      return KafkaJS.logLevel.NOTHING
+    case "Error":
+      return KafkaJS.logLevel.ERROR
+    case "Warn":
+      return KafkaJS.logLevel.WARN
+    case "Info":
+      return KafkaJS.logLevel.INFO
+    case "Debug":
+      return KafkaJS.logLevel.DEBUG
+  }
+}
+
+const toSeverity = (level: KafkaJS.logLevel): LogLevel.Severity =>
+  level <= KafkaJS.logLevel.ERROR
+    ? "Error"
+    : level === KafkaJS.logLevel.WARN
+      ? "Warn"
+      : level === KafkaJS.logLevel.INFO
+        ? "Info"
+        : "Debug"
+
+/** Routes kafkajs' log entries to the Effect logger of the context the layer was built in. */
+const logCreator =
+  (context: Context.Context<never>): KafkaJS.logCreator =>
+  () =>
+  ({ namespace, level, log }) => {
+    const { message, timestamp: _, ...extra } = log
+    Effect.runForkWith(context)(
+      Effect.logWithLevel(toSeverity(level))(`kafkajs ${namespace}: ${message}`).pipe(Effect.annotateLogs(extra))
+    )
+  }
+
+/** Waits until the broker's metadata lists every partition of the topics with a leader (kafkajs#770). */
+const awaitLeaders = (admin: KafkaJS.Admin, names: ReadonlyArray<string>) =>
+  attempt("createTopics", () => admin.fetchTopicMetadata({ topics: [...names] })).pipe(
+    Effect.flatMap(({ topics }) => {
+      const missing = names.filter((name) => {
+        const topic = topics.find((t) => t.name === name)
+        return topic === undefined || topic.partitions.length === 0 || topic.partitions.some((p) => p.leader < 0)
+      })
+      return missing.length === 0
+        ? Effect.void
+        : Effect.fail(
+            new KafkaError({
+              operation: "createTopics",
+              reason: `no leader yet for every partition of ${missing.join(", ")}`,
+              retryable: true
+            })
+          )
+    }),
+    Effect.retry({ schedule: Producer.backoff(30_000), while: (e) => e.retryable })
+  )
+
+const make = Effect.fnUntraced(function* (options: Options) {
+  const context: Context.Context<never> = yield* Effect.context<never>()
+  const retry: KafkaJS.RetryOptions = {
+    retries: options.retry?.retries ?? 5,
+    initialRetryTime: options.retry?.initialRetryTimeMs ?? 300,
+    maxRetryTime: options.retry?.maxRetryTimeMs ?? 30_000,
+    multiplier: 2,
+    factor: 0.2
+  }
+  const allowAutoTopicCreation = options.allowAutoTopicCreation ?? false
+  const kafka = new KafkaJS.Kafka({
+    brokers: [...options.brokers],
+    clientId: options.clientId ?? "sluice",
+    connectionTimeout: options.connectionTimeoutMs ?? 3000,
+    requestTimeout: options.requestTimeoutMs ?? 30_000,
+    // Explicit, so kafkajs' retry defaults do not change under NODE_ENV=test.
+    retry,
+    logLevel: toKafkaJsLevel(options.logLevel ?? "Error"),
+    logCreator: logCreator(context)
+  })
+
+  const admin = kafka.admin()
+  const disconnectAdmin = Effect.promise(() => admin.disconnect().catch(() => undefined))
+  yield* Effect.acquireRelease(
+    attempt("connect", () => admin.connect()).pipe(Effect.onError(() => disconnectAdmin)),
+    () => disconnectAdmin
+  )
+
+  const send = yield* Producer.make(kafka, {
+    sendRetryMs: options.sendRetryMs ?? 30_000,
+    maxBatchBytes: options.maxBatchBytes ?? 512 * 1024,
+    allowAutoTopicCreation
+  })
+  const consumerSettings: Consumer.ConsumerSettings = {
+    partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 16,
+    retry,
+    allowAutoTopicCreation
+  }
+
+  const createTopics = (specs: ReadonlyArray<TopicSpec>) =>
+    specs.length === 0
+      ? Effect.void
+      : attempt("createTopics", () =>
+          admin.createTopics({
+            waitForLeaders: true,
+            topics: specs.map((spec) => {
+              const config: KafkaJS.ITopicConfig = { topic: spec.name, numPartitions: spec.partitions }
+              if (spec.replicationFactor !== undefined) config.replicationFactor = spec.replicationFactor
+              if (spec.config !== undefined) {
+                config.configEntries = Object.entries(spec.config).map(([name, value]) => ({ name, value }))
+              }
+              return config
+            })
+          })
+        ).pipe(
+          Effect.andThen(
+            awaitLeaders(
+              admin,
+              specs.map((s) => s.name)
+            )
+          )
+        )
+
+  const listTopics = attempt("listTopics", () => admin.listTopics())
+
+  return Kafka.of({
+    send,
+    consume: Consumer.consume(kafka, consumerSettings),
+    read: Consumer.read(kafka, consumerSettings),
+    createTopics,
+    deleteTopics: (names) =>
+      // Deleting a topic that is already gone succeeds: the caller wanted it gone.
+      Effect.flatMap(listTopics, (existing) => {
+        const present = names.filter((name) => existing.includes(name))
+        return present.length === 0
+          ? Effect.void
+          : attempt("deleteTopics", () => admin.deleteTopics({ topics: present }))
+      }),
+    listTopics,
+    describeTopic: (name) =>
+      attempt("describeTopic", () => admin.fetchTopicMetadata({ topics: [name] })).pipe(
+        Effect.mapError((error) =>
+          errorType(error.cause) === "UNKNOWN_TOPIC_OR_PARTITION"
+            ? new KafkaError({ operation: "describeTopic", reason: `unknown topic ${name}`, retryable: false })
+            : error
+        ),
+        Effect.flatMap(({ topics }) => {
+          const topic = topics.find((t) => t.name === name)
+          return topic === undefined
+            ? Effect.fail(
+                new KafkaError({ operation: "describeTopic", reason: `unknown topic ${name}`, retryable: false })
+              )
+            : Effect.succeed({ name, partitions: topic.partitions.length })
+        })
+      ),
+    offsets: (topic) =>
+      attempt("offsets", () => admin.fetchTopicOffsets(topic)).pipe(
+        Effect.map((partitions) =>
+          partitions
+            .map((p): PartitionOffsets => ({ partition: p.partition, low: Number(p.low), high: Number(p.high) }))
+            .sort((a, b) => a.partition - b.partition)
+        )
+      ),
+    committedOffsets: (groupId, topic) =>
+      attempt("committedOffsets", () => admin.fetchOffsets({ groupId, topics: [topic] })).pipe(
+        Effect.map((topics) =>
+          topics.flatMap((t) =>
+            t.partitions
+              // -1: the group has no commit for this partition.
+              .filter((p) => Number(p.offset) >= 0)
+              .map((p) => ({ topic: t.topic, partition: p.partition, offset: Number(p.offset) }))
+              .sort((a, b) => a.partition - b.partition)
+          )
+        )
+      )
+  })
+})
+
+/** The kafkajs-backed `Kafka` service. Fails with a (retryable) `KafkaError` when the brokers cannot be reached. */
+export const layer = (options: Options): Layer.Layer<Kafka, KafkaError> => Layer.effect(Kafka, make(options))
+
+/** `layer` with the brokers from `SLUICE_BROKERS` (default `127.0.0.1:9092`). */
+export const layerConfig: Layer.Layer<Kafka, KafkaError | Config.ConfigError> = Layer.unwrap(
+  Effect.map(brokersConfig, (brokers) => layer({ brokers }))
+)

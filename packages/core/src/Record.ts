@@ -1,0 +1,64 @@
+/**
+ * Records as they cross the Kafka boundary: bytes in, bytes out. Nothing here depends on a client library, so the
+ * kafkajs layer and the in-memory broker both speak these types.
+ *
+ * Offsets are JavaScript numbers: Kafka offsets are int64, but a partition would need 2^53 records before a number
+ * loses precision, and plain numbers keep the offset arithmetic of the hot path cheap.
+ */
+
+export type Headers = Readonly<Record<string, string>>
+
+/** A record fetched from a partition. */
+export interface ConsumerRecord {
+  readonly topic: string
+  readonly partition: number
+  readonly offset: number
+  readonly timestamp: number
+  readonly key: Uint8Array | null
+  readonly value: Uint8Array | null
+  readonly headers: Headers
+}
+
+/** The records of one partition fetched together, in offset order. */
+export interface RecordBatch {
+  readonly topic: string
+  readonly partition: number
+  readonly records: ReadonlyArray<ConsumerRecord>
+  /** The partition's high-water mark when the batch was fetched (the offset the next produced record gets). */
+  readonly highWatermark: number
+}
+
+/** A record to produce. Without `partition`, the murmur2 partitioner picks one from the key. */
+export interface ProducerRecord {
+  readonly topic: string
+  readonly key: Uint8Array | null
+  readonly value: Uint8Array | null
+  readonly headers?: Headers | undefined
+  readonly partition?: number | undefined
+  readonly timestamp?: number | undefined
+}
+
+/** Where an acknowledged record was written. */
+export interface RecordMetadata {
+  readonly topic: string
+  readonly partition: number
+  readonly offset: number
+}
+
+export interface TopicPartition {
+  readonly topic: string
+  readonly partition: number
+}
+
+/** A committed (or to-be-committed) position: the offset of the next record to read. */
+export interface TopicPartitionOffset extends TopicPartition {
+  readonly offset: number
+}
+
+export const tpKey = (topic: string, partition: number): string => `${topic}:${partition}`
+
+const utf8 = new TextEncoder()
+const fromUtf8 = new TextDecoder("utf-8", { fatal: false })
+
+export const bytes = (s: string): Uint8Array => utf8.encode(s)
+export const text = (b: Uint8Array): string => fromUtf8.decode(b)

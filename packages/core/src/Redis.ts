@@ -1,0 +1,171 @@
+/**
+ * Redis as a Sluice service: the few batch-first operations that lookups, sinks and tests need, over ioredis.
+ *
+ * Only this module imports ioredis, so nothing else depends on its types or its error shapes. Every failure is a
+ * `RedisError` that says whether a retry can help: connection trouble (refused, reset, timed out, reconnecting) is
+ * retryable, a command Redis itself rejected (wrong type, bad auth) is not.
+ */
+
+import { Config, Context, Duration, Effect, Layer, Redacted, Schema } from "effect"
+import { Redis as IORedis } from "ioredis"
+
+/** A failed Redis call. `operation` is the service method (`connect`, `mget`, ...). */
+export class RedisError extends Schema.TaggedError<RedisError>()("RedisError", {
+  operation: Schema.String,
+  reason: Schema.String,
+  retryable: Schema.Boolean,
+  cause: Schema.optional(Schema.Defect())
+}) {
+  override get message(): string {
+    return `Redis ${this.operation} failed: ${this.reason}`
+  }
+}
+
+export interface RedisShape {
+  readonly ping: Effect.Effect<void, RedisError>
+  readonly get: (key: string) => Effect.Effect<string | null, RedisError>
+  /** One MGET: the values in the order of `keys`, `null` where a key is missing. */
+  readonly mget: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string | null>, RedisError>
+  readonly set: (key: string, value: string) => Effect.Effect<void, RedisError>
+  /** One MSET: all entries are written atomically, in one round trip; a later duplicate key wins. */
+  readonly setMany: (entries: ReadonlyArray<readonly [key: string, value: string]>) => Effect.Effect<void, RedisError>
+  /** How many of the keys existed (0 or 1). */
+  readonly del: (key: string) => Effect.Effect<number, RedisError>
+  /** One DEL for all keys; how many of them existed. */
+  readonly delMany: (keys: ReadonlyArray<string>) => Effect.Effect<number, RedisError>
+  /**
+   * Deletes every key that starts with `prefix` (SCAN, one DEL per page) and says how many it deleted. For tests
+   * and tooling: SCAN walks the whole keyspace. An empty prefix is refused rather than deleting everything.
+   */
+  readonly flushPrefix: (prefix: string) => Effect.Effect<number, RedisError>
+}
+
+export class Redis extends Context.Service<Redis, RedisShape>()("@sluice/core/Redis") {}
+
+export interface Options {
+  /** `redis://[user:password@]host:port[/db]`. Pass it Redacted when it holds a password. */
+  readonly url: string | Redacted.Redacted<string>
+  /** How long one connection attempt may take. Default 5 seconds. */
+  readonly connectTimeout?: Duration.Input
+  /** How long a command may wait for its reply before it fails (a stalled server). Default 5 seconds. */
+  readonly commandTimeout?: Duration.Input
+}
+
+/** `REDIS_URL`, default `redis://127.0.0.1:6379`; Redacted because it may carry a password. */
+export const urlConfig = Config.Redacted("REDIS_URL").pipe(Config.withDefault(Redacted.make("redis://127.0.0.1:6379")))
+
+// Replies with which the server says "not now" rather than "no": it is loading, busy with a script, or failing over.
+const transientReplies = ["LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY"]
+
+const isRetryableCause = (cause: unknown): boolean => {
+  if (!(cause instanceof Error)) return false
+  if (cause.name === "ReplyError") return transientReplies.some((prefix) => cause.message.startsWith(prefix))
+  // A malformed URL or argument: no retry fixes it. Everything else ioredis raises is about the connection.
+  return !(cause instanceof TypeError || cause instanceof RangeError)
+}
+
+const fail = (operation: string) => (cause: unknown) =>
+  new RedisError({
+    operation,
+    reason: cause instanceof Error ? cause.message : String(cause),
+    retryable: isRetryableCause(cause),
+    cause
+  })
+
+const connect = (options: Options) =>
+  Effect.gen(function* () {
+    const url = Redacted.isRedacted(options.url) ? Redacted.value(options.url) : options.url
+    let connectedOnce = false
+    const client = yield* Effect.try({
+      try: () =>
+        new IORedis(url, {
+          lazyConnect: true,
+          connectTimeout: Duration.toMillis(options.connectTimeout ?? "5 seconds"),
+          commandTimeout: Duration.toMillis(options.commandTimeout ?? "5 seconds"),
+          // While the connection is down, commands fail at once (retryable) instead of queueing without bound; the
+          // caller's retry Schedule decides how long to wait, and in-flight commands are failed on disconnect.
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 0,
+          // The first connection gets one attempt, so an unreachable Redis fails startup at once and the client
+          // ends by itself. Once connected, reconnecting never gives up, so a Redis restart does not kill a
+          // long-running processor; the delay is capped so it comes back soon after Redis does.
+          retryStrategy: (attempt) => (connectedOnce ? Math.min(50 * 2 ** (attempt - 1), 2000) : null)
+        }),
+      catch: fail("connect")
+    })
+    // Without a listener ioredis prints "Unhandled error event" for every failed (re)connect. Operations already
+    // report their own failures; the last one is kept because a failed connect() only rejects with "Connection is
+    // closed." while the reason (ECONNREFUSED, ...) arrives here.
+    let lastError: unknown
+    client.on("error", (error: unknown) => {
+      lastError = error
+    })
+    yield* Effect.tryPromise({
+      try: () => client.connect(),
+      catch: (error) => fail("connect")(lastError ?? error)
+    })
+    connectedOnce = true
+    return client
+  })
+
+const close = (client: IORedis) =>
+  Effect.tryPromise(() => client.quit()).pipe(
+    Effect.timeout("1 second"),
+    // QUIT cannot be sent while the connection is down; disconnect still stops the reconnect loop.
+    Effect.catch(() => Effect.sync(() => client.disconnect()))
+  )
+
+/** Builds the service on a connected client that is closed with the scope. */
+export const make = Effect.fnUntraced(function* (options: Options) {
+  const client = yield* Effect.acquireRelease(connect(options), close)
+
+  const call = <A>(operation: string, run: () => Promise<A>): Effect.Effect<A, RedisError> =>
+    Effect.tryPromise({ try: run, catch: fail(operation) }).pipe(Effect.withSpan(`Redis.${operation}`))
+
+  const delMany = (keys: ReadonlyArray<string>) =>
+    // DEL with no keys is a Redis syntax error, and there is nothing to do anyway.
+    keys.length === 0 ? Effect.succeed(0) : call("delMany", () => client.del([...keys]))
+
+  const scanPage = (pattern: string, cursor: string) =>
+    call("flushPrefix", () => client.scan(cursor, "MATCH", pattern, "COUNT", 1000))
+
+  return Redis.of({
+    ping: call("ping", () => client.ping()).pipe(Effect.asVoid),
+    get: (key) => call("get", () => client.get(key)),
+    mget: (keys) => (keys.length === 0 ? Effect.succeed([]) : call("mget", () => client.mget([...keys]))),
+    set: (key, value) => call("set", () => client.set(key, value)).pipe(Effect.asVoid),
+    // MSET rather than a pipeline of SETs: one command, one round trip, and all-or-nothing.
+    setMany: (entries) =>
+      entries.length === 0 ? Effect.void : call("setMany", () => client.mset(new Map(entries))).pipe(Effect.asVoid),
+    del: (key) => call("del", () => client.del(key)),
+    delMany,
+    flushPrefix: (prefix) =>
+      Effect.gen(function* () {
+        if (prefix.length === 0) {
+          return yield* new RedisError({
+            operation: "flushPrefix",
+            reason: "an empty prefix would delete every key",
+            retryable: false
+          })
+        }
+        // The prefix is matched literally, so glob characters in it are escaped.
+        const pattern = `${prefix.replace(/[*?[\]\\]/g, "\\$&")}*`
+        let cursor = "0"
+        let deleted = 0
+        do {
+          const [next, keys] = yield* scanPage(pattern, cursor)
+          deleted += yield* delMany(keys)
+          cursor = next
+        } while (cursor !== "0")
+        return deleted
+      })
+  })
+})
+
+/** Connects while the layer is built, so an unreachable Redis fails startup with a retryable `RedisError`. */
+export const layer = (options: Options): Layer.Layer<Redis, RedisError> => Layer.effect(Redis, make(options))
+
+/** `layer` with the URL from `REDIS_URL`. */
+export const layerConfig: Layer.Layer<Redis, RedisError | Config.ConfigError> = Layer.unwrap(
+  Effect.map(urlConfig, (url) => layer({ url }))
+)

@@ -1,0 +1,388 @@
+/**
+ * Group consumption (`consume`) and whole-topic reads (`read`) on kafkajs consumers.
+ *
+ * kafkajs has no revoke hook and no `assign()`: assignments are observed through its GROUP_JOIN event, and a read
+ * outside any group is a group of one with a throwaway id that never commits.
+ */
+
+import { Cause, type Context, Effect, Exit, Queue, type Scope, Stream } from "effect"
+import type * as KafkaJS from "kafkajs"
+import { KafkaError } from "../Errors.ts"
+import type { ConsumeHandlers, ConsumeOptions, GroupConsumer, ReadOptions } from "../Kafka.ts"
+import { type ConsumerRecord, type Headers, type RecordBatch, type TopicPartition, tpKey } from "../Record.ts"
+import { attempt, toKafkaError } from "./kafkajsErrors.ts"
+
+export interface ConsumerSettings {
+  readonly partitionsConsumedConcurrently: number
+  readonly retry: KafkaJS.RetryOptions
+  readonly allowAutoTopicCreation: boolean
+}
+
+const noHeaders: Headers = {}
+
+const toHeaders = (headers: KafkaJS.IHeaders | undefined): Headers => {
+  if (headers === undefined) return noHeaders
+  let out: Record<string, string> | undefined
+  for (const name in headers) {
+    const raw = headers[name]
+    // A repeated header arrives as an array; like the Java client's `lastHeader`, the last one wins.
+    const value = Array.isArray(raw) ? raw[raw.length - 1] : raw
+    if (value === undefined) continue
+    out ??= {}
+    out[name] = typeof value === "string" ? value : value.toString("utf8")
+  }
+  return out ?? noHeaders
+}
+
+const toRecordBatch = (batch: KafkaJS.Batch): RecordBatch => {
+  const { topic, partition, messages } = batch
+  const records = new Array<ConsumerRecord>(messages.length)
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i]!
+    records[i] = {
+      topic,
+      partition,
+      offset: Number(m.offset),
+      timestamp: Number(m.timestamp),
+      key: m.key,
+      value: m.value,
+      headers: toHeaders(m.headers)
+    }
+  }
+  return { topic, partition, records, highWatermark: Number(batch.highWatermark) }
+}
+
+const byTopic = (partitions: ReadonlyArray<TopicPartition>): Array<{ topic: string; partitions: Array<number> }> => {
+  const grouped = new Map<string, Array<number>>()
+  for (const { topic, partition } of partitions) {
+    const list = grouped.get(topic)
+    if (list === undefined) grouped.set(topic, [partition])
+    else list.push(partition)
+  }
+  return Array.from(grouped, ([topic, partitions]) => ({ topic, partitions }))
+}
+
+const heartbeatIntervalFor = (sessionTimeoutMs: number) => Math.max(100, Math.floor(sessionTimeoutMs / 3))
+
+const consumerConfig = (
+  groupId: string,
+  sessionTimeoutMs: number,
+  maxWaitMs: number,
+  settings: ConsumerSettings,
+  restartOnFailure?: (error: Error) => Promise<boolean>
+): KafkaJS.ConsumerConfig => ({
+  groupId,
+  sessionTimeout: sessionTimeoutMs,
+  heartbeatInterval: heartbeatIntervalFor(sessionTimeoutMs),
+  rebalanceTimeout: Math.max(60_000, sessionTimeoutMs),
+  maxWaitTimeInMs: maxWaitMs,
+  allowAutoTopicCreation: settings.allowAutoTopicCreation,
+  retry: restartOnFailure === undefined ? settings.retry : { ...settings.retry, restartOnFailure }
+})
+
+/**
+ * kafkajs' runner only heartbeats between batches. A handler that suspends to push back (a full partition queue)
+ * would otherwise be taken for dead after `sessionTimeout`; its heartbeats are rate-limited by kafkajs itself.
+ */
+const whileHeartbeating = async <A>(
+  promise: Promise<A>,
+  heartbeat: () => Promise<void>,
+  intervalMs: number
+): Promise<A> => {
+  const timer = setInterval(() => {
+    heartbeat().catch(() => undefined)
+  }, intervalMs)
+  try {
+    return await promise
+  } finally {
+    clearInterval(timer)
+  }
+}
+
+/** Counts `eachBatch` calls in progress, so `stop` can wait for them. */
+const makeInFlight = () => {
+  let count = 0
+  const waiters = new Set<() => void>()
+  return {
+    enter: () => {
+      count++
+    },
+    exit: () => {
+      if (--count > 0) return
+      for (const wake of waiters) wake()
+      waiters.clear()
+    },
+    idle: Effect.callback<void>((resume) => {
+      if (count === 0) return resume(Effect.void)
+      const wake = () => resume(Effect.void)
+      waiters.add(wake)
+      return Effect.sync(() => {
+        waiters.delete(wake)
+      })
+    })
+  }
+}
+
+const disconnect = (consumer: KafkaJS.Consumer, log: (message: string) => void) =>
+  Effect.promise(() =>
+    consumer.disconnect().catch((error: unknown) => log(`kafkajs consumer disconnect failed: ${String(error)}`))
+  ).pipe(Effect.timeoutOption("30 seconds"), Effect.asVoid)
+
+/** Connects on acquire; on release aborts the handlers still running, then disconnects (leaving the group). */
+const connectScoped = (consumer: KafkaJS.Consumer, abort: AbortController, log: (message: string) => void) =>
+  Effect.acquireRelease(
+    attempt("connect", () => consumer.connect()).pipe(Effect.onError(() => disconnect(consumer, log))),
+    () =>
+      Effect.suspend(() => {
+        // The scope is closing: whoever would take what a suspended handler offers is gone, and kafkajs waits for
+        // every eachBatch to return before it leaves the group.
+        abort.abort()
+        return disconnect(consumer, log)
+      })
+  )
+
+type Phase =
+  | { readonly _tag: "joining" }
+  | { readonly _tag: "running" }
+  | { readonly _tag: "restarting"; readonly error: KafkaError }
+  | { readonly _tag: "crashed"; readonly error: KafkaError }
+  | { readonly _tag: "closed" }
+
+export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
+  Effect.fnUntraced(function* (
+    options: ConsumeOptions,
+    handlers: ConsumeHandlers
+  ): Effect.fn.Return<GroupConsumer, KafkaError, Scope.Scope> {
+    const context: Context.Context<never> = yield* Effect.context<never>()
+    const abort = new AbortController()
+    const run = (effect: Effect.Effect<void>) => Effect.runPromiseExitWith(context)(effect, { signal: abort.signal })
+    const fork = (effect: Effect.Effect<void>) => {
+      Effect.runForkWith(context)(effect)
+    }
+    const annotate = Effect.annotateLogs({ groupId: options.groupId })
+    const logError = (message: string, cause?: Cause.Cause<unknown>) =>
+      fork(Effect.logError(message, ...(cause === undefined ? [] : [cause])).pipe(annotate))
+
+    const sessionTimeoutMs = options.sessionTimeoutMs ?? 10_000
+    const consumer = kafka.consumer(
+      consumerConfig(options.groupId, sessionTimeoutMs, options.maxWaitMs ?? 100, settings)
+    )
+    const topics = [...options.topics]
+    const inFlight = makeInFlight()
+    const paused = new Map<string, TopicPartition>()
+    let phase: Phase = { _tag: "joining" }
+    let stopped = false
+    // The latest onAssignment run; every batch waits for it, so a new generation's batches follow its assignment.
+    let assigned: Promise<unknown> = Promise.resolve()
+
+    // kafkajs throws only while it rebuilds its group after a crash; GROUP_JOIN re-applies the pauses afterwards.
+    const quietly = (f: () => void) => {
+      try {
+        f()
+      } catch {}
+    }
+    const pauseEverything = () => consumer.pause(topics.map((topic) => ({ topic })))
+    const applyPauses = () => {
+      if (stopped) pauseEverything()
+      else if (paused.size > 0) consumer.pause(byTopic([...paused.values()]))
+    }
+
+    const onAssignment = (assignment: ReadonlyArray<TopicPartition>) => {
+      assigned = assigned
+        // kafkajs emits GROUP_JOIN before its runner counts as running, and drops commits made before that
+        // without an error; a macrotask later it is running.
+        .then(() => new Promise((resolve) => setImmediate(resolve)))
+        .then(() => run(handlers.onAssignment(assignment)))
+        .then((exit) => {
+          if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) logError("onAssignment failed", exit.cause)
+        })
+    }
+    const assignmentSettled = async () => {
+      let current: Promise<unknown>
+      do {
+        current = assigned
+        await current
+      } while (current !== assigned)
+    }
+
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      if (phase._tag === "closed") return
+      quietly(applyPauses)
+      setImmediate(() => {
+        if (phase._tag !== "closed") phase = { _tag: "running" }
+      })
+      if (stopped) return
+      const assignment: Array<TopicPartition> = []
+      for (const [topic, partitions] of Object.entries(event.payload.memberAssignment)) {
+        for (const partition of partitions) assignment.push({ topic, partition })
+      }
+      onAssignment(assignment)
+    })
+
+    consumer.on(consumer.events.CRASH, (event) => {
+      if (phase._tag === "closed") return
+      const error = toKafkaError("consume", event.payload.error)
+      phase = event.payload.restart ? { _tag: "restarting", error } : { _tag: "crashed", error }
+      logError(
+        `kafkajs consumer crashed (${event.payload.restart ? "rejoining" : "not restarting"}): ${error.reason}`,
+        Cause.fail(error)
+      )
+      // The crashed member has left the group: every partition it had is revoked.
+      if (!stopped) onAssignment([])
+    })
+
+    const eachBatch = async (payload: KafkaJS.EachBatchPayload): Promise<void> => {
+      inFlight.enter()
+      try {
+        await assignmentSettled()
+        const { batch } = payload
+        if (stopped || !payload.isRunning() || payload.isStale()) return
+        // Fetched before a pause: skipped without resolving, so it is fetched again after `resume`.
+        if (paused.has(tpKey(batch.topic, batch.partition))) return
+        const last = batch.messages[batch.messages.length - 1]
+        if (last === undefined) return
+        const exit = await whileHeartbeating(
+          run(handlers.onBatch(toRecordBatch(batch))),
+          payload.heartbeat,
+          heartbeatIntervalFor(sessionTimeoutMs)
+        )
+        if (Exit.isFailure(exit)) {
+          if (Cause.hasInterruptsOnly(exit.cause)) return
+          // onBatch must not fail. Re-delivering the batch would spin on the same failure, so the partition stops
+          // here; its records are re-delivered from the last commit to whoever owns it next.
+          logError(`onBatch failed for ${batch.topic}[${batch.partition}]; pausing the partition`, exit.cause)
+          const tp = { topic: batch.topic, partition: batch.partition }
+          paused.set(tpKey(tp.topic, tp.partition), tp)
+          quietly(() => consumer.pause(byTopic([tp])))
+          return
+        }
+        // Moves kafkajs' fetch position; nothing is committed until `commit`.
+        payload.resolveOffset(last.offset)
+        await payload.heartbeat()
+      } finally {
+        inFlight.exit()
+      }
+    }
+
+    yield* connectScoped(consumer, abort, (message) => logError(message))
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        phase = { _tag: "closed" }
+        stopped = true
+      })
+    )
+    yield* attempt("subscribe", () => consumer.subscribe({ topics, fromBeginning: options.fromBeginning ?? true }))
+    // `run` resolves only after the first join; consume returns as soon as the consumer runs, and failures to join
+    // arrive as CRASH events.
+    yield* Effect.sync(() => {
+      consumer
+        .run({
+          autoCommit: false,
+          eachBatchAutoResolve: false,
+          partitionsConsumedConcurrently: settings.partitionsConsumedConcurrently,
+          eachBatch
+        })
+        .catch((error: unknown) => logError(`kafkajs consumer.run failed: ${toKafkaError("consume", error).reason}`))
+    })
+
+    const notInGroup = (reason: string, retryable: boolean) =>
+      Effect.fail(new KafkaError({ operation: "commit", reason, retryable }))
+
+    return {
+      commit: (offsets) =>
+        Effect.suspend(() => {
+          if (offsets.length === 0) return Effect.void
+          switch (phase._tag) {
+            case "running":
+              return attempt("commit", () =>
+                consumer.commitOffsets(
+                  offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: String(o.offset) }))
+                )
+              )
+            case "joining":
+              return notInGroup("the consumer has not joined its group yet", true)
+            case "restarting":
+              return notInGroup(`the consumer is rejoining its group after a crash: ${phase.error.reason}`, true)
+            case "crashed":
+              return notInGroup(`the consumer crashed: ${phase.error.reason}`, false)
+            case "closed":
+              return notInGroup("the consumer is closed", false)
+          }
+        }),
+      pause: (partitions) =>
+        Effect.sync(() => {
+          for (const tp of partitions) paused.set(tpKey(tp.topic, tp.partition), tp)
+          if (!stopped && partitions.length > 0) quietly(() => consumer.pause(byTopic(partitions)))
+        }),
+      resume: (partitions) =>
+        Effect.sync(() => {
+          for (const tp of partitions) paused.delete(tpKey(tp.topic, tp.partition))
+          if (!stopped && partitions.length > 0) quietly(() => consumer.resume(byTopic(partitions)))
+        }),
+      // kafkajs' own stop() leaves the group and drops its runner, after which commitOffsets fails. Pausing every
+      // topic stops fetching while the member stays in the group (heartbeats go on), so commits keep working.
+      stop: Effect.suspend(() => {
+        if (!stopped) {
+          stopped = true
+          quietly(pauseEverything)
+        }
+        return inFlight.idle
+      })
+    } satisfies GroupConsumer
+  })
+
+export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (options: ReadOptions) =>
+  Stream.callback<RecordBatch, KafkaError>(
+    (queue) =>
+      Effect.gen(function* () {
+        const context: Context.Context<never> = yield* Effect.context<never>()
+        const abort = new AbortController()
+        const sessionTimeoutMs = 10_000
+        const consumer = kafka.consumer(
+          consumerConfig(
+            `sluice-reader-${crypto.randomUUID()}`,
+            sessionTimeoutMs,
+            options.maxWaitMs ?? 100,
+            settings,
+            // A restarted reader would start over from the beginning: fail the stream instead.
+            async () => false
+          )
+        )
+        consumer.on(consumer.events.CRASH, (event) => {
+          Queue.failCauseUnsafe(queue, Cause.fail(toKafkaError("read", event.payload.error)))
+        })
+        const log = (message: string) => {
+          Effect.runForkWith(context)(Effect.logError(message))
+        }
+        yield* connectScoped(consumer, abort, log)
+        yield* attempt("subscribe", () =>
+          consumer.subscribe({ topics: [...options.topics], fromBeginning: options.from !== "latest" })
+        )
+        yield* Effect.sync(() => {
+          consumer
+            .run({
+              autoCommit: false,
+              eachBatchAutoResolve: false,
+              partitionsConsumedConcurrently: settings.partitionsConsumedConcurrently,
+              eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+                if (!isRunning() || isStale()) return
+                const last = batch.messages[batch.messages.length - 1]
+                if (last === undefined) return
+                // Awaiting the offer is the back-pressure: kafkajs fetches no more until the stream takes it.
+                const exit = await whileHeartbeating(
+                  Effect.runPromiseExitWith(context)(Queue.offer(queue, toRecordBatch(batch)), {
+                    signal: abort.signal
+                  }),
+                  heartbeat,
+                  heartbeatIntervalFor(sessionTimeoutMs)
+                )
+                if (Exit.isFailure(exit)) return
+                resolveOffset(last.offset)
+                await heartbeat()
+              }
+            })
+            .catch((error: unknown) => log(`kafkajs consumer.run failed: ${toKafkaError("read", error).reason}`))
+        })
+      }),
+    { bufferSize: 16, strategy: "suspend" }
+  )

@@ -1,0 +1,354 @@
+/**
+ * Consumer groups of the in-memory broker: membership, the range assignor, eager rebalances, and one fetcher fiber
+ * per assigned partition.
+ *
+ * A rebalance runs in a fiber of the broker's scope, serialized per group by a semaphore. It first quiesces every
+ * member (no new batch starts, in-flight `onBatch` calls finish, fetchers end), then assigns, then runs every
+ * member's `onAssignment`, and only then starts the new generation's fetchers. `consume` does not wait for it: the
+ * handlers may wait for `consume` to return (the runner does), as with kafkajs' `run`.
+ *
+ * Group state is mutated only inside synchronous steps, which are atomic in the single-threaded runtime; a fetcher
+ * decides to deliver and marks its batch in flight in one such step, so a quiesce can never miss a batch.
+ */
+import { Cause, type Context, Deferred, Effect, Exit, Fiber, Scope, Semaphore } from "effect"
+import { KafkaError } from "../Errors.ts"
+import type { ConsumeHandlers, ConsumeOptions, GroupConsumer } from "../Kafka.ts"
+import { type RecordBatch, type TopicPartition, type TopicPartitionOffset, tpKey } from "../Record.ts"
+import { batchOf, type PartitionLog, type TopicLog } from "./memoryLog.ts"
+
+/** What groups need from the broker. */
+export interface Env {
+  readonly topics: ReadonlyMap<string, TopicLog>
+  readonly groups: Map<string, Group>
+  /** The broker's scope: rebalances run in it, member scopes are children of it. */
+  readonly scope: Scope.Scope
+  readonly maxBatchSize: number
+}
+
+export interface Group {
+  readonly id: string
+  readonly members: Map<string, Member>
+  readonly committed: Map<string, number>
+  readonly lock: Semaphore.Semaphore
+  generation: number
+  rebalanceQueued: boolean
+  /** Completed and replaced on every commit, for `MemoryBroker.awaitCommitted`. */
+  commitSignal: Deferred.Deferred<void>
+  nextMember: number
+}
+
+interface Member {
+  readonly id: string
+  readonly seq: number
+  readonly options: ConsumeOptions
+  readonly handlers: ConsumeHandlers
+  /** The context of the fiber that called `consume`: handlers run with its services (clock, logger, tracer). */
+  readonly context: Context.Context<never>
+  /** Fetchers and `onAssignment` calls run here, so leaving interrupts all of them. */
+  readonly scope: Scope.Closeable
+  readonly paused: Set<string>
+  assignment: ReadonlyArray<TopicPartition>
+  owned: ReadonlySet<string>
+  generation: number
+  fetchers: Array<Fetcher>
+  stopped: boolean
+  left: boolean
+}
+
+interface Fetcher {
+  readonly key: string
+  halted: boolean
+  inFlight: Deferred.Deferred<void> | undefined
+  /** Completed by `resume`; a paused fetcher waits on it rather than on new data. */
+  wake: Deferred.Deferred<void>
+  fiber: Fiber.Fiber<void> | undefined
+}
+
+export interface MemberInfo {
+  readonly memberId: string
+  readonly topics: ReadonlyArray<string>
+  readonly assignment: ReadonlyArray<TopicPartition>
+  /** The generation this member's assignment belongs to. */
+  readonly generation: number
+  readonly stopped: boolean
+}
+
+export const getGroup = (env: Env, groupId: string): Group => {
+  const existing = env.groups.get(groupId)
+  if (existing !== undefined) return existing
+  const group: Group = {
+    id: groupId,
+    members: new Map(),
+    committed: new Map(),
+    lock: Semaphore.makeUnsafe(1),
+    generation: 0,
+    rebalanceQueued: false,
+    commitSignal: Deferred.makeUnsafe<void>(),
+    nextMember: 0
+  }
+  env.groups.set(groupId, group)
+  return group
+}
+
+export const membersOf = (group: Group): ReadonlyArray<MemberInfo> =>
+  [...group.members.values()]
+    .sort((a, b) => a.seq - b.seq)
+    .map((m) => ({
+      memberId: m.id,
+      topics: m.options.topics,
+      assignment: m.assignment,
+      generation: m.generation,
+      stopped: m.stopped
+    }))
+
+/**
+ * Kafka's RangeAssignor: per topic, the members subscribed to it (in join order) take contiguous ranges of its
+ * partitions, the first ones one extra. Co-partitioned topics thus put partition p of each on the same member,
+ * which co-partitioned joins rely on. Topics that do not exist yet assign nothing.
+ */
+export const rangeAssign = (
+  members: ReadonlyArray<{ readonly id: string; readonly topics: ReadonlyArray<string> }>,
+  topics: ReadonlyMap<string, { readonly partitions: ReadonlyArray<unknown> }>
+): Map<string, Array<TopicPartition>> => {
+  const plan = new Map<string, Array<TopicPartition>>(members.map((m) => [m.id, []]))
+  const names = [...new Set(members.flatMap((m) => m.topics))].sort()
+  for (const topic of names) {
+    const count = topics.get(topic)?.partitions.length ?? 0
+    const subscribers = members.filter((m) => m.topics.includes(topic))
+    const per = Math.floor(count / subscribers.length)
+    const extra = count % subscribers.length
+    subscribers.forEach((m, i) => {
+      const start = i * per + Math.min(i, extra)
+      const length = per + (i < extra ? 1 : 0)
+      const target = plan.get(m.id)!
+      for (let partition = start; partition < start + length; partition++) target.push({ topic, partition })
+    })
+  }
+  return plan
+}
+
+/** Joins the group and returns at once; the rebalance that follows delivers the first assignment. */
+export const consume = Effect.fnUntraced(function* (env: Env, options: ConsumeOptions, handlers: ConsumeHandlers) {
+  const scope = yield* Effect.scope
+  const context = yield* Effect.context<never>()
+  const group = getGroup(env, options.groupId)
+  const member: Member = {
+    id: `${options.groupId}-${++group.nextMember}`,
+    seq: group.nextMember,
+    options,
+    handlers,
+    context,
+    // A child of the broker's scope rather than the caller's: `leave` closes it itself, after marking the member
+    // gone, whatever the caller's scope's finalizer strategy is.
+    scope: yield* Scope.fork(env.scope),
+    paused: new Set(),
+    assignment: [],
+    owned: new Set(),
+    generation: 0,
+    fetchers: [],
+    stopped: false,
+    left: false
+  }
+  // Registered before joining, so an interruption from here on still leaves the group.
+  yield* Scope.addFinalizer(scope, leave(env, group, member))
+  group.members.set(member.id, member)
+  yield* requestRebalance(env, group)
+  return handle(group, member)
+})
+
+const handle = (group: Group, member: Member): GroupConsumer => ({
+  commit: (offsets: ReadonlyArray<TopicPartitionOffset>) =>
+    Effect.suspend(() => {
+      if (member.left) return Effect.fail(commitError(`member ${member.id} has left group ${group.id}`))
+      for (const o of offsets) {
+        if (!member.owned.has(tpKey(o.topic, o.partition))) {
+          return Effect.fail(
+            commitError(
+              `${o.topic}[${o.partition}] is not assigned to member ${member.id} of group ${group.id} (the group rebalanced)`
+            )
+          )
+        }
+      }
+      for (const o of offsets) group.committed.set(tpKey(o.topic, o.partition), o.offset)
+      const signal = group.commitSignal
+      group.commitSignal = Deferred.makeUnsafe<void>()
+      Deferred.doneUnsafe(signal, Effect.void)
+      return Effect.void
+    }),
+  pause: (partitions) =>
+    Effect.sync(() => {
+      for (const tp of partitions) member.paused.add(tpKey(tp.topic, tp.partition))
+    }),
+  resume: (partitions) =>
+    Effect.sync(() => {
+      const keys = new Set(partitions.map((tp) => tpKey(tp.topic, tp.partition)))
+      for (const key of keys) member.paused.delete(key)
+      for (const fetcher of member.fetchers) {
+        if (!keys.has(fetcher.key)) continue
+        const wake = fetcher.wake
+        fetcher.wake = Deferred.makeUnsafe<void>()
+        Deferred.doneUnsafe(wake, Effect.void)
+      }
+    }),
+  stop: Effect.suspend(() => {
+    member.stopped = true
+    return quiesce(member)
+  })
+})
+
+const commitError = (reason: string) => new KafkaError({ operation: "commit", reason, retryable: false })
+
+/** Leaving: no more deliveries, the member's fibers end, and the others rebalance without waiting for it. */
+const leave = (env: Env, group: Group, member: Member) =>
+  Effect.suspend(() => {
+    member.left = true
+    return Scope.close(member.scope, Exit.void)
+  }).pipe(
+    Effect.andThen(
+      Effect.suspend(() => {
+        group.members.delete(member.id)
+        member.owned = new Set()
+        return requestRebalance(env, group)
+      })
+    )
+  )
+
+/** Topics were created or deleted: groups subscribed to one of them rebalance, as a metadata change makes them. */
+export const topicsChanged = (env: Env, names: ReadonlyArray<string>): Effect.Effect<void> =>
+  Effect.forEach(
+    [...env.groups.values()].filter((g) =>
+      [...g.members.values()].some((m) => !m.left && m.options.topics.some((t) => names.includes(t)))
+    ),
+    (group) => requestRebalance(env, group),
+    { discard: true }
+  )
+
+/** Requests that arrive while one is queued and not yet started are served by it. */
+const requestRebalance = (env: Env, group: Group): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if (group.rebalanceQueued) return Effect.void
+    group.rebalanceQueued = true
+    return Effect.forkIn(group.lock.withPermits(1)(rebalance(env, group)), env.scope).pipe(Effect.asVoid)
+  })
+
+const rebalance = Effect.fnUntraced(function* (env: Env, group: Group) {
+  group.rebalanceQueued = false
+  yield* Effect.forEach(group.members.values(), quiesce, { concurrency: "unbounded", discard: true })
+  // Members that joined during the quiesce are included: they have no fetchers to stop.
+  const active = [...group.members.values()].filter((m) => !m.stopped && !m.left).sort((a, b) => a.seq - b.seq)
+  const plan = rangeAssign(
+    active.map((m) => ({ id: m.id, topics: m.options.topics })),
+    env.topics
+  )
+  const generation = ++group.generation
+  // Stopped members lose their partitions too, so their later commits fail like a fenced member's would.
+  for (const m of group.members.values()) {
+    m.assignment = plan.get(m.id) ?? []
+    m.owned = new Set(m.assignment.map((tp) => tpKey(tp.topic, tp.partition)))
+    m.generation = generation
+  }
+  yield* Effect.forEach(active, (m) => runIn(m, "onAssignment", m.handlers.onAssignment(m.assignment)), {
+    concurrency: "unbounded",
+    discard: true
+  })
+  for (const m of active) yield* startFetchers(env, group, m)
+})
+
+/** Runs a handler in the member's scope and context; a defect is logged, since handlers must not fail. */
+const runIn = Effect.fnUntraced(function* (member: Member, name: string, effect: Effect.Effect<void>) {
+  const fiber = yield* Effect.forkIn(effect.pipe(Effect.provideContext(member.context)), member.scope)
+  const exit = yield* Fiber.await(fiber)
+  if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) {
+    yield* Effect.logError(`memory broker: ${name} of ${member.id} failed`, exit.cause)
+  }
+})
+
+/**
+ * Stops the member's fetchers after their in-flight `onBatch` calls. Called from inside an `onBatch` (a handler
+ * calling `stop`), it skips the calling fetcher, which ends by itself once its batch returns.
+ */
+const quiesce = Effect.fnUntraced(function* (member: Member) {
+  const self = yield* Effect.fiber
+  const fetchers = member.fetchers
+  member.fetchers = []
+  const inFlight: Array<Deferred.Deferred<void>> = []
+  const fibers: Array<Fiber.Fiber<void>> = []
+  for (const f of fetchers) {
+    f.halted = true
+    if (f.fiber === self) continue
+    if (f.inFlight !== undefined) inFlight.push(f.inFlight)
+    if (f.fiber !== undefined) fibers.push(f.fiber)
+  }
+  yield* Effect.forEach(inFlight, Deferred.await, { discard: true })
+  yield* Fiber.interruptAll(fibers)
+})
+
+const startFetchers = Effect.fnUntraced(function* (env: Env, group: Group, member: Member) {
+  for (const tp of member.assignment) {
+    const log = env.topics.get(tp.topic)?.partitions[tp.partition]
+    if (log === undefined) continue
+    const end = log.records.length
+    const committed = group.committed.get(tpKey(tp.topic, tp.partition))
+    // Like auto.offset.reset, a committed offset past the log end counts as no commit.
+    const start =
+      committed !== undefined && committed <= end ? committed : member.options.fromBeginning === false ? end : 0
+    const fetcher: Fetcher = {
+      key: tpKey(tp.topic, tp.partition),
+      halted: false,
+      inFlight: undefined,
+      wake: Deferred.makeUnsafe<void>(),
+      fiber: undefined
+    }
+    member.fetchers.push(fetcher)
+    fetcher.fiber = yield* Effect.forkIn(
+      fetch(member, fetcher, log, start, env.maxBatchSize).pipe(Effect.provideContext(member.context)),
+      member.scope
+    )
+  }
+})
+
+type Step =
+  | { readonly _tag: "Stop" }
+  | { readonly _tag: "Wait"; readonly signal: Deferred.Deferred<void> }
+  | { readonly _tag: "Deliver"; readonly batch: RecordBatch; readonly done: Deferred.Deferred<void> }
+
+const stop: Step = { _tag: "Stop" }
+
+/** One partition of one generation, in order, one batch at a time: awaiting `onBatch` is the backpressure. */
+const fetch = (member: Member, fetcher: Fetcher, log: PartitionLog, start: number, maxBatchSize: number) =>
+  Effect.gen(function* () {
+    let position = start
+    while (true) {
+      const step = yield* Effect.sync((): Step => {
+        if (fetcher.halted || member.stopped || member.left || log.deleted) return stop
+        if (member.paused.has(fetcher.key)) return { _tag: "Wait", signal: fetcher.wake }
+        if (position >= log.records.length) return { _tag: "Wait", signal: log.signal }
+        const done = Deferred.makeUnsafe<void>()
+        fetcher.inFlight = done
+        return { _tag: "Deliver", batch: batchOf(log, log.records.slice(position, position + maxBatchSize)), done }
+      })
+      if (step._tag === "Stop") return
+      if (step._tag === "Wait") {
+        yield* Deferred.await(step.signal)
+        continue
+      }
+      yield* member.handlers.onBatch(step.batch).pipe(
+        Effect.ensuring(
+          Effect.sync(() => {
+            fetcher.inFlight = undefined
+            Deferred.doneUnsafe(step.done, Effect.void)
+          })
+        )
+      )
+      position += step.batch.records.length
+    }
+  }).pipe(
+    Effect.tapCause((cause) =>
+      Cause.hasInterruptsOnly(cause)
+        ? Effect.void
+        : Effect.logError(
+            `memory broker: onBatch of ${member.id} failed; ${fetcher.key} stops until the next rebalance`,
+            cause
+          )
+    )
+  )

@@ -1,0 +1,355 @@
+/**
+ * The in-memory broker against the semantics of `Kafka.ts`: partitioning, consumer groups and rebalances,
+ * pause/resume, compacted reads, fault injection.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Fiber, Queue, Scope, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import { Kafka } from "../src/Kafka.ts"
+import * as MemoryBroker from "../src/MemoryBroker.ts"
+import { partitionForKey } from "../src/Partitioner.ts"
+import {
+  bytes,
+  type ConsumerRecord,
+  type GroupConsumer,
+  type RecordBatch,
+  type TopicPartition,
+  text
+} from "../src/Record.ts"
+
+const record = (topic: string, key: string | null, value: string | null, partition?: number) => ({
+  topic,
+  key: key === null ? null : bytes(key),
+  value: value === null ? null : bytes(value),
+  ...(partition === undefined ? {} : { partition })
+})
+
+const keyOf = (r: ConsumerRecord) => (r.key === null ? null : text(r.key))
+const valueOf = (r: ConsumerRecord) => (r.value === null ? null : text(r.value))
+const coordinates = (records: ReadonlyArray<ConsumerRecord>) => records.map((r) => `${r.partition}@${r.offset}`)
+const partitions = (assignment: ReadonlyArray<TopicPartition>) => assignment.map((tp) => tp.partition).sort()
+
+/** A group member that queues every batch and assignment it gets. */
+const member = Effect.fnUntraced(function* (groupId: string, topics: ReadonlyArray<string>, fromBeginning = true) {
+  const kafka = yield* Kafka
+  const batches = yield* Queue.unbounded<RecordBatch>()
+  const assignments = yield* Queue.unbounded<ReadonlyArray<TopicPartition>>()
+  const consumer = yield* kafka.consume(
+    { groupId, topics, fromBeginning },
+    {
+      onBatch: (batch) => Queue.offer(batches, batch).pipe(Effect.asVoid),
+      onAssignment: (assignment) => Queue.offer(assignments, assignment).pipe(Effect.asVoid)
+    }
+  )
+  return { consumer, batches, assignments }
+})
+
+/** Takes batches until `n` records have arrived. */
+const takeRecords = Effect.fnUntraced(function* (batches: Queue.Queue<RecordBatch>, n: number) {
+  const records: Array<ConsumerRecord> = []
+  while (records.length < n) records.push(...(yield* Queue.take(batches)).records)
+  return records
+})
+
+/** Takes assignments until one has `n` partitions. */
+const assignmentOf = Effect.fnUntraced(function* (assignments: Queue.Queue<ReadonlyArray<TopicPartition>>, n: number) {
+  while (true) {
+    const assignment = yield* Queue.take(assignments)
+    if (assignment.length === n) return assignment
+  }
+})
+
+/** Commits the position after the last of these records, per partition. */
+const commitAll = (consumer: GroupConsumer, records: ReadonlyArray<ConsumerRecord>) => {
+  const next = new Map<string, { topic: string; partition: number; offset: number }>()
+  for (const r of records) next.set(`${r.topic}:${r.partition}`, { topic: r.topic, partition: r.partition, offset: r.offset + 1 })
+  return consumer.commit([...next.values()])
+}
+
+describe("MemoryBroker", () => {
+  it.effect("keyed records land on murmur2's partition, in order, with sequential offsets", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const broker = yield* MemoryBroker.MemoryBroker
+      yield* kafka.createTopics([{ name: "t", partitions: 4 }])
+      const keys = Array.from({ length: 200 }, (_, i) => `user-${i % 17}`)
+      const sent = keys.map((k, i) => record("t", k, `v${i}`))
+      const metadata = yield* kafka.send(sent)
+
+      assert.strictEqual(metadata.length, sent.length)
+      const all = yield* broker.records("t")
+      for (let p = 0; p < 4; p++) {
+        const expected = sent.filter((r) => partitionForKey(r.key ?? new Uint8Array(), 4) === p).map((r) => text(r.value!))
+        const log = all.filter((r) => r.partition === p)
+        assert.deepStrictEqual(log.map(valueOf), expected)
+        assert.deepStrictEqual(
+          log.map((r) => r.offset),
+          expected.map((_, i) => i)
+        )
+      }
+      metadata.forEach((m, i) => {
+        assert.strictEqual(m.partition, partitionForKey(sent[i]!.key!, 4))
+        const stored = all.find((r) => r.partition === m.partition && r.offset === m.offset)
+        assert.strictEqual(stored && valueOf(stored), `v${i}`)
+      })
+      assert.deepStrictEqual(yield* kafka.offsets("t"), [
+        ...[0, 1, 2, 3].map((p) => ({ partition: p, low: 0, high: all.filter((r) => r.partition === p).length }))
+      ])
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+
+  it.effect("timestamps come from the Clock unless given; an explicit partition is honoured or rejected", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const broker = yield* MemoryBroker.MemoryBroker
+      yield* TestClock.adjust("5 seconds")
+      yield* kafka.send([record("auto", "k", "a"), { ...record("auto", "k", "b"), timestamp: 42 }])
+      assert.deepStrictEqual(
+        (yield* broker.records("auto")).map((r) => r.timestamp),
+        [5000, 42]
+      )
+      assert.deepStrictEqual(yield* kafka.describeTopic("auto"), { name: "auto", partitions: 1 })
+
+      yield* kafka.createTopics([{ name: "t", partitions: 3 }])
+      const [meta] = yield* kafka.send([record("t", "k", "v", 2)])
+      assert.strictEqual(meta?.partition, 2)
+      const error = yield* kafka.send([record("t", "k", "ok", 0), record("t", "k", "v", 3)]).pipe(Effect.flip)
+      assert.strictEqual(error.retryable, false)
+      assert.include(error.reason, "partition 3 out of range")
+      assert.strictEqual((yield* broker.records("t")).length, 1, "a rejected send appends nothing")
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+
+  it.effect("unknown topics fail describeTopic and offsets with a non-retryable KafkaError", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      for (const error of [
+        yield* kafka.describeTopic("nope").pipe(Effect.flip),
+        yield* kafka.offsets("nope").pipe(Effect.flip)
+      ]) {
+        assert.strictEqual(error._tag, "KafkaError")
+        assert.strictEqual(error.reason, "unknown topic nope")
+        assert.isFalse(error.retryable)
+      }
+      yield* kafka.createTopics([{ name: "a", partitions: 2 }])
+      yield* kafka.createTopics([{ name: "a", partitions: 5 }, { name: "b", partitions: 1 }])
+      assert.deepStrictEqual(yield* kafka.listTopics, ["a", "b"])
+      assert.strictEqual((yield* kafka.describeTopic("a")).partitions, 2, "createTopics leaves existing topics alone")
+      yield* kafka.deleteTopics(["a"])
+      assert.deepStrictEqual(yield* kafka.listTopics, ["b"])
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+
+  it.live("a group member gets every record exactly once; a restarted member resumes from the commit", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      yield* kafka.createTopics([{ name: "t", partitions: 3 }])
+      yield* kafka.send(Array.from({ length: 1000 }, (_, i) => record("t", `k${i % 50}`, `v${i}`)))
+
+      const first = yield* Scope.make()
+      const a = yield* member("g", ["t"]).pipe(Scope.provide(first))
+      const received = yield* takeRecords(a.batches, 1000)
+      yield* Effect.sleep("20 millis")
+      assert.strictEqual(yield* Queue.size(a.batches), 0, "no record is delivered twice")
+      assert.strictEqual(new Set(coordinates(received)).size, 1000)
+      assert.strictEqual(received.length, 1000)
+      yield* commitAll(a.consumer, received)
+      yield* Scope.close(first, Exit.void)
+
+      yield* kafka.send(Array.from({ length: 30 }, (_, i) => record("t", `k${i}`, `late${i}`)))
+      const b = yield* member("g", ["t"])
+      const resumed = yield* takeRecords(b.batches, 30)
+      assert.deepStrictEqual(resumed.map(valueOf).sort(), Array.from({ length: 30 }, (_, i) => `late${i}`).sort())
+      assert.isTrue(resumed.every((r) => r.offset >= received.filter((x) => x.partition === r.partition).length))
+      assert.deepStrictEqual(
+        (yield* kafka.committedOffsets("g", "t")).map((o) => o.offset),
+        [0, 1, 2].map((p) => received.filter((r) => r.partition === p).length)
+      )
+    }).pipe(Effect.provide(MemoryBroker.layerWith({ maxBatchSize: 64 })))
+  )
+
+  it.live("two members split the partitions; when one leaves, the other takes all from the commits", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const broker = yield* MemoryBroker.MemoryBroker
+      yield* kafka.createTopics([{ name: "t", partitions: 4 }])
+      const scopeA = yield* Scope.make()
+      const a = yield* member("g", ["t"]).pipe(Scope.provide(scopeA))
+      const b = yield* member("g", ["t"])
+      const assignedA = yield* assignmentOf(a.assignments, 2)
+      const assignedB = yield* assignmentOf(b.assignments, 2)
+      assert.deepStrictEqual([...partitions(assignedA), ...partitions(assignedB)].sort(), [0, 1, 2, 3])
+      assert.deepStrictEqual(
+        (yield* broker.members("g")).map((m) => partitions(m.assignment)),
+        [partitions(assignedA), partitions(assignedB)]
+      )
+
+      yield* kafka.send([0, 1, 2, 3].flatMap((p) => [0, 1, 2].map((i) => record("t", null, `p${p}-${i}`, p))))
+      const gotA = yield* takeRecords(a.batches, 6)
+      const gotB = yield* takeRecords(b.batches, 6)
+      assert.deepStrictEqual([...new Set(gotA.map((r) => r.partition))].sort(), partitions(assignedA))
+      assert.deepStrictEqual([...new Set(gotB.map((r) => r.partition))].sort(), partitions(assignedB))
+      yield* commitAll(a.consumer, gotA)
+      yield* commitAll(b.consumer, gotB)
+
+      yield* Scope.close(scopeA, Exit.void)
+      const takeover = yield* assignmentOf(b.assignments, 4)
+      assert.deepStrictEqual(partitions(takeover), [0, 1, 2, 3])
+      assert.strictEqual((yield* broker.members("g")).length, 1)
+      const error = yield* commitAll(a.consumer, gotA).pipe(Effect.flip)
+      assert.isFalse(error.retryable, "a member that left cannot commit")
+
+      yield* kafka.send(partitions(assignedA).map((p) => record("t", null, `after-${p}`, p)))
+      const moved = yield* takeRecords(b.batches, 2)
+      assert.deepStrictEqual(moved.map(valueOf).sort(), partitions(assignedA).map((p) => `after-${p}`))
+      assert.isTrue(moved.every((r) => r.offset === 3), "continues from the committed offsets")
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+
+  it.live("commit fails for a partition the member does not own", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      yield* kafka.createTopics([{ name: "t", partitions: 2 }])
+      const a = yield* member("g", ["t"])
+      const b = yield* member("g", ["t"])
+      const mine = yield* assignmentOf(a.assignments, 1)
+      yield* assignmentOf(b.assignments, 1)
+      const other = 1 - mine[0]!.partition
+      yield* a.consumer.commit([{ topic: "t", partition: mine[0]!.partition, offset: 0 }])
+      const error = yield* a.consumer.commit([{ topic: "t", partition: other, offset: 0 }]).pipe(Effect.flip)
+      assert.isFalse(error.retryable)
+      assert.include(error.reason, "not assigned")
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+
+  it.live("pause stops a partition's delivery, resume continues it", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      yield* kafka.createTopics([{ name: "t", partitions: 2 }])
+      const a = yield* member("g", ["t"])
+      yield* assignmentOf(a.assignments, 2)
+      yield* a.consumer.pause([{ topic: "t", partition: 0 }])
+      yield* kafka.send([record("t", null, "held", 0), record("t", null, "flows", 1)])
+      const [flowing] = yield* takeRecords(a.batches, 1)
+      assert.strictEqual(flowing && valueOf(flowing), "flows")
+      yield* Effect.sleep("30 millis")
+      assert.strictEqual(yield* Queue.size(a.batches), 0, "the paused partition delivers nothing")
+
+      yield* a.consumer.resume([{ topic: "t", partition: 0 }])
+      const [held] = yield* takeRecords(a.batches, 1)
+      assert.strictEqual(held && valueOf(held), "held")
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+
+  it.live("stop waits for the in-flight batch, delivers nothing more, and commits still work", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      yield* kafka.createTopics([{ name: "t", partitions: 1 }])
+      const entered = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      let finished = 0
+      let delivered = 0
+      const consumer = yield* kafka.consume(
+        { groupId: "g", topics: ["t"] },
+        {
+          onAssignment: () => Effect.void,
+          onBatch: () =>
+            Effect.gen(function* () {
+              delivered++
+              yield* Deferred.succeed(entered, undefined)
+              yield* Deferred.await(release)
+              finished++
+            })
+        }
+      )
+      yield* kafka.send([record("t", null, "a")])
+      yield* Deferred.await(entered)
+      const stopping = yield* Effect.forkChild(consumer.stop)
+      yield* Effect.sleep("20 millis")
+      assert.isUndefined(stopping.pollUnsafe(), "stop waits for the in-flight onBatch")
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(stopping)
+      assert.strictEqual(finished, 1)
+
+      yield* kafka.send([record("t", null, "b")])
+      yield* Effect.sleep("20 millis")
+      assert.strictEqual(delivered, 1)
+      yield* consumer.commit([{ topic: "t", partition: 0, offset: 1 }])
+      assert.deepStrictEqual(yield* kafka.committedOffsets("g", "t"), [{ topic: "t", partition: 0, offset: 1 }])
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+
+  it.live("a member subscribed to a topic that does not exist yet gets it once it is created", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const broker = yield* MemoryBroker.MemoryBroker
+      const a = yield* member("g", ["later"])
+      assert.deepStrictEqual(yield* Queue.take(a.assignments), [])
+      yield* kafka.send([record("later", "k", "v")])
+      assert.deepStrictEqual(partitions(yield* assignmentOf(a.assignments, 1)), [0])
+      const [got] = yield* takeRecords(a.batches, 1)
+      assert.strictEqual(got && valueOf(got), "v")
+      yield* commitAll(a.consumer, got ? [got] : [])
+      yield* broker.awaitCommitted("g", "later")
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+
+  it.live("read from earliest on a compacted topic gives the latest value per key, tombstones included, then tails", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      yield* kafka.createTopics([{ name: "profiles", partitions: 1, config: { "cleanup.policy": "compact" } }])
+      yield* kafka.send([
+        record("profiles", "k1", "a"),
+        record("profiles", "k2", "b"),
+        record("profiles", "k1", "c"),
+        record("profiles", "k2", null),
+        record("profiles", "k3", "d")
+      ])
+      const batches = yield* Queue.unbounded<RecordBatch>()
+      yield* kafka.read({ topics: ["profiles"] }).pipe(
+        Stream.runForEach((batch) => Queue.offer(batches, batch)),
+        Effect.forkScoped
+      )
+      const head = yield* takeRecords(batches, 3)
+      assert.deepStrictEqual(
+        head.map((r) => [keyOf(r), valueOf(r), r.offset]),
+        [
+          ["k1", "c", 2],
+          ["k2", null, 3],
+          ["k3", "d", 4]
+        ]
+      )
+
+      yield* kafka.send([record("profiles", "k1", "e"), record("profiles", "k1", "f")])
+      const tail = yield* takeRecords(batches, 2)
+      assert.deepStrictEqual(
+        tail.map((r) => [valueOf(r), r.offset]),
+        [
+          ["e", 5],
+          ["f", 6]
+        ]
+      )
+
+      const keyless = yield* kafka.send([record("profiles", null, "x")]).pipe(Effect.flip)
+      assert.include(keyless.reason, "without a key")
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+
+  it.effect("failSends makes the next sends fail with the requested KafkaError", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const broker = yield* MemoryBroker.MemoryBroker
+      yield* broker.failSends(2, true)
+      for (let i = 0; i < 2; i++) {
+        const error = yield* kafka.send([record("t", "k", `lost${i}`)]).pipe(Effect.flip)
+        assert.strictEqual(error._tag, "KafkaError")
+        assert.isTrue(error.retryable)
+        assert.strictEqual(error.operation, "send")
+      }
+      yield* kafka.send([record("t", "k", "kept")])
+      yield* broker.failSends(1, false)
+      assert.isFalse((yield* kafka.send([record("t", "k", "lost")]).pipe(Effect.flip)).retryable)
+      assert.deepStrictEqual((yield* broker.records("t")).map(valueOf), ["kept"])
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+})

@@ -1,0 +1,110 @@
+/**
+ * Deterministic profiles and clicks for the click-enrichment topology: the same seed gives the same data, and the
+ * profile of a user is a pure function of its id, so every enriched click can be checked against the truth.
+ */
+import { Result } from "effect"
+import type { ProducerRecord } from "@sluice/core/Record"
+import { type Click, clicks, type Profile, profiles } from "./ClickEnrichment.ts"
+import * as Random from "./Random.ts"
+import * as Topic from "@sluice/core/Topic"
+
+const names = ["Alice", "Bob", "Charlie", "Dana", "Eve", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory", "Niaj"]
+const cities = ["Lisbon", "Oslo", "Kyoto", "Lagos", "Lima", "Perth", "Quito", "Riga", "Seoul", "Turin", "Tunis"]
+const urls = ["/", "/products/widget-a", "/products/widget-b", "/cart", "/checkout", "/search?q=kafka", "/about"]
+
+/** User ids run from `firstUserId`, so the lab's ids (101, 102, 103 ...) look familiar. */
+export const firstUserId = 101
+
+/** The truth: the profile every generated user has. */
+export const profileFor = (id: number): Profile => {
+  const i = id - firstUserId
+  return { id, name: `${names[i % names.length]}-${i}`, city: cities[(i * 7) % cities.length]! }
+}
+
+const encodeOrThrow = <K, V>(topic: Topic.Topic<K, V>, key: K, value: V): ProducerRecord =>
+  // Generated values are valid by construction; a failure here is a bug in this module.
+  Result.getOrThrow(Topic.encode(topic, key, value))
+
+export const generateProfiles = (users: number): ReadonlyArray<ProducerRecord> => {
+  const out = new Array<ProducerRecord>(users)
+  for (let i = 0; i < users; i++) {
+    const id = firstUserId + i
+    out[i] = encodeOrThrow(profiles, id, profileFor(id))
+  }
+  return out
+}
+
+export const generateClicks = (options: {
+  readonly count: number
+  readonly users: number
+  readonly seed?: number
+  readonly startTime?: number
+}): ReadonlyArray<ProducerRecord> => {
+  const rng = Random.make(options.seed ?? 7)
+  const start = options.startTime ?? 1_700_000_000_000
+  const out = new Array<ProducerRecord>(options.count)
+  for (let i = 0; i < options.count; i++) {
+    const click: Click = { timestamp: start + i * 10, user_id: firstUserId + rng.int(0, options.users - 1), url: rng.pick(urls) }
+    out[i] = encodeOrThrow(clicks, click.user_id, click)
+  }
+  return out
+}
+
+/** What a run of the join produced, checked against the clicks that went in and the profiles' truth. */
+export interface Verification {
+  readonly expected: number
+  /** Clicks with at least one enriched record. */
+  readonly present: number
+  /** Clicks whose enriched record has the click's user and url and the right user name and city. */
+  readonly correct: number
+  /** Extra enriched records for a click already seen (allowed by at-least-once, reported). */
+  readonly duplicates: number
+  /** The first few problems, for the error message. */
+  readonly problems: ReadonlyArray<string>
+}
+
+export const isCorrect = (v: Verification): boolean => v.present === v.expected && v.correct === v.expected
+
+/**
+ * Checks enriched records against the clicks, identified by the source coordinates `partition:offset` that the
+ * topology writes in a header. Users missing from `knownUsers` must come out with null name and city.
+ */
+export const verify = (
+  sentClicks: ReadonlyMap<string, Click>,
+  outputs: ReadonlyArray<{ readonly source: string | undefined; readonly value: EnrichedClickLike }>,
+  knownUsers: (id: number) => boolean = () => true
+): Verification => {
+  const seen = new Set<string>()
+  let correct = 0
+  let duplicates = 0
+  const problems: Array<string> = []
+  for (const { source, value } of outputs) {
+    const click = source === undefined ? undefined : sentClicks.get(source)
+    if (source === undefined || click === undefined) {
+      if (problems.length < 5) problems.push(`an enriched record without a known source click (${source ?? "no header"})`)
+      continue
+    }
+    if (seen.has(source)) {
+      duplicates++
+      continue
+    }
+    seen.add(source)
+    const truth = knownUsers(click.user_id) ? profileFor(click.user_id) : undefined
+    const ok =
+      value.user_id === click.user_id &&
+      value.url === click.url &&
+      value.user_name === (truth?.name ?? null) &&
+      value.user_city === (truth?.city ?? null)
+    if (ok) correct++
+    else if (problems.length < 5) problems.push(`click ${source}: got ${JSON.stringify(value)}, expected user ${click.user_id} ${truth?.name ?? "null"}`)
+  }
+  if (seen.size < sentClicks.size && problems.length < 5) problems.push(`${sentClicks.size - seen.size} click(s) have no enriched record`)
+  return { expected: sentClicks.size, present: seen.size, correct, duplicates, problems }
+}
+
+export interface EnrichedClickLike {
+  readonly user_id: number
+  readonly url: string
+  readonly user_name: string | null
+  readonly user_city: string | null
+}

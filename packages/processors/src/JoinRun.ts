@@ -1,0 +1,169 @@
+/**
+ * One end-to-end run of the click-enrichment join, shared by `sluice demo` and `sluice bench join`: fresh topics,
+ * profiles produced, the join strategy's layer built (table loaded, Redis filled), the topology started, clicks
+ * produced while it runs, and every enriched record read back and verified against the generator's truth.
+ *
+ * Timing: `elapsedMs` runs from the first click consumed to the moment the last enriched record is acknowledged
+ * (the runtime counts an output only after its ack); per-event latency runs from a click's produce timestamp to its
+ * enriched record's produce timestamp, read back from the output topic.
+ */
+import { Kafka } from "@sluice/core/Kafka"
+import * as Metrics from "@sluice/core/Metrics"
+import * as Reader from "@sluice/core/Reader"
+import * as Runner from "@sluice/core/Runner"
+import * as Topic from "@sluice/core/Topic"
+import { Effect, Fiber, Layer, Result, Schedule, Schema, Stream } from "effect"
+import * as ClickData from "./ClickData.ts"
+import * as ClickEnrichment from "./ClickEnrichment.ts"
+
+export interface JoinRunOptions<E> {
+  readonly strategy: string
+  readonly events: number
+  readonly users: number
+  readonly seed?: number
+  readonly topics: ClickEnrichment.Topics
+  readonly lookup: Layer.Layer<ClickEnrichment.ProfileLookup, E, Kafka>
+  readonly unknownUsers?: ClickEnrichment.UnknownUserPolicy
+  /** Called every couple of seconds with the number of enriched records so far. */
+  readonly onProgress?: (done: number, total: number) => Effect.Effect<void>
+  /** Give up (and fail the run) after this long. Default 30 minutes. */
+  readonly timeoutMs?: number
+}
+
+export interface JoinReport {
+  readonly strategy: string
+  readonly events: number
+  readonly users: number
+  readonly verification: ClickData.Verification
+  readonly correct: boolean
+  readonly loadMs: number
+  readonly elapsedMs: number
+  readonly eventsPerSec: number
+  readonly p50Ms: number
+  readonly p99Ms: number
+  readonly peakRssMb: number
+  /** The first enriched records, for printing. */
+  readonly sample: ReadonlyArray<ClickEnrichment.EnrichedClick>
+}
+
+export class JoinRunFailed extends Schema.TaggedError<JoinRunFailed>()("JoinRunFailed", { reason: Schema.String }) {
+  override get message(): string {
+    return this.reason
+  }
+}
+
+const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
+  sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
+
+const sendChunk = 2_000
+
+export const run = <E>(options: JoinRunOptions<E>) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const { topics } = options
+      yield* kafka.createTopics([
+        ClickEnrichment.profilesSpec(topics),
+        { name: topics.clicks.name, partitions: 3 },
+        { name: topics.enriched.name, partitions: 3 }
+      ])
+      yield* kafka.send(ClickData.generateProfiles(options.users))
+
+      let peakRss = process.memoryUsage().rss
+      yield* Effect.forkScoped(
+        Effect.sync(() => {
+          peakRss = Math.max(peakRss, process.memoryUsage().rss)
+        }).pipe(Effect.repeat(Schedule.spaced("100 millis")))
+      )
+
+      const loadStarted = Date.now()
+      const lookupContext = yield* Layer.build(options.lookup)
+      const loadMs = Date.now() - loadStarted
+
+      let firstConsumedAt = 0
+      const base = ClickEnrichment.topology({
+        topics,
+        ...(options.unknownUsers === undefined ? {} : { unknownUsers: options.unknownUsers })
+      })
+      const topology = {
+        ...base,
+        process: (records: Parameters<typeof base.process>[0]) =>
+          Effect.suspend(() => {
+            if (firstConsumedAt === 0) firstConsumedAt = Date.now()
+            return base.process(records)
+          })
+      }
+      const before = yield* Metrics.totals
+      const runner = yield* Runner.run(topology, {
+        groupId: `${topics.clicks.name}-${options.strategy}-${Date.now()}`,
+        commitInterval: "500 millis"
+      }).pipe(Effect.provideContext(lookupContext), Effect.forkScoped)
+
+      // Clicks are produced while the topology runs, so latency measures the pipeline, not a backlog.
+      const generated = ClickData.generateClicks({ count: options.events, users: options.users, seed: options.seed ?? 7 })
+      const sent = new Map<string, ClickEnrichment.Click>()
+      for (let i = 0; i < generated.length; i += sendChunk) {
+        const chunk = generated.slice(i, i + sendChunk)
+        const metadata = yield* kafka.send(chunk)
+        for (let j = 0; j < chunk.length; j++) {
+          const value = topics.clicks.value.decode(chunk[j]!.value)
+          if (Result.isSuccess(value)) sent.set(`${metadata[j]!.partition}:${metadata[j]!.offset}`, value.success)
+        }
+      }
+
+      const deadline = Date.now() + (options.timeoutMs ?? 30 * 60_000)
+      let lastProgress = Date.now()
+      let doneAt = 0
+      while (doneAt === 0) {
+        const now = yield* Metrics.totals
+        const done = now.out - before.out
+        if (done >= options.events) doneAt = Date.now()
+        else {
+          if (runner.pollUnsafe() !== undefined) {
+            const exit = yield* Fiber.await(runner)
+            return yield* Effect.fail(new JoinRunFailed({ reason: `the topology stopped early: ${String(exit)}` }))
+          }
+          if (Date.now() > deadline) return yield* Effect.fail(new JoinRunFailed({ reason: `timed out with ${done}/${options.events} enriched` }))
+          if (options.onProgress && Date.now() - lastProgress > 2_000) {
+            lastProgress = Date.now()
+            yield* options.onProgress(done, options.events)
+          }
+          yield* Effect.sleep("2 millis")
+        }
+      }
+      yield* Fiber.interrupt(runner)
+      const elapsedMs = Math.max(1, doneAt - firstConsumedAt)
+
+      const outputs: Array<{ source: string | undefined; value: ClickEnrichment.EnrichedClick }> = []
+      const latencies: Array<number> = []
+      yield* Reader.readToEnd(topics.enriched.name).pipe(
+        Stream.runForEach((records) =>
+          Effect.sync(() => {
+            for (const record of records) {
+              const decoded = Topic.decode(topics.enriched, record)
+              if (Result.isFailure(decoded)) continue
+              outputs.push({ source: record.headers[ClickEnrichment.clickHeaders.source], value: decoded.success.value })
+              const producedAt = Number(record.headers[ClickEnrichment.clickHeaders.producedAt])
+              if (Number.isFinite(producedAt)) latencies.push(record.timestamp - producedAt)
+            }
+          })
+        )
+      )
+      latencies.sort((a, b) => a - b)
+      const verification = ClickData.verify(sent, outputs)
+      return {
+        strategy: options.strategy,
+        events: options.events,
+        users: options.users,
+        verification,
+        correct: ClickData.isCorrect(verification),
+        loadMs,
+        elapsedMs,
+        eventsPerSec: Math.round((options.events / elapsedMs) * 1000),
+        p50Ms: percentile(latencies, 50),
+        p99Ms: percentile(latencies, 99),
+        peakRssMb: Math.round(peakRss / 1024 / 1024),
+        sample: outputs.slice(0, 20).map((o) => o.value)
+      } satisfies JoinReport
+    })
+  )
