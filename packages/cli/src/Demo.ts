@@ -12,7 +12,11 @@ import { Command, Flag } from "effect/cli"
 export const command = Command.make(
   "demo",
   {
-    events: Flag.Int("events").pipe(Flag.withAlias("n"), Flag.withDescription("clicks to enrich"), Flag.withDefault(1_000)),
+    events: Flag.Int("events").pipe(
+      Flag.withAlias("n"),
+      Flag.withDescription("clicks to enrich"),
+      Flag.withDefault(1_000)
+    ),
     users: Flag.Int("users").pipe(Flag.withDescription("user profiles"), Flag.withDefault(100)),
     print: Flag.Int("print").pipe(Flag.withDescription("enriched events to print"), Flag.withDefault(10))
   },
@@ -46,7 +50,9 @@ export const command = Command.make(
         ].join("\n")
       )
       if (!report.correct) {
-        return yield* Effect.fail(new JoinRun.JoinRunFailed({ reason: `verification failed: ${v.problems.join("; ")}` }))
+        return yield* Effect.fail(
+          new JoinRun.JoinRunFailed({ reason: `verification failed: ${v.problems.join("; ")}` })
+        )
       }
     }).pipe(Effect.provide(MemoryBroker.layer))
 ).pipe(Command.withDescription("Enrich generated clicks with user profiles on the in-memory broker, verify, summarize"))

@@ -2,11 +2,12 @@
  * Flags shared by several commands, and the Kafka layer they select: `--brokers memory` runs on the in-memory
  * broker (demo, tests), anything else is a comma-separated list of `host:port` for the kafkajs layer.
  */
-import * as KafkaJs from "@sluice/core/KafkaJs"
-import type { Kafka } from "@sluice/core/Kafka"
+
 import type { KafkaError } from "@sluice/core/Errors"
+import type { Kafka } from "@sluice/core/Kafka"
+import * as KafkaJs from "@sluice/core/KafkaJs"
 import * as MemoryBroker from "@sluice/core/MemoryBroker"
-import { Config, Layer } from "effect"
+import { Config, type Layer } from "effect"
 import { Flag } from "effect/cli"
 
 export const brokers = Flag.String("brokers").pipe(
@@ -15,7 +16,10 @@ export const brokers = Flag.String("brokers").pipe(
   Flag.withDefault("127.0.0.1:9092")
 )
 
-export const seed = Flag.Int("seed").pipe(Flag.withDescription("seed of the deterministic generator"), Flag.withDefault(42))
+export const seed = Flag.Int("seed").pipe(
+  Flag.withDescription("seed of the deterministic generator"),
+  Flag.withDefault(42)
+)
 
 export const kafkaLayer = (brokers: string): Layer.Layer<Kafka, KafkaError> =>
   brokers === "memory"
@@ -27,3 +31,8 @@ export const kafkaLayer = (brokers: string): Layer.Layer<Kafka, KafkaError> =>
           .filter((b) => b.length > 0),
         clientId: "sluice-cli"
       })
+
+export const prefix = Flag.String("topic-prefix").pipe(
+  Flag.withDescription("prefix for every topic name (isolated environments, tests)"),
+  Flag.withDefault("")
+)

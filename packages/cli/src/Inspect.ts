@@ -30,7 +30,11 @@ export const command = Command.make(
   {
     topic: Argument.String("topic").pipe(Argument.withDescription("the topic to read")),
     brokers: Flags.brokers,
-    limit: Flag.Int("limit").pipe(Flag.withAlias("n"), Flag.withDescription("stop after this many records"), Flag.withDefault(20)),
+    limit: Flag.Int("limit").pipe(
+      Flag.withAlias("n"),
+      Flag.withDescription("stop after this many records"),
+      Flag.withDefault(20)
+    ),
     fromBeginning: Flag.Boolean("from-beginning").pipe(
       Flag.withDescription("read what the topic holds now, from the earliest offset (default: wait for new records)"),
       Flag.withDefault(false)
@@ -44,7 +48,8 @@ export const command = Command.make(
       const records = o.fromBeginning
         ? Reader.readToEnd(o.topic)
         : Stream.map(kafka.read({ topics: [o.topic], from: "latest" }), (b) => b.records)
-      if (!o.fromBeginning) yield* Console.error(`waiting for new records on ${o.topic} (${topic.partitions} partitions); Ctrl-C stops`)
+      if (!o.fromBeginning)
+        yield* Console.error(`waiting for new records on ${o.topic} (${topic.partitions} partitions); Ctrl-C stops`)
       const printed = yield* records.pipe(
         Stream.flattenIterable,
         Stream.take(o.limit),

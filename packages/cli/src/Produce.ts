@@ -1,4 +1,5 @@
 /** `sluice produce ...`: write generated data to Kafka, with progress. */
+import { ConfigInvalid } from "@sluice/core/Errors"
 import { Kafka } from "@sluice/core/Kafka"
 import type { ProducerRecord } from "@sluice/core/Record"
 import * as ClickData from "@sluice/processors/ClickData"
@@ -26,13 +27,18 @@ export const sendAll = Effect.fnUntraced(function* (records: ReadonlyArray<Produ
   return Date.now() - started
 })
 
-const count = Flag.Int("count").pipe(Flag.withAlias("n"), Flag.withDescription("how many records"), Flag.withDefault(1_000))
+const count = Flag.Int("count").pipe(
+  Flag.withAlias("n"),
+  Flag.withDescription("how many records"),
+  Flag.withDefault(1_000)
+)
 const users = Flag.Int("users").pipe(Flag.withDescription("how many distinct users"), Flag.withDefault(100))
 
 const userEvents = Command.make(
   "user-events",
   {
     brokers: Flags.brokers,
+    prefix: Flags.prefix,
     count,
     users,
     seed: Flags.seed,
@@ -43,35 +49,49 @@ const userEvents = Command.make(
   },
   (o) =>
     Effect.gen(function* () {
-      if (o.includeBad < 0 || o.includeBad > 1) return yield* Effect.fail(new Error("--include-bad must be between 0 and 1"))
+      if (o.includeBad < 0 || o.includeBad > 1) {
+        return yield* new ConfigInvalid({ reason: `--include-bad must be between 0 and 1, got ${o.includeBad}` })
+      }
       const kafka = yield* Kafka
-      yield* kafka.createTopics([{ name: UserEvents.events.name, partitions: 3 }])
-      const records = UserEvents.generate({ count: o.count, users: o.users, seed: o.seed, badRatio: o.includeBad })
-      const ms = yield* sendAll(records, UserEvents.events.name)
+      const topic = UserEvents.named(o.prefix).events.name
+      yield* kafka.createTopics([{ name: topic, partitions: 3 }])
+      const records = UserEvents.generate({
+        count: o.count,
+        users: o.users,
+        seed: o.seed,
+        badRatio: o.includeBad,
+        topic
+      })
+      const ms = yield* sendAll(records, topic)
       const bad = records.filter((r) => r.headers?.["sluice.test.bad"] !== undefined).length
-      yield* Console.log(`produced ${records.length} records to ${UserEvents.events.name} (${bad} malformed) in ${ms} ms`)
+      yield* Console.log(`produced ${records.length} records to ${topic} (${bad} malformed) in ${ms} ms`)
     }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
 ).pipe(Command.withDescription("Produce user events (login, purchase, logout) keyed by user id"))
 
-const profiles = Command.make("profiles", { brokers: Flags.brokers, users }, (o) =>
+const profiles = Command.make("profiles", { brokers: Flags.brokers, prefix: Flags.prefix, users }, (o) =>
   Effect.gen(function* () {
     const kafka = yield* Kafka
-    yield* kafka.createTopics([ClickEnrichment.profilesSpec()])
-    const ms = yield* sendAll(ClickData.generateProfiles(o.users), ClickEnrichment.profiles.name)
-    yield* Console.log(`produced ${o.users} profiles to ${ClickEnrichment.profiles.name} (compacted) in ${ms} ms`)
+    const topics = ClickEnrichment.named(o.prefix)
+    yield* kafka.createTopics([ClickEnrichment.profilesSpec(topics)])
+    const ms = yield* sendAll(ClickData.generateProfiles(o.users, topics), topics.profiles.name)
+    yield* Console.log(`produced ${o.users} profiles to ${topics.profiles.name} (compacted) in ${ms} ms`)
   }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
 ).pipe(Command.withDescription("Produce one profile per user (ids from 101) to the compacted user_profiles topic"))
 
-const clicks = Command.make("clicks", { brokers: Flags.brokers, count, users, seed: Flags.seed }, (o) =>
-  Effect.gen(function* () {
-    const kafka = yield* Kafka
-    yield* kafka.createTopics([{ name: ClickEnrichment.clicks.name, partitions: 3 }])
-    const ms = yield* sendAll(
-      ClickData.generateClicks({ count: o.count, users: o.users, seed: o.seed }),
-      ClickEnrichment.clicks.name
-    )
-    yield* Console.log(`produced ${o.count} clicks over ${o.users} users to ${ClickEnrichment.clicks.name} in ${ms} ms`)
-  }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
+const clicks = Command.make(
+  "clicks",
+  { brokers: Flags.brokers, prefix: Flags.prefix, count, users, seed: Flags.seed },
+  (o) =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const topics = ClickEnrichment.named(o.prefix)
+      yield* kafka.createTopics([{ name: topics.clicks.name, partitions: 3 }])
+      const ms = yield* sendAll(
+        ClickData.generateClicks({ count: o.count, users: o.users, seed: o.seed, topics }),
+        topics.clicks.name
+      )
+      yield* Console.log(`produced ${o.count} clicks over ${o.users} users to ${topics.clicks.name} in ${ms} ms`)
+    }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
 ).pipe(Command.withDescription("Produce deterministic click events (timestamp, user_id, url)"))
 
 export const command = Command.make("produce").pipe(

@@ -17,7 +17,10 @@ const shutdownTimeout = Flag.Int("shutdown-timeout-ms").pipe(
   Flag.withDefault(5_000)
 )
 
-const runOptions = (o: { readonly group: Option.Option<string>; readonly shutdownTimeoutMs: number }): Runner.RunOptions => ({
+const runOptions = (o: {
+  readonly group: Option.Option<string>
+  readonly shutdownTimeoutMs: number
+}): Runner.RunOptions => ({
   ...(Option.isSome(o.group) ? { groupId: o.group.value } : {}),
   shutdownTimeout: `${o.shutdownTimeoutMs} millis`,
   sessionTimeoutMs: 6_000
@@ -33,14 +36,14 @@ export const progress = (extra: Effect.Effect<string> = Effect.succeed("")) =>
 
 const userEvents = Command.make(
   "user-events",
-  { brokers: Flags.brokers, group, shutdownTimeoutMs: shutdownTimeout },
+  { brokers: Flags.brokers, prefix: Flags.prefix, group, shutdownTimeoutMs: shutdownTimeout },
   (o) =>
     Effect.gen(function* () {
       const counts = yield* UserEvents.EventCounts
       const show = Effect.map(Ref.get(counts), (c) => `login=${c.login} purchase=${c.purchase} logout=${c.logout}`)
       yield* Effect.logInfo(`running user-events on ${o.brokers}: user-events -> user-activity (DLQ user-events.dlq)`)
       yield* Effect.forkChild(progress(show))
-      return yield* Runner.run(UserEvents.topology, runOptions(o)).pipe(
+      return yield* Runner.run(UserEvents.topology(UserEvents.named(o.prefix)), runOptions(o)).pipe(
         Effect.onInterrupt(() => Effect.flatMap(show, (s) => Console.log(`counts: ${s}`)))
       )
     }).pipe(Effect.provide(Layer.mergeAll(Flags.kafkaLayer(o.brokers), UserEvents.EventCounts.layer)))
@@ -50,10 +53,14 @@ const clickEnrichment = Command.make(
   "click-enrichment",
   {
     brokers: Flags.brokers,
+    prefix: Flags.prefix,
     group,
     shutdownTimeoutMs: shutdownTimeout,
     strategy: Strategy.flag,
-    print: Flag.Boolean("print").pipe(Flag.withDescription("log each enriched event like the lab did"), Flag.withDefault(false)),
+    print: Flag.Boolean("print").pipe(
+      Flag.withDescription("log each enriched event like the lab did"),
+      Flag.withDefault(false)
+    ),
     unknownUsers: Flag.Literals("unknown-users", ["null", "dead-letter"]).pipe(
       Flag.withDescription("what happens to a click whose user has no profile: enrich with nulls, or dead-letter it"),
       Flag.withDefault("null")
@@ -66,10 +73,20 @@ const clickEnrichment = Command.make(
       )
       yield* Effect.forkChild(progress())
       return yield* Runner.run(
-        ClickEnrichment.topology({ unknownUsers: o.unknownUsers, print: o.print }),
+        ClickEnrichment.topology({
+          unknownUsers: o.unknownUsers,
+          print: o.print,
+          topics: ClickEnrichment.named(o.prefix)
+        }),
         runOptions(o)
       )
-    }).pipe(Effect.provide(Strategy.layer(o.strategy).pipe(Layer.provideMerge(Flags.kafkaLayer(o.brokers)))))
+    }).pipe(
+      Effect.provide(
+        Strategy.layer(o.strategy, ClickEnrichment.named(o.prefix)).pipe(
+          Layer.provideMerge(Flags.kafkaLayer(o.brokers))
+        )
+      )
+    )
 ).pipe(Command.withDescription("Enrich clicks with user profiles; the join strategy is a layer (table, rescan, redis)"))
 
 export const command = Command.make("run").pipe(

@@ -1,6 +1,7 @@
 /** The `--strategy` flag and the ProfileLookup layer each strategy stands for. */
-import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
+
 import * as Redis from "@sluice/core/Redis"
+import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
 import { Layer } from "effect"
 import { Flag } from "effect/cli"
 

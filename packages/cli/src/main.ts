@@ -14,11 +14,12 @@ const sluice = Command.make("sluice").pipe(
   Command.withSubcommands([Demo.command, Produce.command, Run.command, Inspect.command, Bench.command])
 )
 
-const Logging = Layer.mergeAll(Logger.layer([Logger.consolePretty()]), Layer.succeed(References.MinimumLogLevel, "Info"))
+const Logging = Layer.mergeAll(
+  Logger.layer([Logger.consolePretty()]),
+  Layer.succeed(References.MinimumLogLevel, "Info")
+)
 
 export const main = (argv: ReadonlyArray<string>) =>
-  Command.runWith(sluice, { version: "0.1.0" })(argv).pipe(
-    Effect.provide(Layer.mergeAll(NodeServices.layer, Logging))
-  )
+  Command.runWith(sluice, { version: "0.1.0" })(argv).pipe(Effect.provide(Layer.mergeAll(NodeServices.layer, Logging)))
 
 export const run = () => Main.runMain()(main(process.argv.slice(2)))

@@ -63,7 +63,9 @@ export const intString: Codec<number> = {
     if (input === null || input.length === 0) return Result.fail("absent, expected an integer key")
     const s = text(input)
     const n = Number(s)
-    return Number.isSafeInteger(n) && /^-?\d+$/.test(s) ? Result.succeed(n) : Result.fail(`not an integer: ${JSON.stringify(s)}`)
+    return Number.isSafeInteger(n) && /^-?\d+$/.test(s)
+      ? Result.succeed(n)
+      : Result.fail(`not an integer: ${JSON.stringify(s)}`)
   },
   encode: (value) =>
     Number.isSafeInteger(value) ? Result.succeed(bytes(String(value))) : Result.fail(`not an integer: ${value}`)

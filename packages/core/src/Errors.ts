@@ -95,13 +95,15 @@ export class ConfigInvalid extends Schema.TaggedError<ConfigInvalid>()("ConfigIn
 export const isRetryable = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "retryable" in error && error.retryable === true
 
-/** The tag of an error for dead-letter headers and logs. */
+/** The tag of an error for dead-letter headers and logs; a RecordRejected names its own `tag`. */
 export const tagOf = (error: unknown): string =>
-  typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string"
-    ? error._tag
-    : error instanceof Error
-      ? error.name
-      : "UnknownError"
+  error instanceof RecordRejected
+    ? error.tag
+    : typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string"
+      ? error._tag
+      : error instanceof Error
+        ? error.name
+        : "UnknownError"
 
 /** A one-line, human-readable message for any error value. */
 export const messageOf = (error: unknown): string =>

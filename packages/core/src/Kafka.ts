@@ -7,13 +7,7 @@
  */
 import { Config, Context, type Effect, type Scope, type Stream } from "effect"
 import type { KafkaError } from "./Errors.ts"
-import type {
-  ProducerRecord,
-  RecordBatch,
-  RecordMetadata,
-  TopicPartition,
-  TopicPartitionOffset
-} from "./Record.ts"
+import type { ProducerRecord, RecordBatch, RecordMetadata, TopicPartition, TopicPartitionOffset } from "./Record.ts"
 
 export interface TopicSpec {
   readonly name: string

@@ -57,14 +57,18 @@ const toKafkaJsLevel = (level: NonNullable<Options["logLevel"]>): KafkaJS.logLev
   }
 }
 
-const toSeverity = (level: KafkaJS.logLevel): LogLevel.Severity =>
-  level <= KafkaJS.logLevel.ERROR
+const toSeverity = (namespace: string, level: KafkaJS.logLevel, message: string): LogLevel.Severity => {
+  // kafkajs logs every error response of the broker as an error, also the ones it retries or that the caller gets
+  // as a KafkaError anyway (coordinator loading, topic already exists, unknown topic).
+  if (namespace === "Connection") return message.startsWith("Response ") ? "Debug" : "Warn"
+  return level <= KafkaJS.logLevel.ERROR
     ? "Error"
     : level === KafkaJS.logLevel.WARN
       ? "Warn"
       : level === KafkaJS.logLevel.INFO
         ? "Info"
         : "Debug"
+}
 
 /** Routes kafkajs' log entries to the Effect logger of the context the layer was built in. */
 const logCreator =
@@ -73,7 +77,9 @@ const logCreator =
   ({ namespace, level, log }) => {
     const { message, timestamp: _, ...extra } = log
     Effect.runForkWith(context)(
-      Effect.logWithLevel(toSeverity(level))(`kafkajs ${namespace}: ${message}`).pipe(Effect.annotateLogs(extra))
+      Effect.logWithLevel(toSeverity(namespace, level, message))(`kafkajs ${namespace}: ${message}`).pipe(
+        Effect.annotateLogs(extra)
+      )
     )
   }
 
@@ -126,10 +132,12 @@ const make = Effect.fnUntraced(function* (options: Options) {
     () => disconnectAdmin
   )
 
+  const listTopics = attempt("listTopics", () => admin.listTopics())
   const send = yield* Producer.make(kafka, {
     sendRetryMs: options.sendRetryMs ?? 30_000,
     maxBatchBytes: options.maxBatchBytes ?? 512 * 1024,
-    allowAutoTopicCreation
+    allowAutoTopicCreation,
+    listTopics
   })
   const consumerSettings: Consumer.ConsumerSettings = {
     partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 16,
@@ -160,8 +168,6 @@ const make = Effect.fnUntraced(function* (options: Options) {
             )
           )
         )
-
-  const listTopics = attempt("listTopics", () => admin.listTopics())
 
   return Kafka.of({
     send,

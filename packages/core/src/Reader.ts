@@ -11,7 +11,9 @@ import type { ConsumerRecord, RecordBatch } from "./Record.ts"
  * The end offsets to read up to, and a function telling whether a batch reaches them.
  * Partitions that are empty (`high <= low`) are done from the start.
  */
-export const endTracker = (ends: ReadonlyArray<{ readonly partition: number; readonly low: number; readonly high: number }>) => {
+export const endTracker = (
+  ends: ReadonlyArray<{ readonly partition: number; readonly low: number; readonly high: number }>
+) => {
   const remaining = new Map<number, number>()
   for (const e of ends) if (e.high > e.low) remaining.set(e.partition, e.high)
   return {
@@ -36,6 +38,9 @@ export const readToEnd = (topic: string): Stream.Stream<ReadonlyArray<ConsumerRe
       const tracker = endTracker(yield* kafka.offsets(topic))
       if (tracker.done()) return Stream.empty
       return kafka.read({ topics: [topic], from: "earliest" }).pipe(
+        // One batch per chunk: `map` runs over a whole chunk before `takeUntil` looks, so with several batches in a
+        // chunk the tracker would be done after the first and the others would be dropped.
+        Stream.rechunk(1),
         Stream.map(tracker.take),
         Stream.takeUntil(() => tracker.done()),
         Stream.filter((records) => records.length > 0)
@@ -49,8 +54,12 @@ export const foldToEnd = <A>(
   initial: A,
   f: (acc: A, record: ConsumerRecord) => A
 ): Effect.Effect<A, KafkaError, Kafka> =>
-  Stream.runFold(readToEnd(topic), () => initial, (acc, records) => {
-    let next = acc
-    for (const r of records) next = f(next, r)
-    return next
-  })
+  Stream.runFold(
+    readToEnd(topic),
+    () => initial,
+    (acc, records) => {
+      let next = acc
+      for (const r of records) next = f(next, r)
+      return next
+    }
+  )

@@ -11,10 +11,10 @@
 import { Deferred, Duration, Effect, Exit, Option, Scope } from "effect"
 import * as Delivery from "./Delivery.ts"
 import type { KafkaError, SinkError } from "./Errors.ts"
+import * as PartitionActor from "./internal/partitionActor.ts"
 import { type GroupConsumer, Kafka } from "./Kafka.ts"
 import { type RecordBatch, type TopicPartition, tpKey } from "./Record.ts"
 import type { Topology } from "./Topology.ts"
-import * as PartitionActor from "./internal/partitionActor.ts"
 
 export interface RunOptions {
   /** The consumer group. Default: the topology's name. */
@@ -48,10 +48,7 @@ export const run = <K, V, E, R>(
       const capacity = options.mailboxCapacity ?? 4
 
       const input = yield* kafka.describeTopic(topology.input.name)
-      yield* kafka.createTopics([
-        { name: topology.deadLetterTopic, partitions: input.partitions },
-        ...topology.outputs
-      ])
+      yield* kafka.createTopics([{ name: topology.deadLetterTopic, partitions: input.partitions }, ...topology.outputs])
 
       const failed = yield* Deferred.make<never, E | KafkaError | SinkError>()
       const ready = yield* Deferred.make<{ consumer: GroupConsumer; delivery: Delivery.Delivery }>()
@@ -68,15 +65,10 @@ export const run = <K, V, E, R>(
         const actor = yield* PartitionActor.make(tp, topology, partitionDelivery, {
           capacity,
           retry: Delivery.defaultRetry,
-          onDrained: Effect.suspend(() =>
-            paused.delete(key) ? consumer.resume([tp]) : Effect.void
-          )
+          onDrained: Effect.suspend(() => (paused.delete(key) ? consumer.resume([tp]) : Effect.void))
         }).pipe(Scope.provide(scope), Effect.provideContext(context))
         // A partition that fails for good fails the worker: its offsets stay uncommitted.
-        yield* Effect.forkIn(
-          actor.await.pipe(Effect.catch((e) => Deferred.fail(failed, e))),
-          scope
-        )
+        yield* Effect.forkIn(actor.await.pipe(Effect.catch((e) => Deferred.fail(failed, e))), scope)
         const entry = { actor, scope }
         actors.set(key, entry)
         return entry
@@ -99,7 +91,9 @@ export const run = <K, V, E, R>(
           const revoked = [...actors].filter(([key]) => !keys.has(key))
           yield* Effect.forEach(revoked, ([key, entry]) => retire(key, entry), { concurrency: "unbounded" })
           // Partitions kept across the rebalance: commit now, so the next generation starts where we are.
-          yield* delivery.commit.pipe(Effect.catch((e) => Effect.logDebug(`commit after rebalance failed: ${e.message}`)))
+          yield* delivery.commit.pipe(
+            Effect.catch((e) => Effect.logDebug(`commit after rebalance failed: ${e.message}`))
+          )
           for (const tp of assignment) {
             if (!actors.has(tpKey(tp.topic, tp.partition))) yield* start(tp)
           }
@@ -146,7 +140,8 @@ export const run = <K, V, E, R>(
           const drained = yield* Effect.forEach(entries, (e) => Effect.exit(e.actor.await), { discard: true }).pipe(
             Effect.timeoutOption(Duration.times(shutdownTimeout, 0.6))
           )
-          if (Option.isNone(drained)) yield* Effect.logWarning("shutdown: drain timed out; in-flight batches will be re-delivered")
+          if (Option.isNone(drained))
+            yield* Effect.logWarning("shutdown: drain timed out; in-flight batches will be re-delivered")
           yield* Scope.close(actorsScope, Exit.void)
           yield* delivery.commit.pipe(
             Effect.timeout(Duration.times(shutdownTimeout, 0.3)),

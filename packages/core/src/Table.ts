@@ -92,5 +92,4 @@ export const make = Effect.fnUntraced(function* <K, V>(
 })
 
 /** `make` and wait until the table is loaded. */
-export const makeReady = <K, V>(topic: Topic.Topic<K, V | null>) =>
-  Effect.tap(make(topic), (table) => table.ready)
+export const makeReady = <K, V>(topic: Topic.Topic<K, V | null>) => Effect.tap(make(topic), (table) => table.ready)

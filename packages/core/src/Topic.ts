@@ -17,7 +17,8 @@ export const make = <K, V>(name: string, codecs: { readonly key: Codec.Codec<K>;
   ({ name, key: codecs.key, value: codecs.value }) satisfies Topic<K, V>
 
 /** A topic of raw bytes: records pass through untouched (dead-letter topics, `sluice inspect`). */
-export const raw = (name: string): Topic<Uint8Array | null, Uint8Array | null> => make(name, { key: Codec.raw, value: Codec.raw })
+export const raw = (name: string): Topic<Uint8Array | null, Uint8Array | null> =>
+  make(name, { key: Codec.raw, value: Codec.raw })
 
 /** A consumed record decoded with its topic's codecs; `record` keeps the original bytes and coordinates. */
 export interface Decoded<K, V> {

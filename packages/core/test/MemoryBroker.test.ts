@@ -5,17 +5,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Queue, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { Kafka } from "../src/Kafka.ts"
+import { type GroupConsumer, Kafka } from "../src/Kafka.ts"
 import * as MemoryBroker from "../src/MemoryBroker.ts"
 import { partitionForKey } from "../src/Partitioner.ts"
-import {
-  bytes,
-  type ConsumerRecord,
-  type GroupConsumer,
-  type RecordBatch,
-  type TopicPartition,
-  text
-} from "../src/Record.ts"
+import { bytes, type ConsumerRecord, type RecordBatch, type TopicPartition, text } from "../src/Record.ts"
 
 const record = (topic: string, key: string | null, value: string | null, partition?: number) => ({
   topic,
@@ -24,8 +17,8 @@ const record = (topic: string, key: string | null, value: string | null, partiti
   ...(partition === undefined ? {} : { partition })
 })
 
-const keyOf = (r: ConsumerRecord) => (r.key === null ? null : text(r.key))
-const valueOf = (r: ConsumerRecord) => (r.value === null ? null : text(r.value))
+const keyText = (r: ConsumerRecord) => (r.key === null ? null : text(r.key))
+const valueText = (r: ConsumerRecord) => (r.value === null ? null : text(r.value))
 const coordinates = (records: ReadonlyArray<ConsumerRecord>) => records.map((r) => `${r.partition}@${r.offset}`)
 const partitions = (assignment: ReadonlyArray<TopicPartition>) => assignment.map((tp) => tp.partition).sort()
 
@@ -62,7 +55,8 @@ const assignmentOf = Effect.fnUntraced(function* (assignments: Queue.Queue<Reado
 /** Commits the position after the last of these records, per partition. */
 const commitAll = (consumer: GroupConsumer, records: ReadonlyArray<ConsumerRecord>) => {
   const next = new Map<string, { topic: string; partition: number; offset: number }>()
-  for (const r of records) next.set(`${r.topic}:${r.partition}`, { topic: r.topic, partition: r.partition, offset: r.offset + 1 })
+  for (const r of records)
+    next.set(`${r.topic}:${r.partition}`, { topic: r.topic, partition: r.partition, offset: r.offset + 1 })
   return consumer.commit([...next.values()])
 }
 
@@ -79,9 +73,11 @@ describe("MemoryBroker", () => {
       assert.strictEqual(metadata.length, sent.length)
       const all = yield* broker.records("t")
       for (let p = 0; p < 4; p++) {
-        const expected = sent.filter((r) => partitionForKey(r.key ?? new Uint8Array(), 4) === p).map((r) => text(r.value!))
+        const expected = sent
+          .filter((r) => partitionForKey(r.key ?? new Uint8Array(), 4) === p)
+          .map((r) => text(r.value!))
         const log = all.filter((r) => r.partition === p)
-        assert.deepStrictEqual(log.map(valueOf), expected)
+        assert.deepStrictEqual(log.map(valueText), expected)
         assert.deepStrictEqual(
           log.map((r) => r.offset),
           expected.map((_, i) => i)
@@ -90,7 +86,7 @@ describe("MemoryBroker", () => {
       metadata.forEach((m, i) => {
         assert.strictEqual(m.partition, partitionForKey(sent[i]!.key!, 4))
         const stored = all.find((r) => r.partition === m.partition && r.offset === m.offset)
-        assert.strictEqual(stored && valueOf(stored), `v${i}`)
+        assert.strictEqual(stored && valueText(stored), `v${i}`)
       })
       assert.deepStrictEqual(yield* kafka.offsets("t"), [
         ...[0, 1, 2, 3].map((p) => ({ partition: p, low: 0, high: all.filter((r) => r.partition === p).length }))
@@ -132,7 +128,10 @@ describe("MemoryBroker", () => {
         assert.isFalse(error.retryable)
       }
       yield* kafka.createTopics([{ name: "a", partitions: 2 }])
-      yield* kafka.createTopics([{ name: "a", partitions: 5 }, { name: "b", partitions: 1 }])
+      yield* kafka.createTopics([
+        { name: "a", partitions: 5 },
+        { name: "b", partitions: 1 }
+      ])
       assert.deepStrictEqual(yield* kafka.listTopics, ["a", "b"])
       assert.strictEqual((yield* kafka.describeTopic("a")).partitions, 2, "createTopics leaves existing topics alone")
       yield* kafka.deleteTopics(["a"])
@@ -159,7 +158,7 @@ describe("MemoryBroker", () => {
       yield* kafka.send(Array.from({ length: 30 }, (_, i) => record("t", `k${i}`, `late${i}`)))
       const b = yield* member("g", ["t"])
       const resumed = yield* takeRecords(b.batches, 30)
-      assert.deepStrictEqual(resumed.map(valueOf).sort(), Array.from({ length: 30 }, (_, i) => `late${i}`).sort())
+      assert.deepStrictEqual(resumed.map(valueText).sort(), Array.from({ length: 30 }, (_, i) => `late${i}`).sort())
       assert.isTrue(resumed.every((r) => r.offset >= received.filter((x) => x.partition === r.partition).length))
       assert.deepStrictEqual(
         (yield* kafka.committedOffsets("g", "t")).map((o) => o.offset),
@@ -201,8 +200,133 @@ describe("MemoryBroker", () => {
 
       yield* kafka.send(partitions(assignedA).map((p) => record("t", null, `after-${p}`, p)))
       const moved = yield* takeRecords(b.batches, 2)
-      assert.deepStrictEqual(moved.map(valueOf).sort(), partitions(assignedA).map((p) => `after-${p}`))
-      assert.isTrue(moved.every((r) => r.offset === 3), "continues from the committed offsets")
+      assert.deepStrictEqual(
+        moved.map(valueText).sort(),
+        partitions(assignedA).map((p) => `after-${p}`)
+      )
+      assert.isTrue(
+        moved.every((r) => r.offset === 3),
+        "continues from the committed offsets"
+      )
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+
+  it.live("a rebalance waits for in-flight batches; onAssignment runs before the new generation's batches", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      yield* kafka.createTopics([{ name: "t", partitions: 2 }])
+      const events: Array<string> = []
+      const release = yield* Deferred.make<void>()
+      const entered = yield* Deferred.make<void>()
+      const join = (name: string, onBatch: Effect.Effect<void>) =>
+        kafka.consume(
+          { groupId: "g", topics: ["t"] },
+          {
+            onAssignment: (assignment) =>
+              Effect.gen(function* () {
+                events.push(`assign ${name} ${partitions(assignment).join(",")}`)
+                yield* Effect.sleep("10 millis")
+                events.push(`assigned ${name}`)
+              }),
+            onBatch: (batch) =>
+              Effect.gen(function* () {
+                events.push(`batch ${name} ${batch.partition}`)
+                yield* onBatch
+                events.push(`done ${name} ${batch.partition}`)
+              })
+          }
+        )
+      yield* join("a", Effect.andThen(Deferred.succeed(entered, undefined), Deferred.await(release)))
+      yield* kafka.send([record("t", null, "x", 0)])
+      yield* Deferred.await(entered)
+      yield* join("b", Effect.void)
+      yield* Effect.sleep("30 millis")
+      assert.notInclude(events.join("|"), "assign b", "the rebalance waits for a's in-flight batch")
+
+      yield* Deferred.succeed(release, undefined)
+      yield* kafka.send([record("t", null, "y", 1)])
+      while (!events.some((e) => e.startsWith("batch b"))) yield* Effect.sleep("5 millis")
+      // Every event compared must have happened: the ones before "batch b 1" have, if the order is right.
+      const at = (e: string) => {
+        assert.include(events, e)
+        return events.indexOf(e)
+      }
+      assert.isBelow(at("done a 0"), at("assign b 1"))
+      assert.isBelow(at("assigned b"), at("batch b 1"), "b's batches wait for its onAssignment")
+      assert.isBelow(events.lastIndexOf("assigned a"), at("batch b 1"), "and for every member's")
+      assert.include(events, "assign a 0")
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+
+  it.live("a member commits its revoked partitions in onAssignment; the new owner starts from there", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      yield* kafka.createTopics([{ name: "t", partitions: 2 }])
+      yield* kafka.send([0, 1].flatMap((p) => [0, 1, 2].map((i) => record("t", null, `p${p}-${i}`, p))))
+      // Processed but not yet committed, like a runner's completed offsets between two commits.
+      const progress = new Map<number, number>()
+      const revokeCommit = yield* Deferred.make<Exit.Exit<void, unknown>>()
+      let owned: ReadonlyArray<number> = []
+      const consumerA = yield* Deferred.make<GroupConsumer>()
+      yield* Deferred.succeed(
+        consumerA,
+        yield* kafka.consume(
+          { groupId: "g", topics: ["t"] },
+          {
+            onBatch: (batch) =>
+              Effect.sync(() => {
+                for (const r of batch.records) progress.set(r.partition, r.offset + 1)
+              }),
+            onAssignment: (assignment) =>
+              Effect.gen(function* () {
+                const now = partitions(assignment)
+                const revoked = owned.filter((p) => !now.includes(p))
+                owned = now
+                if (revoked.length === 0) return
+                const consumer = yield* Deferred.await(consumerA)
+                const offsets = revoked.map((p) => ({ topic: "t", partition: p, offset: progress.get(p) ?? 0 }))
+                yield* Deferred.succeed(revokeCommit, yield* Effect.exit(consumer.commit(offsets)))
+              })
+          }
+        )
+      )
+      while (progress.get(0) !== 3 || progress.get(1) !== 3) yield* Effect.sleep("2 millis")
+
+      const b = yield* member("g", ["t"])
+      const moved = partitions(yield* assignmentOf(b.assignments, 1))
+      assert.isTrue(Exit.isSuccess(yield* Deferred.await(revokeCommit)), "a revoked partition is committable then")
+      yield* kafka.send([record("t", null, "new", moved[0])])
+      const [first] = yield* takeRecords(b.batches, 1)
+      assert.strictEqual(first && valueText(first), "new", "nothing committed is delivered again")
+      const late = yield* (yield* Deferred.await(consumerA))
+        .commit([{ topic: "t", partition: moved[0]!, offset: 3 }])
+        .pipe(Effect.flip)
+      assert.include(late.reason, "not assigned", "after the handoff it is not")
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+
+  it.live("stop called inside onBatch does not wait for itself", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      yield* kafka.createTopics([{ name: "t", partitions: 2 }])
+      const consumer = yield* Deferred.make<GroupConsumer>()
+      const stopped = yield* Deferred.make<void>()
+      yield* Deferred.succeed(
+        consumer,
+        yield* kafka.consume(
+          { groupId: "g", topics: ["t"] },
+          {
+            onAssignment: () => Effect.void,
+            onBatch: () =>
+              Deferred.await(consumer).pipe(
+                Effect.flatMap((c) => c.stop),
+                Effect.andThen(Deferred.succeed(stopped, undefined))
+              )
+          }
+        )
+      )
+      yield* kafka.send([record("t", null, "a", 0), record("t", null, "b", 1)])
+      yield* Deferred.await(stopped)
     }).pipe(Effect.provide(MemoryBroker.layer))
   )
 
@@ -231,13 +355,13 @@ describe("MemoryBroker", () => {
       yield* a.consumer.pause([{ topic: "t", partition: 0 }])
       yield* kafka.send([record("t", null, "held", 0), record("t", null, "flows", 1)])
       const [flowing] = yield* takeRecords(a.batches, 1)
-      assert.strictEqual(flowing && valueOf(flowing), "flows")
+      assert.strictEqual(flowing && valueText(flowing), "flows")
       yield* Effect.sleep("30 millis")
       assert.strictEqual(yield* Queue.size(a.batches), 0, "the paused partition delivers nothing")
 
       yield* a.consumer.resume([{ topic: "t", partition: 0 }])
       const [held] = yield* takeRecords(a.batches, 1)
-      assert.strictEqual(held && valueOf(held), "held")
+      assert.strictEqual(held && valueText(held), "held")
     }).pipe(Effect.provide(MemoryBroker.layer))
   )
 
@@ -288,51 +412,62 @@ describe("MemoryBroker", () => {
       yield* kafka.send([record("later", "k", "v")])
       assert.deepStrictEqual(partitions(yield* assignmentOf(a.assignments, 1)), [0])
       const [got] = yield* takeRecords(a.batches, 1)
-      assert.strictEqual(got && valueOf(got), "v")
+      assert.strictEqual(got && valueText(got), "v")
       yield* commitAll(a.consumer, got ? [got] : [])
       yield* broker.awaitCommitted("g", "later")
     }).pipe(Effect.provide(MemoryBroker.layer))
   )
 
-  it.live("read from earliest on a compacted topic gives the latest value per key, tombstones included, then tails", () =>
-    Effect.gen(function* () {
-      const kafka = yield* Kafka
-      yield* kafka.createTopics([{ name: "profiles", partitions: 1, config: { "cleanup.policy": "compact" } }])
-      yield* kafka.send([
-        record("profiles", "k1", "a"),
-        record("profiles", "k2", "b"),
-        record("profiles", "k1", "c"),
-        record("profiles", "k2", null),
-        record("profiles", "k3", "d")
-      ])
-      const batches = yield* Queue.unbounded<RecordBatch>()
-      yield* kafka.read({ topics: ["profiles"] }).pipe(
-        Stream.runForEach((batch) => Queue.offer(batches, batch)),
-        Effect.forkScoped
-      )
-      const head = yield* takeRecords(batches, 3)
-      assert.deepStrictEqual(
-        head.map((r) => [keyOf(r), valueOf(r), r.offset]),
-        [
-          ["k1", "c", 2],
-          ["k2", null, 3],
-          ["k3", "d", 4]
-        ]
-      )
+  it.live(
+    "read from earliest on a compacted topic gives the latest value per key, tombstones included, then tails",
+    () =>
+      Effect.gen(function* () {
+        const kafka = yield* Kafka
+        yield* kafka.createTopics([{ name: "profiles", partitions: 1, config: { "cleanup.policy": "compact" } }])
+        yield* kafka.send([
+          record("profiles", "k1", "a"),
+          record("profiles", "k2", "b"),
+          record("profiles", "k1", "c"),
+          record("profiles", "k2", null),
+          record("profiles", "k3", "d")
+        ])
+        const batches = yield* Queue.unbounded<RecordBatch>()
+        yield* kafka.read({ topics: ["profiles"] }).pipe(
+          Stream.runForEach((batch) => Queue.offer(batches, batch)),
+          Effect.forkScoped
+        )
+        const head = yield* takeRecords(batches, 3)
+        assert.deepStrictEqual(
+          head.map((r) => [keyText(r), valueText(r), r.offset]),
+          [
+            ["k1", "c", 2],
+            ["k2", null, 3],
+            ["k3", "d", 4]
+          ]
+        )
 
-      yield* kafka.send([record("profiles", "k1", "e"), record("profiles", "k1", "f")])
-      const tail = yield* takeRecords(batches, 2)
-      assert.deepStrictEqual(
-        tail.map((r) => [valueOf(r), r.offset]),
-        [
-          ["e", 5],
-          ["f", 6]
-        ]
-      )
+        yield* kafka.send([record("profiles", "k1", "e"), record("profiles", "k1", "f")])
+        const tail = yield* takeRecords(batches, 2)
+        assert.deepStrictEqual(
+          tail.map((r) => [valueText(r), r.offset]),
+          [
+            ["e", 5],
+            ["f", 6]
+          ]
+        )
 
-      const keyless = yield* kafka.send([record("profiles", null, "x")]).pipe(Effect.flip)
-      assert.include(keyless.reason, "without a key")
-    }).pipe(Effect.provide(MemoryBroker.layer))
+        const latest = yield* Queue.unbounded<RecordBatch>()
+        yield* kafka.read({ topics: ["profiles"], from: "latest" }).pipe(
+          Stream.runForEach((batch) => Queue.offer(latest, batch)),
+          Effect.forkScoped
+        )
+        yield* Effect.sleep("10 millis")
+        yield* kafka.send([record("profiles", "k9", "g")])
+        assert.deepStrictEqual((yield* takeRecords(latest, 1)).map(valueText), ["g"], "from latest: new records only")
+
+        const keyless = yield* kafka.send([record("profiles", null, "x")]).pipe(Effect.flip)
+        assert.include(keyless.reason, "without a key")
+      }).pipe(Effect.provide(MemoryBroker.layer))
   )
 
   it.effect("failSends makes the next sends fail with the requested KafkaError", () =>
@@ -349,7 +484,7 @@ describe("MemoryBroker", () => {
       yield* kafka.send([record("t", "k", "kept")])
       yield* broker.failSends(1, false)
       assert.isFalse((yield* kafka.send([record("t", "k", "lost")]).pipe(Effect.flip)).retryable)
-      assert.deepStrictEqual((yield* broker.records("t")).map(valueOf), ["kept"])
+      assert.deepStrictEqual((yield* broker.records("t")).map(valueText), ["kept"])
     }).pipe(Effect.provide(MemoryBroker.layer))
   )
 })

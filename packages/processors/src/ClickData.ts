@@ -2,11 +2,12 @@
  * Deterministic profiles and clicks for the click-enrichment topology: the same seed gives the same data, and the
  * profile of a user is a pure function of its id, so every enriched click can be checked against the truth.
  */
-import { Result } from "effect"
+
 import type { ProducerRecord } from "@sluice/core/Record"
-import { type Click, clicks, type Profile, profiles } from "./ClickEnrichment.ts"
-import * as Random from "./Random.ts"
 import * as Topic from "@sluice/core/Topic"
+import { Result } from "effect"
+import { type Click, defaultTopics, type Profile, type Topics } from "./ClickEnrichment.ts"
+import * as Random from "./Random.ts"
 
 const names = ["Alice", "Bob", "Charlie", "Dana", "Eve", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory", "Niaj"]
 const cities = ["Lisbon", "Oslo", "Kyoto", "Lagos", "Lima", "Perth", "Quito", "Riga", "Seoul", "Turin", "Tunis"]
@@ -25,11 +26,11 @@ const encodeOrThrow = <K, V>(topic: Topic.Topic<K, V>, key: K, value: V): Produc
   // Generated values are valid by construction; a failure here is a bug in this module.
   Result.getOrThrow(Topic.encode(topic, key, value))
 
-export const generateProfiles = (users: number): ReadonlyArray<ProducerRecord> => {
+export const generateProfiles = (users: number, topics: Topics = defaultTopics): ReadonlyArray<ProducerRecord> => {
   const out = new Array<ProducerRecord>(users)
   for (let i = 0; i < users; i++) {
     const id = firstUserId + i
-    out[i] = encodeOrThrow(profiles, id, profileFor(id))
+    out[i] = encodeOrThrow(topics.profiles, id, profileFor(id))
   }
   return out
 }
@@ -39,13 +40,19 @@ export const generateClicks = (options: {
   readonly users: number
   readonly seed?: number
   readonly startTime?: number
+  readonly topics?: Topics
 }): ReadonlyArray<ProducerRecord> => {
+  const topics = options.topics ?? defaultTopics
   const rng = Random.make(options.seed ?? 7)
   const start = options.startTime ?? 1_700_000_000_000
   const out = new Array<ProducerRecord>(options.count)
   for (let i = 0; i < options.count; i++) {
-    const click: Click = { timestamp: start + i * 10, user_id: firstUserId + rng.int(0, options.users - 1), url: rng.pick(urls) }
-    out[i] = encodeOrThrow(clicks, click.user_id, click)
+    const click: Click = {
+      timestamp: start + i * 10,
+      user_id: firstUserId + rng.int(0, options.users - 1),
+      url: rng.pick(urls)
+    }
+    out[i] = encodeOrThrow(topics.clicks, click.user_id, click)
   }
   return out
 }
@@ -81,7 +88,8 @@ export const verify = (
   for (const { source, value } of outputs) {
     const click = source === undefined ? undefined : sentClicks.get(source)
     if (source === undefined || click === undefined) {
-      if (problems.length < 5) problems.push(`an enriched record without a known source click (${source ?? "no header"})`)
+      if (problems.length < 5)
+        problems.push(`an enriched record without a known source click (${source ?? "no header"})`)
       continue
     }
     if (seen.has(source)) {
@@ -96,9 +104,13 @@ export const verify = (
       value.user_name === (truth?.name ?? null) &&
       value.user_city === (truth?.city ?? null)
     if (ok) correct++
-    else if (problems.length < 5) problems.push(`click ${source}: got ${JSON.stringify(value)}, expected user ${click.user_id} ${truth?.name ?? "null"}`)
+    else if (problems.length < 5)
+      problems.push(
+        `click ${source}: got ${JSON.stringify(value)}, expected user ${click.user_id} ${truth?.name ?? "null"}`
+      )
   }
-  if (seen.size < sentClicks.size && problems.length < 5) problems.push(`${sentClicks.size - seen.size} click(s) have no enriched record`)
+  if (seen.size < sentClicks.size && problems.length < 5)
+    problems.push(`${sentClicks.size - seen.size} click(s) have no enriched record`)
   return { expected: sentClicks.size, present: seen.size, correct, duplicates, problems }
 }
 

@@ -29,7 +29,8 @@ export type EnrichedClick = typeof EnrichedClick.Type
 export const profilesTopic = (name: string) =>
   Topic.make(name, { key: Codec.intString, value: Codec.nullable(Codec.json(Profile)) })
 export const clicksTopic = (name: string) => Topic.make(name, { key: Codec.intString, value: Codec.json(Click) })
-export const enrichedTopic = (name: string) => Topic.make(name, { key: Codec.intString, value: Codec.json(EnrichedClick) })
+export const enrichedTopic = (name: string) =>
+  Topic.make(name, { key: Codec.intString, value: Codec.json(EnrichedClick) })
 
 /** The topics a click-enrichment deployment uses; `named(prefix)` gives fresh ones (benchmarks, tests). */
 export interface Topics {
@@ -64,7 +65,8 @@ export class ProfileLookup extends Context.Service<ProfileLookup, Lookup.Lookup<
       Effect.map(Table.makeReady(topics.profiles), (table) => Lookup.fromTable(table))
     )
   /** The lab's N+1: re-read the whole profile topic for every click. The baseline, kept on purpose. */
-  static readonly rescan = (topics: Topics = defaultTopics) => Layer.effect(ProfileLookup, Lookup.rescan(topics.profiles))
+  static readonly rescan = (topics: Topics = defaultTopics) =>
+    Layer.effect(ProfileLookup, Lookup.rescan(topics.profiles))
   /** Profiles in Redis, filled by a loader from the same topic; one MGET per batch. Needs the Redis service. */
   static readonly redis = (topics: Topics = defaultTopics) =>
     Layer.effect(ProfileLookup, RedisLookup.make(topics.profiles, { prefix: `sluice:${topics.profiles.name}:` }))
@@ -100,7 +102,12 @@ export const join = (
           user_name: profile?.name ?? null,
           user_city: profile?.city ?? null
         },
-        { headers: { [clickHeaders.source]: `${record.partition}:${record.offset}`, [clickHeaders.producedAt]: String(record.timestamp) } }
+        {
+          headers: {
+            [clickHeaders.source]: `${record.partition}:${record.offset}`,
+            [clickHeaders.producedAt]: String(record.timestamp)
+          }
+        }
       )
     }
   )

@@ -67,7 +67,7 @@ export const run = <E>(options: JoinRunOptions<E>) =>
         { name: topics.clicks.name, partitions: 3 },
         { name: topics.enriched.name, partitions: 3 }
       ])
-      yield* kafka.send(ClickData.generateProfiles(options.users))
+      yield* kafka.send(ClickData.generateProfiles(options.users, topics))
 
       let peakRss = process.memoryUsage().rss
       yield* Effect.forkScoped(
@@ -100,7 +100,12 @@ export const run = <E>(options: JoinRunOptions<E>) =>
       }).pipe(Effect.provideContext(lookupContext), Effect.forkScoped)
 
       // Clicks are produced while the topology runs, so latency measures the pipeline, not a backlog.
-      const generated = ClickData.generateClicks({ count: options.events, users: options.users, seed: options.seed ?? 7 })
+      const generated = ClickData.generateClicks({
+        count: options.events,
+        users: options.users,
+        seed: options.seed ?? 7,
+        topics
+      })
       const sent = new Map<string, ClickEnrichment.Click>()
       for (let i = 0; i < generated.length; i += sendChunk) {
         const chunk = generated.slice(i, i + sendChunk)
@@ -123,7 +128,10 @@ export const run = <E>(options: JoinRunOptions<E>) =>
             const exit = yield* Fiber.await(runner)
             return yield* Effect.fail(new JoinRunFailed({ reason: `the topology stopped early: ${String(exit)}` }))
           }
-          if (Date.now() > deadline) return yield* Effect.fail(new JoinRunFailed({ reason: `timed out with ${done}/${options.events} enriched` }))
+          if (Date.now() > deadline)
+            return yield* Effect.fail(
+              new JoinRunFailed({ reason: `timed out with ${done}/${options.events} enriched` })
+            )
           if (options.onProgress && Date.now() - lastProgress > 2_000) {
             lastProgress = Date.now()
             yield* options.onProgress(done, options.events)
@@ -142,7 +150,10 @@ export const run = <E>(options: JoinRunOptions<E>) =>
             for (const record of records) {
               const decoded = Topic.decode(topics.enriched, record)
               if (Result.isFailure(decoded)) continue
-              outputs.push({ source: record.headers[ClickEnrichment.clickHeaders.source], value: decoded.success.value })
+              outputs.push({
+                source: record.headers[ClickEnrichment.clickHeaders.source],
+                value: decoded.success.value
+              })
               const producedAt = Number(record.headers[ClickEnrichment.clickHeaders.producedAt])
               if (Number.isFinite(producedAt)) latencies.push(record.timestamp - producedAt)
             }

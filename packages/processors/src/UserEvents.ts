@@ -33,14 +33,23 @@ export const Activity = Schema.Struct({
 })
 export type Activity = typeof Activity.Type
 
-export const events = Topic.make("user-events", { key: Codec.string, value: Codec.json(UserEvent) })
-export const activity = Topic.make("user-activity", { key: Codec.string, value: Codec.json(Activity) })
+export const eventsTopic = (name: string) => Topic.make(name, { key: Codec.string, value: Codec.json(UserEvent) })
+export const activityTopic = (name: string) => Topic.make(name, { key: Codec.string, value: Codec.json(Activity) })
+
+/** The topics of a deployment; `named(prefix)` gives fresh ones (tests, parallel environments). */
+export const named = (prefix = "") => ({
+  events: eventsTopic(`${prefix}user-events`),
+  activity: activityTopic(`${prefix}user-activity`)
+})
+export type Topics = ReturnType<typeof named>
+
+export const defaultTopics = named()
+export const { events, activity } = defaultTopics
 
 /** Counts per event type, kept by the consumer. */
-export class EventCounts extends Context.Service<
-  EventCounts,
-  Ref.Ref<Readonly<Record<EventType, number>>>
->()("@sluice/processors/UserEvents/EventCounts") {
+export class EventCounts extends Context.Service<EventCounts, Ref.Ref<Readonly<Record<EventType, number>>>>()(
+  "@sluice/processors/UserEvents/EventCounts"
+) {
   static readonly layer = Layer.effect(EventCounts, Ref.make({ login: 0, purchase: 0, logout: 0 }))
 }
 
@@ -51,38 +60,39 @@ const handlers: { readonly [T in EventType]: (e: UserEvent) => string } = {
   logout: (e) => `user ${e.user_id} logged out`
 }
 
-export const topology = Topology.make({
-  name: "user-events",
-  input: events,
-  outputs: [{ name: activity.name, partitions: 3 }],
-  process: (records) =>
-    Effect.gen(function* () {
-      const counts = yield* EventCounts
-      const delta = { login: 0, purchase: 0, logout: 0 }
-      const result = Batch.forEach(records, ({ key, value, record }, out) => {
-        if (value.event_type === "purchase" && (value.amount === undefined || value.amount < 0)) {
-          return out.reject(
-            new Errors.RecordRejected({ tag: "InvalidPurchase", reason: "a purchase needs a non-negative amount" })
-          )
-        }
-        delta[value.event_type]++
-        out.emit(activity, key, {
-          event_id: value.event_id,
-          user_id: value.user_id,
-          event_type: value.event_type,
-          summary: handlers[value.event_type](value),
-          source_partition: record.partition,
-          source_offset: record.offset
+export const topology = (topics: Topics = defaultTopics) =>
+  Topology.make({
+    name: "user-events",
+    input: topics.events,
+    outputs: [{ name: topics.activity.name, partitions: 3 }],
+    process: (records) =>
+      Effect.gen(function* () {
+        const counts = yield* EventCounts
+        const delta = { login: 0, purchase: 0, logout: 0 }
+        const result = Batch.forEach(records, ({ key, value, record }, out) => {
+          if (value.event_type === "purchase" && (value.amount === undefined || value.amount < 0)) {
+            return out.reject(
+              new Errors.RecordRejected({ tag: "InvalidPurchase", reason: "a purchase needs a non-negative amount" })
+            )
+          }
+          delta[value.event_type]++
+          out.emit(topics.activity, key, {
+            event_id: value.event_id,
+            user_id: value.user_id,
+            event_type: value.event_type,
+            summary: handlers[value.event_type](value),
+            source_partition: record.partition,
+            source_offset: record.offset
+          })
         })
+        yield* Ref.update(counts, (c) => ({
+          login: c.login + delta.login,
+          purchase: c.purchase + delta.purchase,
+          logout: c.logout + delta.logout
+        }))
+        return result
       })
-      yield* Ref.update(counts, (c) => ({
-        login: c.login + delta.login,
-        purchase: c.purchase + delta.purchase,
-        logout: c.logout + delta.logout
-      }))
-      return result
-    })
-})
+  })
 
 /** The kinds of malformed record `generate` mixes in with `badRatio`. */
 export const badKinds = ["invalid-json", "wrong-types", "missing-fields", "empty-value"] as const
@@ -97,7 +107,9 @@ export const generate = (options: {
   readonly seed?: number
   readonly badRatio?: number
   readonly startTime?: number
+  readonly topic?: string
 }): ReadonlyArray<ProducerRecord> => {
+  const topic = options.topic ?? events.name
   const rng = Random.make(options.seed ?? 42)
   const users = options.users ?? 100
   const badEvery = options.badRatio && options.badRatio > 0 ? Math.round(1 / options.badRatio) : 0
@@ -118,7 +130,7 @@ export const generate = (options: {
             : kind === "missing-fields"
               ? bytes(JSON.stringify({ event_id: `e${i}`, event_type: type }))
               : new Uint8Array(0)
-      out.push({ topic: events.name, key, value, headers: { "sluice.test.bad": kind } })
+      out.push({ topic, key, value, headers: { "sluice.test.bad": kind } })
       continue
     }
     const event: UserEvent = {
@@ -128,7 +140,7 @@ export const generate = (options: {
       timestamp: start + i * 1000,
       ...(type === "purchase" ? { amount: rng.int(100, 50_000) / 100 } : {})
     }
-    out.push({ topic: events.name, key, value: Result.getOrThrow(encode(event)) })
+    out.push({ topic, key, value: Result.getOrThrow(encode(event)) })
   }
   return out
 }

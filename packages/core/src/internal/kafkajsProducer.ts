@@ -12,7 +12,7 @@ import type * as KafkaJS from "kafkajs"
 import { KafkaError } from "../Errors.ts"
 import * as Partitioner from "../Partitioner.ts"
 import { bytes, type ProducerRecord, type RecordMetadata, tpKey } from "../Record.ts"
-import { attempt } from "./kafkajsErrors.ts"
+import { attempt, errorType } from "./kafkajsErrors.ts"
 
 export interface ProducerOptions {
   /** How long `send` retries retryable failures before it fails. */
@@ -20,6 +20,8 @@ export interface ProducerOptions {
   /** Upper bound for the payload of one `sendBatch`; the broker rejects record batches over `message.max.bytes`. */
   readonly maxBatchBytes: number
   readonly allowAutoTopicCreation: boolean
+  /** The topics that exist; used to notice that a topic this producer wrote to was deleted. */
+  readonly listTopics: Effect.Effect<ReadonlyArray<string>, KafkaError>
 }
 
 interface Request {
@@ -83,7 +85,7 @@ export const make = Effect.fnUntraced(function* (
       return partition
     }
 
-  const producer = kafka.producer({
+  const config: KafkaJS.ProducerConfig = {
     idempotent: true,
     maxInFlightRequests: 1,
     createPartitioner,
@@ -91,13 +93,40 @@ export const make = Effect.fnUntraced(function* (
     // A few quick retries inside kafkajs keep the per-broker progress of one sendBatch; longer outages are retried
     // by `retrySchedule` below, where they are visible and bounded.
     retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 }
-  })
-  yield* Effect.acquireRelease(
-    attempt("connect", () => producer.connect()).pipe(
-      Effect.onError(() => Effect.promise(() => producer.disconnect().catch(() => undefined)))
-    ),
-    () => Effect.promise(() => producer.disconnect().catch(() => undefined))
+  }
+  let producer = kafka.producer(config)
+  let connected = false
+  const disconnect = (p: KafkaJS.Producer) => Effect.promise(() => p.disconnect().catch(() => undefined))
+  const connect = Effect.suspend(() =>
+    connected
+      ? Effect.void
+      : attempt("connect", () => producer.connect()).pipe(
+          Effect.tap(() =>
+            Effect.sync(() => {
+              connected = true
+            })
+          )
+        )
   )
+  yield* Effect.acquireRelease(connect.pipe(Effect.onError(() => disconnect(producer))), () =>
+    Effect.suspend(() => disconnect(producer))
+  )
+
+  // kafkajs keeps refreshing the metadata of every topic it ever produced to, and once one of them is deleted every
+  // refresh fails with UNKNOWN_TOPIC_OR_PARTITION, for sends to any topic. A fresh producer forgets the topic.
+  const sentTopics = new Set<string>()
+  const dropDeletedTopics = Effect.gen(function* () {
+    const existing = new Set(yield* options.listTopics)
+    const gone = [...sentTopics].filter((topic) => !existing.has(topic))
+    if (gone.length === 0) return
+    for (const topic of gone) sentTopics.delete(topic)
+    yield* Effect.logInfo(`replacing the kafkajs producer: topics it produced to were deleted (${gone.join(", ")})`)
+    const old = producer
+    producer = kafka.producer(config)
+    connected = false
+    yield* disconnect(old)
+    yield* connect
+  })
 
   const retrySchedule = backoff(options.sendRetryMs)
   const sendChunk = (entries: ReadonlyArray<Entry>) => {
@@ -110,8 +139,17 @@ export const make = Effect.fnUntraced(function* (
     }
     // One entry per topic: kafkajs keeps only the last entry of a topic that appears twice.
     const topicMessages = Array.from(byTopic, ([topic, messages]) => ({ topic, messages }))
-    return attempt("send", () => producer.sendBatch({ topicMessages, acks: -1 })).pipe(
+    return connect.pipe(
+      Effect.andThen(attempt("send", () => producer.sendBatch({ topicMessages, acks: -1 }))),
+      Effect.tapError((e) =>
+        errorType(e.cause) === "UNKNOWN_TOPIC_OR_PARTITION" ? Effect.ignore(dropDeletedTopics) : Effect.void
+      ),
       Effect.retry({ schedule: retrySchedule, while: (e) => e.retryable }),
+      Effect.tap(() =>
+        Effect.sync(() => {
+          for (const topic of byTopic.keys()) sentTopics.add(topic)
+        })
+      ),
       Effect.flatMap((metadata) => assignOffsets(entries, metadata))
     )
   }

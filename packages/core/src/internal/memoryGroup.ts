@@ -7,6 +7,10 @@
  * member's `onAssignment`, and only then starts the new generation's fetchers. `consume` does not wait for it: the
  * handlers may wait for `consume` to return (the runner does), as with kafkajs' `run`.
  *
+ * Commits must come from the partition's owner. The one exception is the revoke window: while the rebalance runs
+ * the `onAssignment` handlers, a member may still commit the partitions it just lost. The new owners start
+ * fetching only afterwards, from those commits.
+ *
  * Group state is mutated only inside synchronous steps, which are atomic in the single-threaded runtime; a fetcher
  * decides to deliver and marks its batch in flight in one such step, so a quiesce can never miss a batch.
  */
@@ -49,6 +53,8 @@ interface Member {
   readonly paused: Set<string>
   assignment: ReadonlyArray<TopicPartition>
   owned: ReadonlySet<string>
+  /** Partitions the current rebalance took away, still committable until the new generation starts fetching. */
+  revoked: ReadonlySet<string>
   generation: number
   fetchers: Array<Fetcher>
   stopped: boolean
@@ -63,6 +69,8 @@ interface Fetcher {
   wake: Deferred.Deferred<void>
   fiber: Fiber.Fiber<void> | undefined
 }
+
+const none: ReadonlySet<string> = new Set()
 
 export interface MemberInfo {
   readonly memberId: string
@@ -144,6 +152,7 @@ export const consume = Effect.fnUntraced(function* (env: Env, options: ConsumeOp
     paused: new Set(),
     assignment: [],
     owned: new Set(),
+    revoked: none,
     generation: 0,
     fetchers: [],
     stopped: false,
@@ -161,7 +170,8 @@ const handle = (group: Group, member: Member): GroupConsumer => ({
     Effect.suspend(() => {
       if (member.left) return Effect.fail(commitError(`member ${member.id} has left group ${group.id}`))
       for (const o of offsets) {
-        if (!member.owned.has(tpKey(o.topic, o.partition))) {
+        const key = tpKey(o.topic, o.partition)
+        if (!member.owned.has(key) && !member.revoked.has(key)) {
           return Effect.fail(
             commitError(
               `${o.topic}[${o.partition}] is not assigned to member ${member.id} of group ${group.id} (the group rebalanced)`
@@ -207,7 +217,7 @@ const leave = (env: Env, group: Group, member: Member) =>
     Effect.andThen(
       Effect.suspend(() => {
         group.members.delete(member.id)
-        member.owned = new Set()
+        member.owned = none
         return requestRebalance(env, group)
       })
     )
@@ -244,13 +254,19 @@ const rebalance = Effect.fnUntraced(function* (env: Env, group: Group) {
   // Stopped members lose their partitions too, so their later commits fail like a fenced member's would.
   for (const m of group.members.values()) {
     m.assignment = plan.get(m.id) ?? []
-    m.owned = new Set(m.assignment.map((tp) => tpKey(tp.topic, tp.partition)))
+    const owned = new Set(m.assignment.map((tp) => tpKey(tp.topic, tp.partition)))
+    m.revoked = new Set([...m.owned].filter((key) => !owned.has(key)))
+    m.owned = owned
     m.generation = generation
   }
   yield* Effect.forEach(active, (m) => runIn(m, "onAssignment", m.handlers.onAssignment(m.assignment)), {
     concurrency: "unbounded",
     discard: true
   })
+  // The revoke window ends here: the new owners start from the commits the old ones made in their onAssignment
+  // (the last chance to commit a revoked partition, as in Kafka's onPartitionsRevoked), so a handoff duplicates
+  // nothing that was committed.
+  for (const m of group.members.values()) m.revoked = none
   for (const m of active) yield* startFetchers(env, group, m)
 })
 

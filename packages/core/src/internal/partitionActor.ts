@@ -52,7 +52,8 @@ export const make = Effect.fnUntraced(function* <K, V, E, R>(
         Effect.retry(retryable),
         Effect.catchIf(
           (e) => !isRetryable(e),
-          (error): Effect.Effect<Batch.BatchResult> => Effect.succeed({ outputs: [], rejected: [{ record: d.record, error }] })
+          (error): Effect.Effect<Batch.BatchResult> =>
+            Effect.succeed({ outputs: [], rejected: [{ record: d.record, error }] })
         )
       )
     ).pipe(Effect.map(Batch.concat))

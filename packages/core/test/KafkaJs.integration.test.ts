@@ -1,0 +1,324 @@
+/**
+ * The kafkajs layer against the real broker (SLUICE_BROKERS, default 127.0.0.1:9092; `bash scripts/kafka.sh start`).
+ * Every run uses fresh topic and group names, so reruns never see each other's records.
+ */
+import { execFile } from "node:child_process"
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Deferred, Duration, Effect, Layer, Stream } from "effect"
+import type { KafkaError } from "../src/Errors.ts"
+import { Kafka } from "../src/Kafka.ts"
+import * as KafkaJs from "../src/KafkaJs.ts"
+import {
+  bytes,
+  type ConsumerRecord,
+  type ProducerRecord,
+  type RecordBatch,
+  type TopicPartition,
+  text
+} from "../src/Record.ts"
+
+const brokers = (process.env.SLUICE_BROKERS ?? "127.0.0.1:9092").split(",").map((b) => b.trim())
+const unique = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 8)}`
+const at = (partition: number, offset: number) => `${partition}@${offset}`
+const repoRoot = fileURLToPath(new URL("../../..", import.meta.url))
+
+/** Polls `check` every 50 ms until it holds, failing with `what` after `ms`. */
+const eventually = (what: string, ms: number, check: () => boolean) =>
+  Effect.gen(function* () {
+    while (!check()) yield* Effect.sleep("50 millis")
+  }).pipe(
+    Effect.timeoutOrElse({ duration: Duration.millis(ms), orElse: () => Effect.die(new Error(`timed out: ${what}`)) })
+  )
+
+/** Runs `java` on a single-file source with the broker's own jars, feeding `input` on stdin. */
+const runJava = (source: string, className: string, args: ReadonlyArray<string>, input: string) =>
+  Effect.callback<string, Error>((resume) => {
+    const libs = ["libs-3.9", "libs-4"].map((d) => join(repoRoot, ".kafka", d)).find(hasKafkaClients)
+    if (libs === undefined) {
+      return resume(
+        Effect.fail(new Error(`no Kafka jars in ${join(repoRoot, ".kafka")}/libs-*: run bash scripts/kafka.sh start`))
+      )
+    }
+    const dir = mkdtempSync(join(tmpdir(), "sluice-java-"))
+    const file = join(dir, `${className}.java`)
+    writeFileSync(file, source)
+    const child = execFile("java", ["-cp", `${libs}/*`, file, ...args], (error, stdout, stderr) => {
+      rmSync(dir, { recursive: true, force: true })
+      resume(
+        error === null ? Effect.succeed(stdout) : Effect.fail(new Error(`java failed: ${error.message}\n${stderr}`))
+      )
+    })
+    child.stdin?.end(input, "utf8")
+  })
+
+const hasKafkaClients = (dir: string) =>
+  existsSync(dir) && readdirSync(dir).some((f) => f.startsWith("kafka-clients-") && f.endsWith(".jar"))
+
+const javaPartitioner = `
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import org.apache.kafka.common.utils.Utils;
+
+public class JavaPartitioner {
+  public static void main(String[] args) throws Exception {
+    int partitions = Integer.parseInt(args[0]);
+    BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+    String key;
+    while ((key = in.readLine()) != null) {
+      System.out.println(Utils.toPositive(Utils.murmur2(key.getBytes(StandardCharsets.UTF_8))) % partitions);
+    }
+  }
+}
+`
+
+layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-test" }), {
+  excludeTestServices: true,
+  timeout: "60 seconds"
+})("KafkaJs (real broker)", (it) => {
+  it.effect(
+    "1,000 keyed records round-trip through a group exactly once, keys stay on one partition, commits stick",
+    () =>
+      Effect.gen(function* () {
+        const kafka = yield* Kafka
+        const topic = unique("sluice-kafkajs-roundtrip")
+        const groupId = unique("sluice-kafkajs-group")
+        yield* kafka.createTopics([{ name: topic, partitions: 3 }])
+
+        const records: Array<ProducerRecord> = Array.from({ length: 1000 }, (_, i) => ({
+          topic,
+          key: bytes(`key-${i % 100}`),
+          value: bytes(`value-${i}`),
+          headers: { seq: String(i) },
+          timestamp: 1_700_000_000_000 + i
+        }))
+        // Ten concurrent callers: the sender coalesces them, and each must get the metadata of its own records.
+        const started = Date.now()
+        const metadata = (yield* Effect.forEach(
+          Array.from({ length: 10 }, (_, c) => records.slice(c * 100, c * 100 + 100)),
+          (chunk) => kafka.send(chunk),
+          { concurrency: "unbounded" }
+        )).flat()
+        const produceMs = Date.now() - started
+        assert.strictEqual(metadata.length, 1000)
+        const written = new Map<string, number>()
+        metadata.forEach((m, i) => {
+          assert.strictEqual(m.topic, topic)
+          written.set(at(m.partition, m.offset), i)
+        })
+        assert.strictEqual(written.size, 1000, "every record got its own partition and offset")
+
+        const received: Array<ConsumerRecord> = []
+        const events: Array<string> = []
+        const consumer = yield* kafka.consume(
+          { groupId, topics: [topic], sessionTimeoutMs: 6000 },
+          {
+            // Slow on purpose: batches must still wait for it.
+            onAssignment: (assignment: ReadonlyArray<TopicPartition>) =>
+              Effect.sleep("300 millis").pipe(
+                Effect.andThen(
+                  Effect.sync(() => {
+                    events.push(`assign:${assignment.length}`)
+                  })
+                )
+              ),
+            onBatch: (batch: RecordBatch) =>
+              Effect.sync(() => {
+                events.push("batch")
+                received.push(...batch.records)
+              })
+          }
+        )
+        const consumeStarted = Date.now()
+        yield* eventually("all 1,000 records consumed", 60_000, () => received.length >= 1000)
+        const consumeMs = Date.now() - consumeStarted
+        // A clean run has no rebalance, so nothing may arrive twice; give a duplicate time to show up.
+        yield* Effect.sleep("500 millis")
+        yield* consumer.stop
+        yield* Effect.logInfo(`produced 1,000 records in ${produceMs} ms, consumed them in ${consumeMs} ms`)
+
+        assert.strictEqual(events[0], "assign:3", "onAssignment ran before the first batch")
+        assert.strictEqual(received.length, 1000, "no duplicates")
+        const seen = new Set(received.map((r) => Number(r.headers.seq)))
+        assert.strictEqual(seen.size, 1000, "no gaps")
+        const partitionOfKey = new Map<string, number>()
+        for (const r of received) {
+          const i = Number(r.headers.seq)
+          assert.strictEqual(text(r.value!), `value-${i}`)
+          assert.strictEqual(r.timestamp, 1_700_000_000_000 + i)
+          assert.strictEqual(written.get(at(r.partition, r.offset)), i, "the record is where send said it went")
+          const key = text(r.key!)
+          const partition = partitionOfKey.get(key) ?? r.partition
+          assert.strictEqual(r.partition, partition, `key ${key} stays on one partition`)
+          partitionOfKey.set(key, partition)
+        }
+
+        // Commits still work after stop; the committed positions are the high-water marks.
+        const offsets = yield* kafka.offsets(topic)
+        assert.strictEqual(
+          offsets.reduce((n, p) => n + p.high - p.low, 0),
+          1000
+        )
+        const next = new Map<number, number>()
+        for (const r of received) next.set(r.partition, Math.max(next.get(r.partition) ?? 0, r.offset + 1))
+        yield* consumer.commit([...next].map(([partition, offset]) => ({ topic, partition, offset })))
+        const committed = yield* kafka.committedOffsets(groupId, topic)
+        assert.deepStrictEqual(
+          committed.map((c) => [c.partition, c.offset]),
+          offsets.map((o) => [o.partition, o.high])
+        )
+      }).pipe(Effect.scoped)
+  )
+
+  it.effect("keyed records land on the partition the Java client computes", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const topic = unique("sluice-kafkajs-java")
+      yield* kafka.createTopics([{ name: topic, partitions: 3 }])
+      const keys = ["user-1", "user-2", "alice", "bob", "", "k", "ключ-7", "🔑 emoji", "a longer key, 1234567890"]
+      const metadata = yield* kafka.send(keys.map((k) => ({ topic, key: bytes(k), value: bytes(k) })))
+      const java = (yield* runJava(javaPartitioner, "JavaPartitioner", ["3"], keys.map((k) => `${k}\n`).join("")))
+        .trim()
+        .split("\n")
+        .map(Number)
+      assert.deepStrictEqual(
+        metadata.map((m) => m.partition),
+        java
+      )
+      assert.strictEqual(new Set(java).size, 3, "the keys cover every partition, so a wrong hash cannot pass by luck")
+      // An explicit partition wins over the key.
+      const [pinned] = yield* kafka.send([{ topic, key: bytes("alice"), value: null, partition: (java[2]! + 1) % 3 }])
+      assert.strictEqual(pinned!.partition, (java[2]! + 1) % 3)
+    })
+  )
+
+  it.effect("read delivers a whole topic from the earliest offset; offsets and describeTopic report it", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const topic = unique("sluice-kafkajs-read")
+      yield* kafka.createTopics([{ name: topic, partitions: 2, config: { "retention.ms": "3600000" } }])
+      yield* kafka.send(Array.from({ length: 50 }, (_, i) => ({ topic, key: bytes(`k${i}`), value: bytes(`${i}`) })))
+
+      const values = yield* kafka.read({ topics: [topic], from: "earliest" }).pipe(
+        Stream.flatMap((batch) => Stream.fromIterable(batch.records)),
+        Stream.take(50),
+        Stream.runCollect,
+        Effect.timeout("30 seconds")
+      )
+      assert.deepStrictEqual(
+        values.map((r) => Number(text(r.value!))).sort((a, b) => a - b),
+        Array.from({ length: 50 }, (_, i) => i)
+      )
+
+      const offsets = yield* kafka.offsets(topic)
+      assert.deepStrictEqual(
+        offsets.map((o) => o.partition),
+        [0, 1]
+      )
+      for (const o of offsets) {
+        assert.strictEqual(o.low, 0)
+        assert.strictEqual(o.high, values.filter((r) => r.partition === o.partition).length)
+      }
+      assert.deepStrictEqual(yield* kafka.describeTopic(topic), { name: topic, partitions: 2 })
+      assert.include(yield* kafka.listTopics, topic)
+
+      const missing = unique("sluice-kafkajs-missing")
+      const error = yield* Effect.flip(kafka.describeTopic(missing))
+      assert.strictEqual(error._tag, "KafkaError")
+      assert.strictEqual(error.operation, "describeTopic")
+      assert.strictEqual(error.reason, `unknown topic ${missing}`)
+      assert.isFalse(error.retryable)
+
+      // Creating an existing topic is a no-op, deleting a missing one too.
+      yield* kafka.createTopics([{ name: topic, partitions: 2 }])
+      yield* kafka.deleteTopics([missing])
+    })
+  )
+
+  it.effect("deleting a topic the producer wrote to does not break sends to other topics", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const doomed = unique("sluice-kafkajs-doomed")
+      const survivor = unique("sluice-kafkajs-survivor")
+      yield* kafka.createTopics([
+        { name: doomed, partitions: 1 },
+        { name: survivor, partitions: 1 }
+      ])
+      yield* kafka.send([{ topic: doomed, key: null, value: bytes("x") }])
+      yield* kafka.deleteTopics([doomed])
+      assert.notInclude(yield* kafka.listTopics, doomed)
+      const [written] = yield* kafka
+        .send([{ topic: survivor, key: null, value: bytes("y") }])
+        .pipe(Effect.timeout("10 seconds"))
+      assert.deepStrictEqual(written, { topic: survivor, partition: 0, offset: 0 })
+    })
+  )
+
+  it.effect("stop waits for the batch in flight, nothing is delivered after it, and commits still work", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const topic = unique("sluice-kafkajs-stop")
+      const groupId = unique("sluice-kafkajs-stop-group")
+      yield* kafka.createTopics([{ name: topic, partitions: 1 }])
+      yield* kafka.send(Array.from({ length: 10 }, (_, i) => ({ topic, key: null, value: bytes(`${i}`) })))
+
+      const inBatch = yield* Deferred.make<void>()
+      let batches = 0
+      let finished = false
+      let last = -1
+      const consumer = yield* kafka.consume(
+        { groupId, topics: [topic] },
+        {
+          onAssignment: () => Effect.void,
+          onBatch: (batch) =>
+            Effect.gen(function* () {
+              batches++
+              yield* Deferred.succeed(inBatch, undefined)
+              yield* Effect.sleep("1 second")
+              last = batch.records[batch.records.length - 1]!.offset
+              finished = true
+            })
+        }
+      )
+      yield* Deferred.await(inBatch).pipe(Effect.timeout("30 seconds"))
+      yield* consumer.stop
+      assert.isTrue(finished, "stop returned only after the in-flight onBatch")
+      yield* consumer.stop // idempotent
+
+      yield* kafka.send([{ topic, key: null, value: bytes("after stop") }])
+      yield* Effect.sleep("1500 millis")
+      assert.strictEqual(batches, 1, "no batch after stop")
+
+      yield* consumer.commit([{ topic, partition: 0, offset: last + 1 }])
+      assert.deepStrictEqual(yield* kafka.committedOffsets(groupId, topic), [{ topic, partition: 0, offset: 10 }])
+    }).pipe(Effect.scoped)
+  )
+})
+
+describe("KafkaJs (unreachable broker)", () => {
+  it.live("a layer pointed at a closed port fails with a retryable KafkaError, quickly", () =>
+    Effect.gen(function* () {
+      const started = Date.now()
+      const error: KafkaError = yield* Effect.flip(
+        Layer.build(
+          KafkaJs.layer({
+            brokers: ["127.0.0.1:1"],
+            connectionTimeoutMs: 500,
+            retry: { retries: 1, initialRetryTimeMs: 100 },
+            logLevel: "None"
+          })
+        )
+      )
+      const elapsed = Date.now() - started
+      assert.strictEqual(error._tag, "KafkaError")
+      assert.strictEqual(error.operation, "connect")
+      assert.isTrue(error.retryable, error.reason)
+      assert.match(error.reason, /ECONNREFUSED|Connection/)
+      assert.isBelow(elapsed, 10_000)
+    }).pipe(Effect.scoped)
+  )
+})

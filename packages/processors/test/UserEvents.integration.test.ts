@@ -1,0 +1,486 @@
+/**
+ * The user-events topology as operators run it: `sluice run user-events` worker processes against the real broker
+ * (SLUICE_BROKERS, default 127.0.0.1:9092; `bash scripts/kafka.sh start`), stopped with SIGTERM and SIGKILL.
+ *
+ * These are the acceptance tests of the delivery guarantees: a clean restart resumes exactly where the last commit
+ * left off; two processes in a group split the partitions; malformed records land in the DLQ byte for byte; after
+ * kill -9 every input offset still gets an output (at-least-once: duplicates allowed, gaps not); and a SIGTERM stops
+ * a busy worker within its bound with everything it processed committed. Each activity record names its source
+ * partition and offset, which is what lets every check be exact. Every test uses fresh topics and a fresh group.
+ */
+import { assert, layer } from "@effect/vitest"
+import * as DeadLetter from "@sluice/core/DeadLetter"
+import { Kafka } from "@sluice/core/Kafka"
+import * as KafkaJs from "@sluice/core/KafkaJs"
+import * as Reader from "@sluice/core/Reader"
+import type { ConsumerRecord, ProducerRecord, RecordMetadata } from "@sluice/core/Record"
+import * as Topic from "@sluice/core/Topic"
+import { Data, Duration, Effect, Result, Stream } from "effect"
+import { afterEach } from "vitest"
+import * as UserEvents from "../src/UserEvents.ts"
+import * as Workers from "./support/workers.ts"
+
+const brokers = (process.env.SLUICE_BROKERS ?? "127.0.0.1:9092").split(",").map((b) => b.trim())
+
+afterEach(() => Workers.killAll())
+
+class Timeout extends Data.TaggedError("Timeout")<{ readonly what: string; readonly details: string }> {
+  override get message(): string {
+    return `timed out waiting until ${this.what}\n${this.details}`
+  }
+}
+
+/** A fresh deployment: topics under a random prefix and a fresh consumer group. */
+const fresh = () => {
+  const id = `${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 6)}`
+  const prefix = `it-${id}-`
+  const topics = UserEvents.named(prefix)
+  return {
+    prefix,
+    topics,
+    group: `it-group-${id}`,
+    dlq: UserEvents.topology(topics).deadLetterTopic,
+    worker: (name: string, shutdownTimeoutMs?: number) =>
+      Workers.userEvents(name, {
+        brokers,
+        prefix,
+        group: `it-group-${id}`,
+        ...(shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs })
+      })
+  }
+}
+type Deployment = ReturnType<typeof fresh>
+
+const at = (partition: number, offset: number) => `${partition}@${offset}`
+
+/** Creates the 3-partition input topic and produces `records` to it; returns where each one was written. */
+const produce = (topic: string, records: ReadonlyArray<ProducerRecord>) =>
+  Effect.gen(function* () {
+    const kafka = yield* Kafka
+    yield* kafka.createTopics([{ name: topic, partitions: 3 }])
+    const written: Array<RecordMetadata> = []
+    for (let i = 0; i < records.length; i += 10_000) written.push(...(yield* kafka.send(records.slice(i, i + 10_000))))
+    return written
+  })
+
+/** How many records a topic holds (sum of high - low over its partitions); 0 while it does not exist. */
+const count = (topic: string) =>
+  Effect.gen(function* () {
+    const kafka = yield* Kafka
+    const offsets = yield* kafka.offsets(topic)
+    return offsets.reduce((n, p) => n + p.high - p.low, 0)
+  })
+
+/** True once the group's committed offset of every partition of `topic` is that partition's high-water mark. */
+const committedToEnd = (group: string, topic: string) =>
+  Effect.gen(function* () {
+    const kafka = yield* Kafka
+    const highs = yield* kafka.offsets(topic)
+    const committed = new Map((yield* kafka.committedOffsets(group, topic)).map((c) => [c.partition, c.offset]))
+    return highs.every((h) => committed.get(h.partition) === h.high)
+  })
+
+/**
+ * Polls `check` every 200 ms until it holds. Fails after `timeout`, or at once when one of `alive` exits, with the
+ * output of the workers: that is what explains a stuck integration test.
+ */
+const waitUntil = <E, R>(
+  what: string,
+  timeout: Duration.Input,
+  check: Effect.Effect<boolean, E, R>,
+  alive: ReadonlyArray<Workers.Worker> = [],
+  status: Effect.Effect<string, E, R> = Effect.succeed("")
+) =>
+  Effect.gen(function* () {
+    const deadline = Date.now() + Duration.toMillis(Duration.fromInputUnsafe(timeout))
+    while (true) {
+      if (yield* check) return
+      const dead = alive.find((w) => !w.isRunning())
+      if (dead !== undefined) return yield* dead.fail(`exited while waiting until ${what}`)
+      if (Date.now() > deadline) {
+        const outputs = alive.map((w) => `--- ${w.name} ---\n${w.output().slice(-3000)}`).join("\n")
+        return yield* new Timeout({ what, details: `${yield* status}\n${outputs}` })
+      }
+      yield* Effect.sleep("200 millis")
+    }
+  })
+
+/** Every record of a topic, from the beginning to its current end. */
+const readAll = (topic: string) =>
+  Reader.readToEnd(topic).pipe(
+    Stream.runFold(
+      (): Array<ConsumerRecord> => [],
+      (acc, records) => {
+        for (const r of records) acc.push(r)
+        return acc
+      }
+    )
+  )
+
+interface Coverage {
+  /** Activity records read. */
+  readonly records: number
+  /** Activity records whose source was already covered by an earlier one. */
+  readonly duplicates: number
+  /** Expected input offsets without an activity record. */
+  readonly missing: ReadonlyArray<string>
+  /** Activity records whose source is not an expected input offset. */
+  readonly unexpected: ReadonlyArray<string>
+}
+
+/** Matches activity records to input offsets through their `source_partition` / `source_offset`. */
+const coverage = (
+  deployment: Deployment,
+  expected: ReadonlyArray<{ readonly partition: number; readonly offset: number }>,
+  activity: ReadonlyArray<ConsumerRecord>
+): Coverage => {
+  const seen = new Map<string, number>()
+  for (const record of activity) {
+    const decoded = Topic.decode(deployment.topics.activity, record)
+    if (Result.isFailure(decoded)) assert.fail(`undecodable activity record: ${decoded.failure.message}`)
+    const key = at(decoded.success.value.source_partition, decoded.success.value.source_offset)
+    seen.set(key, (seen.get(key) ?? 0) + 1)
+  }
+  const wanted = new Set(expected.map((e) => at(e.partition, e.offset)))
+  let duplicates = 0
+  for (const n of seen.values()) duplicates += n - 1
+  return {
+    records: activity.length,
+    duplicates,
+    missing: [...wanted].filter((k) => !seen.has(k)),
+    unexpected: [...seen.keys()].filter((k) => !wanted.has(k))
+  }
+}
+
+const summary = (c: Coverage) =>
+  `${c.records} activity records, ${c.duplicates} duplicates, ${c.missing.length} input offsets missing` +
+  ` (first: ${c.missing.slice(0, 10).join(" ")}), ${c.unexpected.length} unexpected (first: ${c.unexpected.slice(0, 10).join(" ")})`
+
+/** The "counts: login=.. purchase=.. logout=.." line a worker prints when it stops: how many events it processed. */
+const processedBy = (worker: Workers.Worker): number => {
+  const match = /counts: login=(\d+) purchase=(\d+) logout=(\d+)/.exec(worker.output())
+  if (match === null) return assert.fail(`${worker.name} printed no counts line:\n${worker.output().slice(-3000)}`)
+  return Number(match[1]) + Number(match[2]) + Number(match[3])
+}
+
+/** Sends SIGTERM and waits for a graceful exit: code 130 (interrupted by a signal), "stopped ... in N ms" logged. */
+const stopGracefully = (worker: Workers.Worker) =>
+  Effect.gen(function* () {
+    yield* worker.signal("SIGTERM")
+    const exit = yield* worker.exit("20 seconds")
+    assert.strictEqual(exit.code, 130, `${worker.name} exit code after SIGTERM\n${worker.output().slice(-3000)}`)
+    const stopped = /stopped user-events in (\d+) ms/.exec(worker.output())
+    assert.isNotNull(stopped, `${worker.name} logged its graceful stop\n${worker.output().slice(-3000)}`)
+    assert.notInclude(worker.output(), "graceful shutdown took too long")
+    return { exitMs: exit.msSinceSignal ?? Number.NaN, stoppedMs: Number(stopped?.[1]) }
+  })
+
+const joined = /assigned [1-9]\d* partition\(s\)/
+
+/** What the DLQ's error message must mention for each kind of malformed record `UserEvents.generate` makes. */
+const problems = new Map<string, RegExp>([
+  ["invalid-json", /invalid JSON/],
+  ["wrong-types", /Expected number.*user_id/],
+  ["missing-fields", /Missing key.*user_id/],
+  ["empty-value", /empty payload/]
+])
+
+layer(KafkaJs.layer({ brokers, clientId: "sluice-user-events-it" }), {
+  excludeTestServices: true,
+  timeout: "60 seconds"
+})("user-events workers against a real broker", (it) => {
+  it.effect(
+    "restart resumes from the committed offset: nothing skipped, nothing reprocessed after a clean stop",
+    () =>
+      Effect.gen(function* () {
+        const d = fresh()
+        const all = UserEvents.generate({ count: 5_000, topic: d.topics.events.name, seed: 1 })
+        const first = yield* produce(d.topics.events.name, all.slice(0, 3_000))
+
+        const w1 = yield* d.worker("worker-1")
+        yield* w1.waitForLog(joined, "30 seconds")
+        yield* waitUntil(
+          "the activity topic holds 3,000 records",
+          "60 seconds",
+          Effect.map(count(d.topics.activity.name), (n) => n >= 3_000),
+          [w1]
+        )
+        yield* stopGracefully(w1)
+        assert.strictEqual(yield* count(d.topics.activity.name), 3_000, "worker-1 wrote each record once")
+
+        const second = yield* produce(d.topics.events.name, all.slice(3_000))
+        const w2 = yield* d.worker("worker-2")
+        yield* w2.waitForLog(joined, "30 seconds")
+        yield* waitUntil(
+          "worker-2 has processed and committed the 2,000 new records",
+          "60 seconds",
+          Effect.map(
+            Effect.all([count(d.topics.activity.name), committedToEnd(d.group, d.topics.events.name)]),
+            ([n, committed]) => n >= 5_000 && committed
+          ),
+          [w2],
+          Effect.map(count(d.topics.activity.name), (n) => `activity holds ${n}`)
+        )
+        // Stopped before reading, so a late re-processing (a restart from an older offset) cannot hide.
+        yield* stopGracefully(w2)
+
+        const c = coverage(d, [...first, ...second], yield* readAll(d.topics.activity.name))
+        assert.strictEqual(c.missing.length, 0, summary(c))
+        assert.strictEqual(c.unexpected.length, 0, summary(c))
+        assert.strictEqual(c.duplicates, 0, summary(c))
+        assert.strictEqual(c.records, 5_000, summary(c))
+        assert.strictEqual(processedBy(w2), 2_000, "worker-2 processed only the records produced after the stop")
+      }).pipe(Effect.scoped),
+    90_000
+  )
+
+  it.effect(
+    "two worker processes in one group split the partitions and together process every record",
+    () =>
+      Effect.gen(function* () {
+        const d = fresh()
+        yield* Kafka.use((kafka) => kafka.createTopics([{ name: d.topics.events.name, partitions: 3 }]))
+        const a = yield* d.worker("worker-a")
+        const b = yield* d.worker("worker-b")
+        // Produce only once the group has settled on a split, so both members get records to process.
+        const split = () => {
+          const [la, lb] = [a.assignments().at(-1) ?? [], b.assignments().at(-1) ?? []]
+          const union = new Set([...la, ...lb])
+          return la.length > 0 && lb.length > 0 && la.length + lb.length === 3 && union.size === 3
+        }
+        yield* waitUntil("the group has split the 3 partitions between the workers", "45 seconds", Effect.sync(split), [
+          a,
+          b
+        ])
+
+        const written = yield* produce(
+          d.topics.events.name,
+          UserEvents.generate({ count: 6_000, topic: d.topics.events.name, seed: 2 })
+        )
+        yield* waitUntil(
+          "every input record is processed and committed",
+          "60 seconds",
+          Effect.map(
+            Effect.all([count(d.topics.activity.name), committedToEnd(d.group, d.topics.events.name)]),
+            ([n, committed]) => n >= 6_000 && committed
+          ),
+          [a, b],
+          Effect.map(count(d.topics.activity.name), (n) => `activity holds ${n}`)
+        )
+        // The split as it stood while they processed; the one leaving first hands its partitions to the other.
+        const pa = a.assignments().at(-1) ?? []
+        const pb = b.assignments().at(-1) ?? []
+        yield* Effect.all([stopGracefully(a), stopGracefully(b)], { concurrency: "unbounded" })
+
+        assert.isNotEmpty(pa, `worker-a's partitions\n${a.output()}`)
+        assert.isNotEmpty(pb, `worker-b's partitions\n${b.output()}`)
+        assert.deepStrictEqual(
+          pa.filter((p) => pb.includes(p)),
+          [],
+          `disjoint: a=${pa} b=${pb}`
+        )
+        assert.deepStrictEqual([...pa, ...pb].sort(), [0, 1, 2], `a=${pa} b=${pb}`)
+
+        const c = coverage(d, written, yield* readAll(d.topics.activity.name))
+        assert.strictEqual(c.missing.length, 0, summary(c))
+        assert.strictEqual(c.unexpected.length, 0, summary(c))
+        const [na, nb] = [processedBy(a), processedBy(b)]
+        assert.isAbove(na, 0, "worker-a processed records")
+        assert.isAbove(nb, 0, "worker-b processed records")
+        assert.isAtLeast(na + nb, 6_000, `a=${na} b=${nb}`)
+        yield* Effect.logInfo(`two workers: a=${pa} (${na} records), b=${pb} (${nb} records); ${summary(c)}`)
+      }).pipe(Effect.scoped),
+    90_000
+  )
+
+  it.effect(
+    "5% malformed records land in the DLQ with their headers; every other record is processed",
+    () =>
+      Effect.gen(function* () {
+        const d = fresh()
+        const records = UserEvents.generate({ count: 2_000, badRatio: 0.05, topic: d.topics.events.name, seed: 3 })
+        const written = yield* produce(d.topics.events.name, records)
+        const produced = new Map(written.map((m, i) => [at(m.partition, m.offset), records[i]!]))
+        const isBad = (r: ProducerRecord) => r.headers?.["sluice.test.bad"] !== undefined
+        const good = written.filter((_, i) => !isBad(records[i]!))
+        assert.strictEqual(good.length, 1_900)
+        const startedAt = Date.now()
+
+        const w = yield* d.worker("worker")
+        yield* w.waitForLog(joined, "30 seconds")
+        yield* waitUntil(
+          "every record is processed or dead-lettered, and committed",
+          "60 seconds",
+          Effect.map(
+            Effect.all([count(d.topics.activity.name), count(d.dlq), committedToEnd(d.group, d.topics.events.name)]),
+            ([activity, dlq, committed]) => activity + dlq >= 2_000 && committed
+          ),
+          [w]
+        )
+        yield* stopGracefully(w)
+
+        const dlq = yield* readAll(d.dlq)
+        assert.strictEqual(dlq.length, 100, "the DLQ holds exactly the 100 malformed records")
+        const hex = (b: Uint8Array | null | undefined) => (b == null ? String(b) : Buffer.from(b).toString("hex"))
+        const kinds = new Map<string, number>()
+        const sources = new Set<string>()
+        for (const r of dlq) {
+          const h = r.headers
+          const where = `DLQ record @${r.partition}:${r.offset} ${JSON.stringify(h)}`
+          assert.strictEqual(h[DeadLetter.headers.sourceTopic], d.topics.events.name, where)
+          const source = at(Number(h[DeadLetter.headers.sourcePartition]), Number(h[DeadLetter.headers.sourceOffset]))
+          const original = produced.get(source)
+          assert.isDefined(original, `${where}: its source offset is an input record`)
+          if (original === undefined) continue
+          sources.add(source)
+          const kind = original.headers?.["sluice.test.bad"]
+          assert.isDefined(kind, `${where}: only malformed records are dead-lettered`)
+          assert.strictEqual(h["sluice.test.bad"], kind, `${where}: the original headers are kept`)
+          assert.strictEqual(hex(r.key), hex(original.key), `${where}: key bytes`)
+          assert.strictEqual(hex(r.value), hex(original.value), `${where}: value bytes (${kind})`)
+          assert.strictEqual(h[DeadLetter.headers.errorTag], "DecodeError", where)
+          const message = h[DeadLetter.headers.errorMessage] ?? ""
+          assert.include(
+            message,
+            `cannot decode the value of ${d.topics.events.name}[${source.replace("@", "]@")}`,
+            where
+          )
+          const problem = problems.get(kind)
+          assert.isDefined(problem, `${where}: unknown kind ${kind}`)
+          assert.match(message, problem ?? /^$/, `${where}: the message names the problem`)
+          const time = h[DeadLetter.headers.errorTime] ?? ""
+          assert.strictEqual(new Date(time).toISOString(), time, `${where}: ISO time`)
+          assert.isAtLeast(Date.parse(time), startedAt - 1_000, where)
+          assert.isAtMost(Date.parse(time), Date.now(), where)
+          kinds.set(kind, (kinds.get(kind) ?? 0) + 1)
+        }
+        assert.strictEqual(sources.size, 100, "each malformed record is dead-lettered once")
+        assert.deepStrictEqual(
+          Object.fromEntries([...kinds].sort()),
+          Object.fromEntries(UserEvents.badKinds.map((k) => [k, 25]).sort()),
+          "all four kinds, 25 each"
+        )
+
+        const c = coverage(d, good, yield* readAll(d.topics.activity.name))
+        assert.strictEqual(c.missing.length, 0, summary(c))
+        assert.strictEqual(c.unexpected.length, 0, `no activity for a malformed record: ${summary(c)}`)
+        assert.strictEqual(c.duplicates, 0, summary(c))
+        assert.strictEqual(c.records, 1_900, summary(c))
+      }).pipe(Effect.scoped),
+    90_000
+  )
+
+  it.effect(
+    "kill -9 in the middle of 100,000 records, then restart: every input offset has at least one output",
+    () =>
+      Effect.gen(function* () {
+        const d = fresh()
+        const total = 100_000
+        const written = yield* produce(
+          d.topics.events.name,
+          UserEvents.generate({ count: total, topic: d.topics.events.name, seed: 4 })
+        )
+
+        const w1 = yield* d.worker("worker-1")
+        yield* w1.waitForLog(joined, "30 seconds")
+        let atKill = 0
+        yield* waitUntil(
+          "the activity topic holds 20% of the records",
+          "90 seconds",
+          Effect.map(count(d.topics.activity.name), (n) => {
+            atKill = n
+            return n >= total * 0.2
+          }),
+          [w1]
+        )
+        yield* w1.signal("SIGKILL")
+        const killed = yield* w1.exit("10 seconds")
+        assert.strictEqual(killed.signal, "SIGKILL")
+        assert.isBelow(atKill, total * 0.8, "killed in the middle, not at the end")
+        const committedAtKill = yield* Kafka.use((kafka) => kafka.committedOffsets(d.group, d.topics.events.name))
+
+        const w2 = yield* d.worker("worker-2")
+        yield* waitUntil(
+          "worker-2 has processed and committed every input record",
+          "150 seconds",
+          Effect.map(
+            Effect.all([count(d.topics.activity.name), committedToEnd(d.group, d.topics.events.name)]),
+            ([n, committed]) => n >= total && committed
+          ),
+          [w2],
+          Effect.map(count(d.topics.activity.name), (n) => `activity holds ${n}`)
+        )
+        yield* stopGracefully(w2)
+
+        const c = coverage(d, written, yield* readAll(d.topics.activity.name))
+        assert.strictEqual(c.missing.length, 0, summary(c))
+        assert.strictEqual(c.unexpected.length, 0, summary(c))
+        const resumedFrom = committedAtKill.map((o) => `${o.partition}@${o.offset}`).join(" ")
+        console.log(
+          `kill -9 at ${atKill} activity records (${((atKill / total) * 100).toFixed(1)}%), committed then: ${resumedFrom || "nothing"}; ` +
+            `after restart: ${c.records} activity records for ${total} inputs, ${c.duplicates} duplicates, 0 missing`
+        )
+      }).pipe(Effect.scoped),
+    200_000
+  )
+
+  it.effect(
+    "SIGTERM during processing: the process exits within 5 s with its offsets committed",
+    () =>
+      Effect.gen(function* () {
+        const d = fresh()
+        const total = 50_000
+        yield* produce(
+          d.topics.events.name,
+          UserEvents.generate({ count: total, topic: d.topics.events.name, seed: 5 })
+        )
+
+        const w = yield* d.worker("worker", 5_000)
+        yield* w.waitForLog(joined, "30 seconds")
+        let atSignal = 0
+        yield* waitUntil(
+          "the worker has processed some records",
+          "60 seconds",
+          Effect.map(count(d.topics.activity.name), (n) => {
+            atSignal = n
+            return n > 0
+          }),
+          [w]
+        )
+        assert.isBelow(atSignal, total, "signalled while records were still waiting")
+        const { exitMs, stoppedMs } = yield* stopGracefully(w)
+        console.log(
+          `SIGTERM after ${atSignal} of ${total} records: exited in ${exitMs} ms (runner's own stop: ${stoppedMs} ms), code 130`
+        )
+        assert.isBelow(exitMs, 5_000, "exit within 5 s of SIGTERM")
+
+        const activity = yield* readAll(d.topics.activity.name)
+        const committed = yield* Kafka.use((kafka) => kafka.committedOffsets(d.group, d.topics.events.name))
+        const maxOffset = new Map<number, number>()
+        for (const record of activity) {
+          const a = Topic.decode(d.topics.activity, record)
+          if (Result.isFailure(a)) return assert.fail(a.failure.message)
+          const { source_partition: p, source_offset: o } = a.success.value
+          maxOffset.set(p, Math.max(maxOffset.get(p) ?? -1, o))
+        }
+        const expectedCommits = [...maxOffset].sort(([a], [b]) => a - b).map(([partition, max]) => [partition, max + 1])
+        assert.deepStrictEqual(
+          committed.map((c) => [c.partition, c.offset]),
+          expectedCommits,
+          "committed offset of each partition = last processed offset + 1"
+        )
+        // Exactly the committed prefix of each partition was processed, each record once.
+        const processed = committed.flatMap((c) =>
+          Array.from({ length: c.offset }, (_, offset) => ({ partition: c.partition, offset }))
+        )
+        const c = coverage(d, processed, activity)
+        assert.strictEqual(c.missing.length, 0, summary(c))
+        assert.strictEqual(c.unexpected.length, 0, summary(c))
+        assert.strictEqual(c.duplicates, 0, summary(c))
+        console.log(
+          `after the stop: ${activity.length} of ${total} processed and committed (${committed.map((o) => `${o.partition}@${o.offset}`).join(" ")})`
+        )
+      }).pipe(Effect.scoped),
+    90_000
+  )
+})
