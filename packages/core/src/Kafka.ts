@@ -22,7 +22,7 @@ export interface TopicDescription {
   readonly partitions: number
 }
 
-/** The earliest and the next offset (high-water mark) of a partition. `high - low` records are readable. */
+/** The earliest and the next offset (high-water mark) of a partition: offsets in `[low, high)`; compaction may leave gaps. */
 export interface PartitionOffsets {
   readonly partition: number
   readonly low: number
@@ -75,7 +75,12 @@ export interface KafkaShape {
    * idempotent producer; retryable broker errors are retried with capped exponential backoff first.
    */
   readonly send: (records: ReadonlyArray<ProducerRecord>) => Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError>
-  /** Joins `groupId` and delivers batches to `handlers` until `stop` or the scope closes (which leaves the group). */
+  /**
+   * Joins `groupId` and delivers batches to `handlers` until `stop` or the scope closes (which leaves the group).
+   * Returns before the first assignment: handlers may wait for `consume` to have returned. A member may still commit
+   * revoked partitions while its `onAssignment` runs; on Kafka the new owner may already have started, so such a
+   * commit can cause duplicates there (never loss).
+   */
   readonly consume: (
     options: ConsumeOptions,
     handlers: ConsumeHandlers

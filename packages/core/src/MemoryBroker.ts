@@ -12,8 +12,12 @@
  *   consumers always see the whole log, as they do in the active segment of a real broker. `offsets().low` stays 0.
  * - Members never time out (`sessionTimeoutMs` is ignored): a member is alive until its scope closes. `maxWaitMs`
  *   is ignored too, because `send` wakes waiting fetchers directly.
- * - Groups use the range assignor and eager rebalances (see `internal/memoryGroup.ts`). Committed offsets of a
+ * - Groups use the range assignor and eager rebalances (see `internal/memoryGroup.ts`). `consume` returns before
+ *   the first assignment. A rebalance waits for in-flight `onBatch` calls however long they take (no
+ *   max.poll.interval). Creating or deleting a subscribed topic rebalances the group. Committed offsets of a
  *   deleted topic are dropped with it.
+ * - A commit must come from the partition's current owner (the broker itself only checks the generation). There is
+ *   one exception: during a rebalance's `onAssignment` calls, a member may still commit the partitions it just lost.
  * - Records share the byte arrays they were produced with: treat keys and values as read-only.
  */
 import { Clock, Context, Deferred, Effect, Layer, Stream } from "effect"

@@ -356,7 +356,7 @@ export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (optio
         }
         yield* connectScoped(consumer, abort, log)
         yield* attempt("subscribe", () =>
-          consumer.subscribe({ topics: [...options.topics], fromBeginning: false })
+          consumer.subscribe({ topics: [...options.topics], fromBeginning: options.from !== "latest" })
         )
         yield* Effect.sync(() => {
           consumer

@@ -209,19 +209,13 @@ const handle = (group: Group, member: Member): GroupConsumer => ({
 const commitError = (reason: string) => new KafkaError({ operation: "commit", reason, retryable: false })
 
 /** Leaving: no more deliveries, the member's fibers end, and the others rebalance without waiting for it. */
-const leave = (env: Env, group: Group, member: Member) =>
-  Effect.suspend(() => {
-    member.left = true
-    return Scope.close(member.scope, Exit.void)
-  }).pipe(
-    Effect.andThen(
-      Effect.suspend(() => {
-        group.members.delete(member.id)
-        member.owned = none
-        return requestRebalance(env, group)
-      })
-    )
-  )
+const leave = Effect.fnUntraced(function* (env: Env, group: Group, member: Member) {
+  member.left = true
+  yield* Scope.close(member.scope, Exit.void)
+  group.members.delete(member.id)
+  member.owned = none
+  yield* requestRebalance(env, group)
+})
 
 /** Topics were created or deleted: groups subscribed to one of them rebalance, as a metadata change makes them. */
 export const topicsChanged = (env: Env, names: ReadonlyArray<string>): Effect.Effect<void> =>
@@ -328,15 +322,15 @@ type Step =
   | { readonly _tag: "Wait"; readonly signal: Deferred.Deferred<void> }
   | { readonly _tag: "Deliver"; readonly batch: RecordBatch; readonly done: Deferred.Deferred<void> }
 
-const stop: Step = { _tag: "Stop" }
+const finished: Step = { _tag: "Stop" }
 
 /** One partition of one generation, in order, one batch at a time: awaiting `onBatch` is the backpressure. */
-const fetch = (member: Member, fetcher: Fetcher, log: PartitionLog, start: number, maxBatchSize: number) =>
-  Effect.gen(function* () {
+const fetch = Effect.fnUntraced(
+  function* (member: Member, fetcher: Fetcher, log: PartitionLog, start: number, maxBatchSize: number) {
     let position = start
     while (true) {
       const step = yield* Effect.sync((): Step => {
-        if (fetcher.halted || member.stopped || member.left || log.deleted) return stop
+        if (fetcher.halted || member.stopped || member.left || log.deleted) return finished
         if (member.paused.has(fetcher.key)) return { _tag: "Wait", signal: fetcher.wake }
         if (position >= log.records.length) return { _tag: "Wait", signal: log.signal }
         const done = Deferred.makeUnsafe<void>()
@@ -358,8 +352,9 @@ const fetch = (member: Member, fetcher: Fetcher, log: PartitionLog, start: numbe
       )
       position += step.batch.records.length
     }
-  }).pipe(
-    Effect.tapCause((cause) =>
+  },
+  (effect, member, fetcher) =>
+    Effect.tapCause(effect, (cause) =>
       Cause.hasInterruptsOnly(cause)
         ? Effect.void
         : Effect.logError(
@@ -367,4 +362,4 @@ const fetch = (member: Member, fetcher: Fetcher, log: PartitionLog, start: numbe
             cause
           )
     )
-  )
+)
