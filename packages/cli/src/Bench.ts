@@ -13,7 +13,7 @@ import { ConfigInvalid, messageOf } from "@sluice/core/Errors"
 import { Kafka } from "@sluice/core/Kafka"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
 import * as JoinRun from "@sluice/processors/JoinRun"
-import { Console, Effect, FileSystem, Option, Path, Result } from "effect"
+import { Console, Effect, FileSystem, Logger, Option, Path, Result } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Flags from "./Flags.ts"
 import * as Strategy from "./Strategy.ts"
@@ -118,7 +118,8 @@ export interface Ratio {
 
 export const ratio = (report: Measured, table: Measured): Ratio => ({
   strategy: report.strategy,
-  vsTable: perEventMs(report) / perEventMs(table),
+  // One division of integer products, so equal sizes give exactly the elapsed ratio (1.5, not 1.4999999999999998).
+  vsTable: (report.elapsedMs * table.events) / (table.elapsedMs * report.events),
   events: report.events,
   tableEvents: table.events,
   perEvent: report.events !== table.events
@@ -291,6 +292,8 @@ export const chart = (
       title: `sluice bench join: elapsed vs events (${context.users} users, brokers ${context.brokers})`,
       xLabel: "events (clicks enriched and verified)",
       yLabel: "elapsed ms",
+      // The sweep grows geometrically and rescan runs ~10x fewer events: a log x axis spreads all their points.
+      logX: true,
       logY: true
     }
   )
@@ -341,10 +344,16 @@ const runOne = (run: PlannedRun, settings: Settings, runId: string) =>
     return report
   })
 
-const writeOut = (dir: string, settings: Settings, brokers: string, runId: string, done: ReadonlyArray<Completed>) =>
+const writeOut = (
+  dir: string,
+  settings: Settings,
+  context: { readonly brokers: string; readonly runId: string; readonly json: boolean },
+  done: ReadonlyArray<Completed>
+) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
+    const { brokers, runId, json } = context
     const reports = done.map((c) => c.report)
     yield* fs.makeDirectory(dir, { recursive: true })
     const svgPath = path.resolve(dir, "join-elapsed.svg")
@@ -364,8 +373,9 @@ const writeOut = (dir: string, settings: Settings, brokers: string, runId: strin
       }))
     }
     yield* fs.writeFileString(jsonPath, `${JSON.stringify(results, null, 2)}\n`)
-    yield* Console.error(`bench: wrote ${svgPath}`)
-    yield* Console.error(`bench: wrote ${jsonPath}`)
+    // With --json, stdout is reserved for the JSON lines.
+    const say = json ? Console.error : Console.log
+    yield* say(`wrote ${svgPath}\nwrote ${jsonPath}`)
   })
 
 const bench = (
@@ -393,26 +403,30 @@ const bench = (
         )
       )
     )
-    if (Option.isSome(o.out)) yield* writeOut(o.out.value, settings, o.brokers, runId, done)
+    if (Option.isSome(o.out)) yield* writeOut(o.out.value, settings, { brokers: o.brokers, runId, json: o.json }, done)
     yield* Effect.fromResult(outcome(done.map((c) => c.report)))
-  }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
+  }).pipe(
+    Effect.provide(Flags.kafkaLayer(o.brokers)),
+    // stdout carries only the results (the table, or JSON lines a script parses); the runner's logs go to stderr.
+    Effect.provideService(Logger.LogToStderr, true)
+  )
 
 const join = Command.make(
   "join",
   {
     strategy: Flag.Literals("strategy", [...Strategy.strategies, "all"]).pipe(
       Flag.withDescription(
-        "join strategy to measure: table (in-memory, loaded once), rescan (re-reads the profile topic per click), redis (MGET per batch), or all (in that order)"
+        "join strategy to measure: table (in-memory, loaded once), rescan (re-reads the profile topic per click), redis (MGET per batch), or all (in that order); default table"
       ),
       Flag.withDefault("table")
     ),
     events: Flag.Int("events").pipe(
       Flag.withAlias("n"),
-      Flag.withDescription("clicks to produce, enrich and verify per strategy (at least 1)"),
+      Flag.withDescription("clicks to produce, enrich and verify per strategy (at least 1; default 1000)"),
       Flag.withDefault(1_000)
     ),
     users: Flag.Int("users").pipe(
-      Flag.withDescription("user profiles, i.e. distinct users the clicks come from (at least 1)"),
+      Flag.withDescription("user profiles, i.e. distinct users the clicks come from (at least 1; default 100)"),
       Flag.withDefault(100)
     ),
     rescanEvents: Flag.Int("rescan-events").pipe(

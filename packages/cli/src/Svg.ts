@@ -21,6 +21,8 @@ export interface ChartOptions {
   readonly yLabel: string
   /** Logarithmic y axis (base 10). Points with y <= 0 cannot be drawn on it and are left out. */
   readonly logY?: boolean
+  /** Logarithmic x axis (base 10), for sizes that grow geometrically. Points with x <= 0 are left out. */
+  readonly logX?: boolean
   readonly width?: number
   readonly height?: number
 }
@@ -96,23 +98,26 @@ export const lineChart = (series: ReadonlyArray<Series>, options: ChartOptions):
   const width = options.width ?? 800
   const height = options.height ?? 480
   const logY = options.logY ?? false
+  const logX = options.logX ?? false
   const margin = { top: 50, right: 170, bottom: 60, left: 80 }
   const plot = { left: margin.left, right: width - margin.right, top: margin.top, bottom: height - margin.bottom }
 
   const drawable = series.map((s) => ({
     name: s.name,
     points: s.points
-      .filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y) && (!logY || p.y > 0))
+      .filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y) && (!logX || p.x > 0) && (!logY || p.y > 0))
       .toSorted((a, b) => a.x - b.x)
   }))
   const all = drawable.flatMap((s) => s.points)
-  const xScale = linearScale(
+  const xScale = (logX ? logScale : linearScale)(
     all.map((p) => p.x),
     [plot.left, plot.right]
   )
-  const yValues = all.map((p) => p.y)
   // SVG's y grows downwards, so the range runs from the bottom edge to the top.
-  const yScale = logY ? logScale(yValues, [plot.bottom, plot.top]) : linearScale(yValues, [plot.bottom, plot.top])
+  const yScale = (logY ? logScale : linearScale)(
+    all.map((p) => p.y),
+    [plot.bottom, plot.top]
+  )
 
   const out: Array<string> = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
@@ -136,7 +141,7 @@ export const lineChart = (series: ReadonlyArray<Series>, options: ChartOptions):
   out.push(
     `<line x1="${plot.left}" y1="${plot.bottom}" x2="${plot.right}" y2="${plot.bottom}" stroke="black"/>`,
     `<line x1="${plot.left}" y1="${plot.top}" x2="${plot.left}" y2="${plot.bottom}" stroke="black"/>`,
-    `<text x="${px((plot.left + plot.right) / 2)}" y="${height - 15}" text-anchor="middle">${escapeXml(options.xLabel)}</text>`,
+    `<text x="${px((plot.left + plot.right) / 2)}" y="${height - 15}" text-anchor="middle">${escapeXml(options.xLabel)}${logX ? " (log scale)" : ""}</text>`,
     `<text x="20" y="${px((plot.top + plot.bottom) / 2)}" text-anchor="middle" transform="rotate(-90 20 ${px((plot.top + plot.bottom) / 2)})">${escapeXml(options.yLabel)}${logY ? " (log scale)" : ""}</text>`
   )
 

@@ -10,8 +10,9 @@ import { type Config, type Context, Effect, Layer, type LogLevel } from "effect"
 import * as KafkaJS from "kafkajs"
 import { KafkaError } from "./Errors.ts"
 import * as Consumer from "./internal/kafkajsConsumer.ts"
-import { attempt, errorType } from "./internal/kafkajsErrors.ts"
+import { attempt, backoff, errorType } from "./internal/kafkajsErrors.ts"
 import * as Producer from "./internal/kafkajsProducer.ts"
+import * as Reader from "./internal/kafkajsRead.ts"
 import { brokersConfig, Kafka, type PartitionOffsets, type TopicSpec } from "./Kafka.ts"
 
 export interface Options {
@@ -101,7 +102,7 @@ const awaitLeaders = (admin: KafkaJS.Admin, names: ReadonlyArray<string>) =>
             })
           )
     }),
-    Effect.retry({ schedule: Producer.backoff(30_000), while: (e) => e.retryable })
+    Effect.retry({ schedule: backoff(30_000), while: (e) => e.retryable })
   )
 
 const make = Effect.fnUntraced(function* (options: Options) {
@@ -172,7 +173,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
   return Kafka.of({
     send,
     consume: Consumer.consume(kafka, consumerSettings),
-    read: Consumer.read(kafka, consumerSettings),
+    read: Reader.read(kafka, consumerSettings),
     createTopics,
     deleteTopics: (names) =>
       // Deleting a topic that is already gone succeeds: the caller wanted it gone.

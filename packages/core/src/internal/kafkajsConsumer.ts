@@ -1,14 +1,14 @@
 /**
- * Group consumption (`consume`) and whole-topic reads (`read`) on kafkajs consumers.
+ * Group consumption (`consume`) on a kafkajs consumer, and the record conversion and consumer plumbing that
+ * `read` (kafkajsRead.ts) shares.
  *
- * kafkajs has no revoke hook and no `assign()`: assignments are observed through its GROUP_JOIN event, and a read
- * outside any group is a group of one with a throwaway id that never commits.
+ * kafkajs has no revoke hook: assignments are observed through its GROUP_JOIN event.
  */
 
-import { Cause, type Context, Effect, Exit, Queue, type Scope, Stream } from "effect"
+import { Cause, type Context, Effect, Exit, type Scope } from "effect"
 import type * as KafkaJS from "kafkajs"
 import { KafkaError } from "../Errors.ts"
-import type { ConsumeHandlers, ConsumeOptions, GroupConsumer, ReadOptions } from "../Kafka.ts"
+import type { ConsumeHandlers, ConsumeOptions, GroupConsumer } from "../Kafka.ts"
 import { type ConsumerRecord, type Headers, type RecordBatch, type TopicPartition, tpKey } from "../Record.ts"
 import { attempt, toKafkaError } from "./kafkajsErrors.ts"
 
@@ -34,7 +34,7 @@ const toHeaders = (headers: KafkaJS.IHeaders | undefined): Headers => {
   return out ?? noHeaders
 }
 
-const toRecordBatch = (batch: KafkaJS.Batch): RecordBatch => {
+export const toRecordBatch = (batch: KafkaJS.Batch): RecordBatch => {
   const { topic, partition, messages } = batch
   const records = new Array<ConsumerRecord>(messages.length)
   for (let i = 0; i < messages.length; i++) {
@@ -62,9 +62,9 @@ const byTopic = (partitions: ReadonlyArray<TopicPartition>): Array<{ topic: stri
   return Array.from(grouped, ([topic, partitions]) => ({ topic, partitions }))
 }
 
-const heartbeatIntervalFor = (sessionTimeoutMs: number) => Math.max(100, Math.floor(sessionTimeoutMs / 3))
+export const heartbeatIntervalFor = (sessionTimeoutMs: number) => Math.max(100, Math.floor(sessionTimeoutMs / 3))
 
-const consumerConfig = (
+export const consumerConfig = (
   groupId: string,
   sessionTimeoutMs: number,
   maxWaitMs: number,
@@ -82,16 +82,20 @@ const consumerConfig = (
 
 /**
  * kafkajs' runner only heartbeats between batches. A handler that suspends to push back (a full partition queue)
- * would otherwise be taken for dead after `sessionTimeout`; its heartbeats are rate-limited by kafkajs itself.
+ * would otherwise be taken for dead after `sessionTimeout`. kafkajs skips a heartbeat asked for sooner than
+ * `heartbeatIntervalMs` after the last one, so asking twice as often keeps the gaps near the interval.
  */
-const whileHeartbeating = async <A>(
+export const whileHeartbeating = async <A>(
   promise: Promise<A>,
   heartbeat: () => Promise<void>,
-  intervalMs: number
+  heartbeatIntervalMs: number
 ): Promise<A> => {
-  const timer = setInterval(() => {
-    heartbeat().catch(() => undefined)
-  }, intervalMs)
+  const timer = setInterval(
+    () => {
+      heartbeat().catch(() => undefined)
+    },
+    Math.max(50, Math.floor(heartbeatIntervalMs / 2))
+  )
   try {
     return await promise
   } finally {
@@ -129,7 +133,7 @@ const disconnect = (consumer: KafkaJS.Consumer, log: (message: string) => void) 
   ).pipe(Effect.timeoutOption("30 seconds"), Effect.asVoid)
 
 /** Connects on acquire; on release aborts the handlers still running, then disconnects (leaving the group). */
-const connectScoped = (consumer: KafkaJS.Consumer, abort: AbortController, log: (message: string) => void) =>
+export const connectScoped = (consumer: KafkaJS.Consumer, abort: AbortController, log: (message: string) => void) =>
   Effect.acquireRelease(
     attempt("connect", () => consumer.connect()).pipe(Effect.onError(() => disconnect(consumer, log))),
     () =>
@@ -207,27 +211,40 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
 
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
       if (phase._tag === "closed") return
-      quietly(applyPauses)
-      setImmediate(() => {
-        if (phase._tag !== "closed") phase = { _tag: "running" }
-      })
-      if (stopped) return
       const assignment: Array<TopicPartition> = []
       for (const [topic, partitions] of Object.entries(event.payload.memberAssignment)) {
         for (const partition of partitions) assignment.push({ topic, partition })
       }
-      onAssignment(assignment)
+      // Like the Java client, a pause does not survive losing the partition; kafkajs would keep it, and the
+      // partition would stay paused when it comes back, though nobody remembers pausing it.
+      const kept = new Set(assignment.map((tp) => tpKey(tp.topic, tp.partition)))
+      const released: Array<TopicPartition> = []
+      for (const [key, tp] of paused) {
+        if (kept.has(key)) continue
+        paused.delete(key)
+        released.push(tp)
+      }
+      quietly(() => {
+        if (!stopped && released.length > 0) consumer.resume(byTopic(released))
+        applyPauses()
+      })
+      setImmediate(() => {
+        if (phase._tag !== "closed") phase = { _tag: "running" }
+      })
+      if (!stopped) onAssignment(assignment)
     })
 
     consumer.on(consumer.events.CRASH, (event) => {
       if (phase._tag === "closed") return
       const error = toKafkaError("consume", event.payload.error)
       phase = event.payload.restart ? { _tag: "restarting", error } : { _tag: "crashed", error }
+      // kafkajs logs the stack itself; this line says what it means for Sluice.
       logError(
-        `kafkajs consumer crashed (${event.payload.restart ? "rejoining" : "not restarting"}): ${error.reason}`,
-        Cause.fail(error)
+        `kafkajs consumer crashed and ${event.payload.restart ? "will rejoin" : "stays down"}; ` +
+          `its partitions are revoked: ${error.reason}`
       )
-      // The crashed member has left the group: every partition it had is revoked.
+      // The crashed member has left the group: every partition it had is revoked, with its pauses.
+      paused.clear()
       if (!stopped) onAssignment([])
     })
 
@@ -271,7 +288,12 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
         stopped = true
       })
     )
-    yield* attempt("subscribe", () => consumer.subscribe({ topics, fromBeginning: options.fromBeginning ?? true }))
+    yield* attempt("subscribe", () =>
+      consumer.subscribe({ topics, fromBeginning: options.fromBeginning ?? true })
+    ).pipe(
+      // Leave nothing connected until the caller's scope closes.
+      Effect.onError(() => disconnect(consumer, (message) => logError(message)))
+    )
     // `run` resolves only after the first join; consume returns as soon as the consumer runs, and failures to join
     // arrive as CRASH events.
     yield* Effect.sync(() => {
@@ -330,59 +352,3 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
       })
     } satisfies GroupConsumer
   })
-
-export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (options: ReadOptions) =>
-  Stream.callback<RecordBatch, KafkaError>(
-    (queue) =>
-      Effect.gen(function* () {
-        const context: Context.Context<never> = yield* Effect.context<never>()
-        const abort = new AbortController()
-        const sessionTimeoutMs = 10_000
-        const consumer = kafka.consumer(
-          consumerConfig(
-            `sluice-reader-${crypto.randomUUID()}`,
-            sessionTimeoutMs,
-            options.maxWaitMs ?? 100,
-            settings,
-            // A restarted reader would start over from the beginning: fail the stream instead.
-            async () => false
-          )
-        )
-        consumer.on(consumer.events.CRASH, (event) => {
-          Queue.failCauseUnsafe(queue, Cause.fail(toKafkaError("read", event.payload.error)))
-        })
-        const log = (message: string) => {
-          Effect.runForkWith(context)(Effect.logError(message))
-        }
-        yield* connectScoped(consumer, abort, log)
-        yield* attempt("subscribe", () =>
-          consumer.subscribe({ topics: [...options.topics], fromBeginning: options.from !== "latest" })
-        )
-        yield* Effect.sync(() => {
-          consumer
-            .run({
-              autoCommit: false,
-              eachBatchAutoResolve: false,
-              partitionsConsumedConcurrently: settings.partitionsConsumedConcurrently,
-              eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
-                if (!isRunning() || isStale()) return
-                const last = batch.messages[batch.messages.length - 1]
-                if (last === undefined) return
-                // Awaiting the offer is the back-pressure: kafkajs fetches no more until the stream takes it.
-                const exit = await whileHeartbeating(
-                  Effect.runPromiseExitWith(context)(Queue.offer(queue, toRecordBatch(batch)), {
-                    signal: abort.signal
-                  }),
-                  heartbeat,
-                  heartbeatIntervalFor(sessionTimeoutMs)
-                )
-                if (Exit.isFailure(exit)) return
-                resolveOffset(last.offset)
-                await heartbeat()
-              }
-            })
-            .catch((error: unknown) => log(`kafkajs consumer.run failed: ${toKafkaError("read", error).reason}`))
-        })
-      }),
-    { bufferSize: 16, strategy: "suspend" }
-  )

@@ -2,7 +2,7 @@
  * How kafkajs failures become Sluice's `KafkaError`: the operation, a reason naming the kafkajs error (and the
  * broker error type it wraps), whether a retry can help, and the original error as the cause.
  */
-import { Effect, Predicate } from "effect"
+import { Effect, Predicate, Schedule } from "effect"
 import { KafkaError } from "../Errors.ts"
 
 interface ErrorInfo {
@@ -78,3 +78,9 @@ export const toKafkaError = (operation: string, error: unknown): KafkaError => {
 /** Runs a kafkajs call, mapping its rejection (or synchronous throw) to a `KafkaError`. */
 export const attempt = <A>(operation: string, f: () => Promise<A>): Effect.Effect<A, KafkaError> =>
   Effect.tryPromise({ try: f, catch: (error) => toKafkaError(operation, error) })
+
+/** Capped exponential backoff: 100 ms doubling to 5 s, for `limitMs` in total. */
+export const backoff = (limitMs: number) =>
+  Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")]).pipe(
+    Schedule.upTo({ duration: `${limitMs} millis` })
+  )

@@ -7,12 +7,12 @@
  * hands each caller the metadata of its own records.
  */
 
-import { Deferred, Effect, Exit, Queue, Schedule, type Scope } from "effect"
+import { Deferred, Effect, Exit, Queue, type Scope } from "effect"
 import type * as KafkaJS from "kafkajs"
 import { KafkaError } from "../Errors.ts"
 import * as Partitioner from "../Partitioner.ts"
 import { bytes, type ProducerRecord, type RecordMetadata, tpKey } from "../Record.ts"
-import { attempt, errorType } from "./kafkajsErrors.ts"
+import { attempt, backoff, errorType } from "./kafkajsErrors.ts"
 
 export interface ProducerOptions {
   /** How long `send` retries retryable failures before it fails. */
@@ -54,12 +54,6 @@ const estimateBytes = (record: ProducerRecord): number => {
   if (record.headers !== undefined) for (const k in record.headers) size += k.length + record.headers[k]!.length + 8
   return size
 }
-
-/** Capped exponential backoff: 100 ms doubling to 5 s, for `limitMs` in total. */
-export const backoff = (limitMs: number) =>
-  Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")]).pipe(
-    Schedule.upTo({ duration: `${limitMs} millis` })
-  )
 
 export const make = Effect.fnUntraced(function* (
   kafka: KafkaJS.Kafka,

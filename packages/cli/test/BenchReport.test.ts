@@ -1,0 +1,243 @@
+/**
+ * The pure half of `sluice bench join` (src/Bench.ts): flag validation, the run plan and sweep sizes, the ratios,
+ * the JSON line's shape, the text table, and the outcome, where a wrong output fails the benchmark.
+ */
+import { Option, Result } from "effect"
+import { describe, expect, it } from "vitest"
+import * as Bench from "../src/Bench.ts"
+
+const report = (overrides: Partial<Bench.Measured> & Pick<Bench.Measured, "strategy" | "events">): Bench.Measured => ({
+  users: 100,
+  correct: true,
+  loadMs: 8,
+  elapsedMs: 100,
+  eventsPerSec: 10_000,
+  p50Ms: 20,
+  p99Ms: 30,
+  peakRssMb: 180,
+  verification: {
+    expected: overrides.events,
+    present: overrides.events,
+    correct: overrides.events,
+    duplicates: 0,
+    problems: []
+  },
+  ...overrides
+})
+
+const table = report({ strategy: "table", events: 1000, elapsedMs: 100 })
+const rescan = report({ strategy: "rescan", events: 200, elapsedMs: 20_000, eventsPerSec: 10 })
+const redis = report({ strategy: "redis", events: 1000, elapsedMs: 150 })
+
+const flags = { strategy: "all" as const, events: 1000, users: 100, rescanEvents: Option.none<number>(), sweep: false }
+const settings = (overrides: Partial<Bench.Settings> = {}): Bench.Settings => ({
+  strategy: "all",
+  events: 1000,
+  users: 100,
+  rescanEvents: 200,
+  sweep: false,
+  ...overrides
+})
+
+describe("validate", () => {
+  it("defaults --rescan-events to min(--events, 200) and caps it at --events", () => {
+    expect(Result.getOrThrow(Bench.validate(flags)).rescanEvents).toBe(200)
+    expect(Result.getOrThrow(Bench.validate({ ...flags, events: 50 })).rescanEvents).toBe(50)
+    expect(Result.getOrThrow(Bench.validate({ ...flags, rescanEvents: Option.some(5000) })).rescanEvents).toBe(1000)
+    expect(Result.getOrThrow(Bench.validate({ ...flags, rescanEvents: Option.some(30) })).rescanEvents).toBe(30)
+  })
+
+  it("rejects events, users or rescan events below 1 with a ConfigInvalid that says what to pass", () => {
+    const result = Bench.validate({ ...flags, events: 0, users: -1, rescanEvents: Option.some(0) })
+    expect(Result.isFailure(result)).toBe(true)
+    if (Result.isFailure(result)) {
+      expect(result.failure._tag).toBe("ConfigInvalid")
+      expect(result.failure.message).toContain("--events must be at least 1 (got 0)")
+      expect(result.failure.message).toContain("--users must be at least 1 (got -1)")
+      expect(result.failure.message).toContain("--rescan-events must be at least 1")
+      expect(result.failure.message).toContain("e.g. --events 1000")
+    }
+  })
+})
+
+describe("plan", () => {
+  it("runs one headline per strategy without a sweep, table first, rescan on its own size", () => {
+    expect(Bench.plan(settings())).toEqual([
+      { strategy: "table", events: 1000, requested: 1000, headline: true },
+      { strategy: "rescan", events: 200, requested: 1000, headline: true },
+      { strategy: "redis", events: 1000, requested: 1000, headline: true }
+    ])
+    expect(Bench.plan(settings({ strategy: "rescan" }))).toEqual([
+      { strategy: "rescan", events: 200, requested: 1000, headline: true }
+    ])
+  })
+
+  it("sweeps 1/10, 1/4, 1/2 and all of each strategy's size; the largest is the headline", () => {
+    const runs = Bench.plan(settings({ sweep: true }))
+    const of = (s: string) => runs.filter((r) => r.strategy === s)
+    expect(of("table").map((r) => r.events)).toEqual([100, 250, 500, 1000])
+    expect(of("rescan").map((r) => [r.events, r.requested])).toEqual([
+      [20, 100],
+      [50, 250],
+      [100, 500],
+      [200, 1000]
+    ])
+    expect(of("redis").map((r) => r.headline)).toEqual([false, false, false, true])
+  })
+
+  it("deduplicates sizes and never goes below 1", () => {
+    const sizes = (events: number) =>
+      Bench.plan(settings({ strategy: "table", events, sweep: true })).map((r) => r.events)
+    expect(sizes(3)).toEqual([1, 2, 3])
+    expect(sizes(1)).toEqual([1])
+    const one = Bench.plan(settings({ strategy: "rescan", events: 1, rescanEvents: 1, sweep: true }))
+    expect(one).toEqual([{ strategy: "rescan", events: 1, requested: 1, headline: true }])
+  })
+})
+
+describe("ratios", () => {
+  it("compares per event when the sizes differ, and says so", () => {
+    const [r, s] = Bench.ratios([table, rescan, redis])
+    // rescan: 20000 ms / 200 = 100 ms per event; table: 100 ms / 1000 = 0.1 ms per event.
+    expect(r).toEqual({ strategy: "rescan", vsTable: 1000, events: 200, tableEvents: 1000, perEvent: true })
+    expect(s).toEqual({ strategy: "redis", vsTable: 1.5, events: 1000, tableEvents: 1000, perEvent: false })
+    expect(Bench.formatRatioLine(r!)).toBe(
+      "rescan/table: 1000x per event (elapsed/events; rescan ran 200 events, table 1000)"
+    )
+    expect(Bench.formatRatioLine(s!)).toBe("redis/table: 1.50x elapsed (both 1000 events)")
+  })
+
+  it("has none without a table run", () => {
+    expect(Bench.ratios([rescan, redis])).toEqual([])
+  })
+})
+
+describe("jsonLine", () => {
+  it("has exactly the documented keys, including every required one", () => {
+    const line = Bench.jsonLine(rescan, 1000, table)
+    const keys = Object.keys(JSON.parse(JSON.stringify(line)))
+    for (const key of Bench.requiredJsonKeys) expect(keys).toContain(key)
+    expect(keys).toEqual([
+      "strategy",
+      "events",
+      "requestedEvents",
+      "users",
+      "correct",
+      "elapsedMs",
+      "eventsPerSec",
+      "p50Ms",
+      "p99Ms",
+      "peakRssMb",
+      "loadMs",
+      "perEventMs",
+      "duplicates",
+      "comparedPerEvent",
+      "vsTable",
+      "problems"
+    ])
+  })
+
+  it("carries the measurements, the per-event comparison and the ratio to the table", () => {
+    expect(Bench.jsonLine(rescan, 1000, table)).toMatchObject({
+      strategy: "rescan",
+      events: 200,
+      requestedEvents: 1000,
+      correct: true,
+      elapsedMs: 20_000,
+      perEventMs: 100,
+      comparedPerEvent: true,
+      vsTable: 1000
+    })
+    const own = Bench.jsonLine(table, 1000, table)
+    expect(own.vsTable).toBeNull()
+    expect(own.comparedPerEvent).toBe(false)
+    expect(Bench.jsonLine(redis, 1000, undefined).vsTable).toBeNull()
+  })
+
+  it("is one line of JSON", () => {
+    const text = JSON.stringify(Bench.jsonLine(table, 1000, table))
+    expect(text).not.toContain("\n")
+  })
+})
+
+describe("tableFor", () => {
+  it("picks the table run of the same size, else the largest", () => {
+    const small = report({ strategy: "table", events: 100 })
+    expect(Bench.tableFor(100, [small, table, rescan])).toBe(small)
+    expect(Bench.tableFor(250, [small, table, rescan])).toBe(table)
+    expect(Bench.tableFor(250, [rescan])).toBeUndefined()
+  })
+})
+
+describe("outcome", () => {
+  it("succeeds when every run is correct", () => {
+    expect(Result.isSuccess(Bench.outcome([table, rescan, redis]))).toBe(true)
+  })
+
+  it("fails when any run has a wrong output, naming it and its problems", () => {
+    const wrong = report({
+      strategy: "redis",
+      events: 1000,
+      correct: false,
+      verification: {
+        expected: 1000,
+        present: 1000,
+        correct: 999,
+        duplicates: 0,
+        problems: ["click 0:7: got Bob-1, expected user 101 Alice-0"]
+      }
+    })
+    const result = Bench.outcome([table, wrong])
+    expect(Result.isFailure(result)).toBe(true)
+    if (Result.isFailure(result)) {
+      expect(result.failure._tag).toBe("JoinRunFailed")
+      expect(result.failure.message).toContain("redis (1000 events): 1000/1000 present, 999 correct")
+      expect(result.failure.message).toContain("expected user 101 Alice-0")
+      expect(result.failure.message).not.toContain("table")
+    }
+  })
+
+  it("fails when nothing was measured", () => {
+    expect(Result.isFailure(Bench.outcome([]))).toBe(true)
+  })
+})
+
+describe("text", () => {
+  it("aligns the table, marks a run on fewer events and flags a wrong one", () => {
+    const wrong = report({
+      strategy: "redis",
+      events: 1000,
+      correct: false,
+      verification: { expected: 1000, present: 990, correct: 990, duplicates: 0, problems: [] }
+    })
+    const lines = Bench.formatTable([table, rescan, wrong], 1000).split("\n")
+    expect(lines).toHaveLength(4)
+    expect(new Set(lines.map((l) => l.length)).size).toBe(1)
+    expect(lines[0]).toMatch(/^strategy\s+events\s+users\s+correct/)
+    expect(lines[1]).toMatch(/^table\s+1000\s+100\s+ok 1000\/1000/)
+    expect(lines[2]).toMatch(/^rescan\*\s+200\s/)
+    expect(lines[3]).toContain("FAIL 990/1000")
+  })
+
+  it("says in the summary that rescan is compared per event", () => {
+    const summary = Bench.formatSummary([table, rescan, redis], 1000)
+    expect(summary).toContain("* rescan ran 200 of 1000 events (--rescan-events): compare it per event")
+    expect(summary).toContain("rescan/table: 1000x per event")
+    expect(Bench.formatSummary([table], 1000)).not.toContain("per event (")
+  })
+
+  it("formats milliseconds and ratios with about three significant digits", () => {
+    expect([1234.5, 81.23, 0.81234, 0.0055].map(Bench.formatMs)).toEqual(["1235", "81.2", "0.812", "0.0055"])
+    expect([812.4, 12.34, 1.5].map(Bench.formatRatio)).toEqual(["812x", "12.3x", "1.50x"])
+    expect(Bench.progressLine("rescan", 50, 200, 12.6)).toBe("  rescan: 50/200 enriched (13/s)")
+  })
+
+  it("draws one chart line per strategy that ran", () => {
+    const svg = Bench.chart([table, report({ strategy: "table", events: 100, elapsedMs: 12 }), rescan], {
+      users: 100,
+      brokers: "memory"
+    })
+    expect(svg.match(/<path class="series"/g)).toHaveLength(2)
+    expect(svg).toContain("(log scale)")
+  })
+})

@@ -1,0 +1,77 @@
+/**
+ * `read`: every partition of some topics, outside any consumer group, as a Stream of batches.
+ *
+ * kafkajs has no `assign()`, so a read is a consumer group of one with a throwaway id (`sluice-reader-<uuid>`) that
+ * never commits; the consumer lives exactly as long as the stream.
+ */
+
+import { Cause, type Context, Effect, Exit, Queue, Stream } from "effect"
+import type * as KafkaJS from "kafkajs"
+import type { KafkaError } from "../Errors.ts"
+import type { ReadOptions } from "../Kafka.ts"
+import type { RecordBatch } from "../Record.ts"
+import {
+  type ConsumerSettings,
+  connectScoped,
+  consumerConfig,
+  heartbeatIntervalFor,
+  toRecordBatch,
+  whileHeartbeating
+} from "./kafkajsConsumer.ts"
+import { attempt, toKafkaError } from "./kafkajsErrors.ts"
+
+export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (options: ReadOptions) =>
+  Stream.callback<RecordBatch, KafkaError>(
+    (queue) =>
+      Effect.gen(function* () {
+        const context: Context.Context<never> = yield* Effect.context<never>()
+        const abort = new AbortController()
+        const sessionTimeoutMs = 10_000
+        const consumer = kafka.consumer(
+          consumerConfig(
+            `sluice-reader-${crypto.randomUUID()}`,
+            sessionTimeoutMs,
+            options.maxWaitMs ?? 100,
+            settings,
+            // A restarted reader would start over from the beginning: fail the stream instead.
+            async () => false
+          )
+        )
+        consumer.on(consumer.events.CRASH, (event) => {
+          Queue.failCauseUnsafe(queue, Cause.fail(toKafkaError("read", event.payload.error)))
+        })
+        const log = (message: string) => {
+          Effect.runForkWith(context)(Effect.logError(message))
+        }
+        yield* connectScoped(consumer, abort, log)
+        yield* attempt("subscribe", () =>
+          consumer.subscribe({ topics: [...options.topics], fromBeginning: options.from !== "latest" })
+        )
+        yield* Effect.sync(() => {
+          consumer
+            .run({
+              autoCommit: false,
+              eachBatchAutoResolve: false,
+              partitionsConsumedConcurrently: settings.partitionsConsumedConcurrently,
+              eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+                if (!isRunning() || isStale()) return
+                const last = batch.messages[batch.messages.length - 1]
+                if (last === undefined) return
+                // Awaiting the offer is the back-pressure: kafkajs fetches no more until the stream takes it.
+                const exit = await whileHeartbeating(
+                  Effect.runPromiseExitWith(context)(Queue.offer(queue, toRecordBatch(batch)), {
+                    signal: abort.signal
+                  }),
+                  heartbeat,
+                  heartbeatIntervalFor(sessionTimeoutMs)
+                )
+                if (Exit.isFailure(exit)) return
+                resolveOffset(last.offset)
+                await heartbeat()
+              }
+            })
+            .catch((error: unknown) => log(`kafkajs consumer.run failed: ${toKafkaError("read", error).reason}`))
+        })
+      }),
+    { bufferSize: 16, strategy: "suspend" }
+  )
