@@ -15,6 +15,7 @@ import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
 import * as JoinRun from "@sluice/processors/JoinRun"
 import { Console, Effect, FileSystem, Logger, Option, Path, Result } from "effect"
 import { Command, Flag } from "effect/cli"
+import * as BenchTable from "./BenchTable.ts"
 import * as Flags from "./Flags.ts"
 import * as Strategy from "./Strategy.ts"
 import * as Svg from "./Svg.ts"
@@ -483,5 +484,5 @@ const join = Command.make(
 
 export const command = Command.make("bench").pipe(
   Command.withDescription("Benchmarks whose outputs are verified, not just timed"),
-  Command.withSubcommands([join])
+  Command.withSubcommands([join, BenchTable.command])
 )

@@ -84,6 +84,9 @@ const logCreator =
     )
   }
 
+const unknownTopic = (name: string) =>
+  new KafkaError({ operation: "describeTopic", reason: `unknown topic ${name}`, retryable: false })
+
 /** Waits until the broker's metadata lists every partition of the topics with a leader (kafkajs#770). */
 const awaitLeaders = (admin: KafkaJS.Admin, names: ReadonlyArray<string>) =>
   attempt("createTopics", () => admin.fetchTopicMetadata({ topics: [...names] })).pipe(
@@ -187,16 +190,12 @@ const make = Effect.fnUntraced(function* (options: Options) {
     describeTopic: (name) =>
       attempt("describeTopic", () => admin.fetchTopicMetadata({ topics: [name] })).pipe(
         Effect.mapError((error) =>
-          errorType(error.cause) === "UNKNOWN_TOPIC_OR_PARTITION"
-            ? new KafkaError({ operation: "describeTopic", reason: `unknown topic ${name}`, retryable: false })
-            : error
+          errorType(error.cause) === "UNKNOWN_TOPIC_OR_PARTITION" ? unknownTopic(name) : error
         ),
         Effect.flatMap(({ topics }) => {
           const topic = topics.find((t) => t.name === name)
           return topic === undefined
-            ? Effect.fail(
-                new KafkaError({ operation: "describeTopic", reason: `unknown topic ${name}`, retryable: false })
-              )
+            ? Effect.fail(unknownTopic(name))
             : Effect.succeed({ name, partitions: topic.partitions.length })
         })
       ),

@@ -58,7 +58,7 @@ export const make = Effect.fnUntraced(function* <K, V>(
             continue
           }
           const { key, value } = decoded.success
-          if (value === null) map.get(key)
+          if (value === null) map.delete(key)
           else map.set(key, value)
         }
         // The same map, re-set so the Ref is the single place readers go through.

@@ -189,7 +189,7 @@ const assertVerified = (
     knownUsers
   )
   assert.isTrue(ClickData.isCorrect(verification), `${label}: ${verification.problems.join("; ")}`)
-  assert.strictEqual(outputs.size, sent.size, `${label}: an output for a click that was not sent`)
+  assert.strictEqual(outputs.size, sent.size, `${label}: outputs for clicks that should have none`)
 }
 
 describe("ClickEnrichment (real broker)", () => {
@@ -347,7 +347,10 @@ describe("ClickEnrichment (real broker)", () => {
         const dead = new Map<string, ConsumerRecord>()
         for (const record of yield* readAll(dlqOf(topics))) {
           const h = record.headers
-          dead.set(source(Number(h[DeadLetter.headers.sourcePartition]), Number(h[DeadLetter.headers.sourceOffset])), record)
+          dead.set(
+            source(Number(h[DeadLetter.headers.sourcePartition]), Number(h[DeadLetter.headers.sourceOffset])),
+            record
+          )
         }
         assert.deepStrictEqual(
           [...dead.keys()].sort(),
@@ -385,7 +388,11 @@ describe("ClickEnrichment (real broker)", () => {
           Effect.map(Effect.service(Redis.Redis), (real) =>
             Redis.Redis.of({
               ...real,
-              mget: (keys) => Effect.andThen(Effect.sync(() => mgets.push(keys.length)), real.mget(keys))
+              mget: (keys) =>
+                Effect.andThen(
+                  Effect.sync(() => mgets.push(keys.length)),
+                  real.mget(keys)
+                )
             })
           )
         )
