@@ -60,6 +60,8 @@ export interface GroupConsumer {
   readonly resume: (partitions: ReadonlyArray<TopicPartition>) => Effect.Effect<void>
   /** Stops fetching for good; waits for in-flight `onBatch` calls. Commits keep working until the scope closes. */
   readonly stop: Effect.Effect<void>
+  /** Fails when the member is out of its group for good (the client crashed and will not rejoin); never succeeds. */
+  readonly failed: Effect.Effect<never, KafkaError>
 }
 
 export interface ReadOptions {

@@ -151,6 +151,7 @@ export const run = <K, V, E, R>(
         })
       )
       yield* Deferred.succeed(ready, { consumer, delivery })
-      return yield* Deferred.await(failed)
+      // A partition failing for good, or the client leaving the group for good, ends the worker.
+      return yield* Effect.raceFirst(Deferred.await(failed), consumer.failed)
     })
   )

@@ -5,7 +5,7 @@
  * kafkajs has no revoke hook: assignments are observed through its GROUP_JOIN event.
  */
 
-import { Cause, type Context, Effect, Exit, type Scope } from "effect"
+import { Cause, type Context, Deferred, Effect, Exit, type Scope } from "effect"
 import type * as KafkaJS from "kafkajs"
 import { KafkaError } from "../Errors.ts"
 import type { ConsumeHandlers, ConsumeOptions, GroupConsumer } from "../Kafka.ts"
@@ -234,10 +234,12 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
       if (!stopped) onAssignment(assignment)
     })
 
+    const crashed = Deferred.makeUnsafe<never, KafkaError>()
     consumer.on(consumer.events.CRASH, (event) => {
       if (phase._tag === "closed") return
       const error = toKafkaError("consume", event.payload.error)
       phase = event.payload.restart ? { _tag: "restarting", error } : { _tag: "crashed", error }
+      if (!event.payload.restart) Deferred.doneUnsafe(crashed, Effect.fail(error))
       // kafkajs logs the stack itself; this line says what it means for Sluice.
       logError(
         `kafkajs consumer crashed and ${event.payload.restart ? "will rejoin" : "stays down"}; ` +
@@ -349,6 +351,7 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
           quietly(pauseEverything)
         }
         return inFlight.idle
-      })
+      }),
+      failed: Deferred.await(crashed)
     } satisfies GroupConsumer
   })

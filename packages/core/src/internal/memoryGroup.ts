@@ -203,7 +203,9 @@ const handle = (group: Group, member: Member): GroupConsumer => ({
   stop: Effect.suspend(() => {
     member.stopped = true
     return quiesce(member)
-  })
+  }),
+  // The in-memory broker never drops a member on its own.
+  failed: Effect.never
 })
 
 const commitError = (reason: string) => new KafkaError({ operation: "commit", reason, retryable: false })
