@@ -6,7 +6,7 @@
  * becomes a `KafkaError`, and kafkajs' log goes to Effect's logger.
  */
 
-import { type Config, type Context, Effect, Layer, type LogLevel } from "effect"
+import { type Config, type Context, Effect, Layer, type LogLevel, Semaphore } from "effect"
 import * as KafkaJS from "kafkajs"
 import { KafkaError } from "./Errors.ts"
 import * as Consumer from "./internal/kafkajsConsumer.ts"
@@ -136,7 +136,12 @@ const make = Effect.fnUntraced(function* (options: Options) {
     () => disconnectAdmin
   )
 
-  const listTopics = attempt("listTopics", () => admin.listTopics())
+  // kafkajs' admin shares one metadata cache, and a metadata call for some topics replaces it: a concurrent
+  // `fetchTopicOffsets` for another topic then finds no partitions (kafkajs#461). Admin calls go one at a time.
+  const adminLock = yield* Semaphore.make(1)
+  const serially = <A, E>(effect: Effect.Effect<A, E>) => adminLock.withPermits(1)(effect)
+  const listTopicsUnlocked = attempt("listTopics", () => admin.listTopics())
+  const listTopics = serially(listTopicsUnlocked)
   const send = yield* Producer.make(kafka, {
     sendRetryMs: options.sendRetryMs ?? 30_000,
     maxBatchBytes: options.maxBatchBytes ?? 512 * 1024,
@@ -152,23 +157,25 @@ const make = Effect.fnUntraced(function* (options: Options) {
   const createTopics = (specs: ReadonlyArray<TopicSpec>) =>
     specs.length === 0
       ? Effect.void
-      : attempt("createTopics", () =>
-          admin.createTopics({
-            waitForLeaders: true,
-            topics: specs.map((spec) => {
-              const config: KafkaJS.ITopicConfig = { topic: spec.name, numPartitions: spec.partitions }
-              if (spec.replicationFactor !== undefined) config.replicationFactor = spec.replicationFactor
-              if (spec.config !== undefined) {
-                config.configEntries = Object.entries(spec.config).map(([name, value]) => ({ name, value }))
-              }
-              return config
+      : serially(
+          attempt("createTopics", () =>
+            admin.createTopics({
+              waitForLeaders: true,
+              topics: specs.map((spec) => {
+                const config: KafkaJS.ITopicConfig = { topic: spec.name, numPartitions: spec.partitions }
+                if (spec.replicationFactor !== undefined) config.replicationFactor = spec.replicationFactor
+                if (spec.config !== undefined) {
+                  config.configEntries = Object.entries(spec.config).map(([name, value]) => ({ name, value }))
+                }
+                return config
+              })
             })
-          })
-        ).pipe(
-          Effect.andThen(
-            awaitLeaders(
-              admin,
-              specs.map((s) => s.name)
+          ).pipe(
+            Effect.andThen(
+              awaitLeaders(
+                admin,
+                specs.map((s) => s.name)
+              )
             )
           )
         )
@@ -180,15 +187,17 @@ const make = Effect.fnUntraced(function* (options: Options) {
     createTopics,
     deleteTopics: (names) =>
       // Deleting a topic that is already gone succeeds: the caller wanted it gone.
-      Effect.flatMap(listTopics, (existing) => {
-        const present = names.filter((name) => existing.includes(name))
-        return present.length === 0
-          ? Effect.void
-          : attempt("deleteTopics", () => admin.deleteTopics({ topics: present }))
-      }),
+      serially(
+        Effect.flatMap(listTopicsUnlocked, (existing) => {
+          const present = names.filter((name) => existing.includes(name))
+          return present.length === 0
+            ? Effect.void
+            : attempt("deleteTopics", () => admin.deleteTopics({ topics: present }))
+        })
+      ),
     listTopics,
     describeTopic: (name) =>
-      attempt("describeTopic", () => admin.fetchTopicMetadata({ topics: [name] })).pipe(
+      serially(attempt("describeTopic", () => admin.fetchTopicMetadata({ topics: [name] }))).pipe(
         Effect.mapError((error) =>
           errorType(error.cause) === "UNKNOWN_TOPIC_OR_PARTITION" ? unknownTopic(name) : error
         ),
@@ -200,7 +209,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
         })
       ),
     offsets: (topic) =>
-      attempt("offsets", () => admin.fetchTopicOffsets(topic)).pipe(
+      serially(attempt("offsets", () => admin.fetchTopicOffsets(topic))).pipe(
         Effect.map((partitions) =>
           partitions
             .map((p): PartitionOffsets => ({ partition: p.partition, low: Number(p.low), high: Number(p.high) }))
@@ -208,7 +217,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
         )
       ),
     committedOffsets: (groupId, topic) =>
-      attempt("committedOffsets", () => admin.fetchOffsets({ groupId, topics: [topic] })).pipe(
+      serially(attempt("committedOffsets", () => admin.fetchOffsets({ groupId, topics: [topic] }))).pipe(
         Effect.map((topics) =>
           topics.flatMap((t) =>
             t.partitions

@@ -50,9 +50,9 @@ const setup = (topics: ClickEnrichment.Topics, extra: ReadonlyArray<string> = []
   )
 
 /**
- * Deletes every topic and Redis key under the test's prefix, with clients of its own. It runs after the test's
- * services are closed: kafkajs keeps refreshing the metadata of every topic its producer wrote to, so a producer
- * that outlived the deletion of one of its topics would fail on the next test's sends.
+ * Deletes every topic and Redis key under the test's prefix, with clients of its own, after the test's clients are
+ * closed: kafkajs keeps refreshing the metadata of every topic its producer wrote to, so no client that is still
+ * in use should ever have written to a deleted topic.
  */
 const cleanup = (prefix: string) =>
   Effect.gen(function* () {
@@ -72,14 +72,14 @@ const cleanup = (prefix: string) =>
  */
 const integration = <E>(
   name: string,
-  body: (topics: ClickEnrichment.Topics, prefix: string) => Effect.Effect<void, E, Kafka | Redis.Redis | Scope.Scope>,
+  body: (topics: ClickEnrichment.Topics) => Effect.Effect<void, E, Kafka | Redis.Redis | Scope.Scope>,
   timeout: number
 ) =>
   it.live(
     name,
     () => {
       const prefix = freshPrefix()
-      return Effect.scoped(body(ClickEnrichment.named(prefix), prefix)).pipe(
+      return Effect.scoped(body(ClickEnrichment.named(prefix))).pipe(
         Effect.provide(Services),
         Effect.ensuring(cleanup(prefix))
       )
