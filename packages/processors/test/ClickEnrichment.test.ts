@@ -10,15 +10,7 @@ import { Effect, Fiber, Result } from "effect"
 import * as ClickData from "../src/ClickData.ts"
 import * as ClickEnrichment from "../src/ClickEnrichment.ts"
 import * as JoinRun from "../src/JoinRun.ts"
-
-const waitUntil = <R>(what: string, check: Effect.Effect<boolean, never, R>) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < 1000; i++) {
-      if (yield* check) return
-      yield* Effect.sleep("10 millis")
-    }
-    return yield* Effect.die(new Error(`timed out waiting until ${what}`))
-  })
+import { waitUntil } from "./support/effects.ts"
 
 const records = (topic: string) =>
   Effect.gen(function* () {

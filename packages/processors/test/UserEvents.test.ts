@@ -11,18 +11,9 @@ import * as Runner from "@sluice/core/Runner"
 import * as Topic from "@sluice/core/Topic"
 import { Effect, Fiber, Layer, Ref, Result } from "effect"
 import * as UserEvents from "../src/UserEvents.ts"
+import { waitUntil } from "./support/effects.ts"
 
 const Env = Layer.mergeAll(layerWith({ maxBatchSize: 200 }), UserEvents.EventCounts.layer)
-
-/** Polls until `check` holds, failing the test with `what` after ~10 s. */
-const waitUntil = <R>(what: string, check: Effect.Effect<boolean, never, R>) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < 1000; i++) {
-      if (yield* check) return
-      yield* Effect.sleep("10 millis")
-    }
-    return yield* Effect.die(new Error(`timed out waiting until ${what}`))
-  })
 
 const count = (topic: string) =>
   Effect.gen(function* () {
