@@ -189,6 +189,8 @@ export const userEvents = (
 ): Effect.Effect<Worker, never, Scope.Scope> =>
   start(name, [
     "user-events",
+    // For debugging a failure: SLUICE_TEST_LOG_LEVEL=debug shows the runner's commit and rebalance details.
+    ...(process.env.SLUICE_TEST_LOG_LEVEL === undefined ? [] : ["--log-level", process.env.SLUICE_TEST_LOG_LEVEL]),
     "--brokers",
     options.brokers.join(","),
     "--topic-prefix",
