@@ -30,7 +30,12 @@ export const runMain = (options: MainOptions = {}) =>
     fiber.addObserver((exit) => {
       process.removeListener("SIGINT", onSignal)
       process.removeListener("SIGTERM", onSignal)
-      teardown(exit, (code) => process.exit(signalled && code !== 0 ? 130 : code))
+      // Exit only once what was written to stdout and stderr has been flushed: a pipe (`sluice inspect --json | jq`)
+      // would otherwise lose the tail of the output.
+      teardown(exit, (code) => {
+        const exitCode = signalled && code !== 0 ? 130 : code
+        process.stdout.write("", () => process.stderr.write("", () => process.exit(exitCode)))
+      })
     })
     process.on("SIGINT", onSignal)
     process.on("SIGTERM", onSignal)
