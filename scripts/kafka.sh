@@ -292,6 +292,11 @@ cmd_start() {
     rc=0
     probe 15000 >/dev/null || rc=$?
     if [[ $rc -eq 0 ]]; then
+      # The tests also run the Java client's own code from these jars (murmur2 cross-check), so make sure the
+      # checkout has them even when the broker that answers was started elsewhere (cached: no download twice).
+      ensure_java
+      ensure_mvn
+      ensure_libs
       log "kafka already running on $HOST:$PORT"
       return 0
     fi
