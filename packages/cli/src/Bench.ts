@@ -37,6 +37,8 @@ export interface Settings {
   readonly rescanEvents: number
   /** Run several sizes per strategy (for the chart) instead of one. */
   readonly sweep: boolean
+  /** Produce every click before the topology starts (throughput) instead of while it runs (latency). */
+  readonly backlog: boolean
 }
 
 /** Rescan is the lab's N+1: a few hundred clicks already take minutes on a real broker. */
@@ -49,6 +51,7 @@ export const validate = (flags: {
   readonly users: number
   readonly rescanEvents: Option.Option<number>
   readonly sweep: boolean
+  readonly backlog?: boolean
 }): Result.Result<Settings, ConfigInvalid> => {
   const problems: Array<string> = []
   if (flags.events < 1) problems.push(`--events must be at least 1 (got ${flags.events}): pass e.g. --events 1000`)
@@ -66,7 +69,8 @@ export const validate = (flags: {
     users: flags.users,
     // More rescan events than table events would make no comparison fairer; it would only take longer.
     rescanEvents: Math.min(rescan, flags.events),
-    sweep: flags.sweep
+    sweep: flags.sweep,
+    backlog: flags.backlog ?? false
   })
 }
 
@@ -323,6 +327,7 @@ const runOne = (run: PlannedRun, settings: Settings, runId: string) =>
       users: settings.users,
       topics,
       lookup: Strategy.layer(run.strategy, topics),
+      backlog: settings.backlog,
       onProgress: (done, total) =>
         Effect.suspend(() => {
           const now = Date.now()
@@ -436,6 +441,12 @@ const join = Command.make(
       ),
       Flag.optional
     ),
+    backlog: Flag.Boolean("backlog").pipe(
+      Flag.withDescription(
+        "produce all clicks before the topology starts, to measure its throughput; by default clicks are produced while it runs, so latency is the pipeline's"
+      ),
+      Flag.withDefault(false)
+    ),
     brokers: Flags.brokers,
     json: Flag.Boolean("json").pipe(
       Flag.withDescription("print one JSON object per strategy, one per line, on stdout; progress stays on stderr"),
@@ -455,7 +466,8 @@ const join = Command.make(
         events: o.events,
         users: o.users,
         rescanEvents: o.rescanEvents,
-        sweep: Option.isSome(o.out)
+        sweep: Option.isSome(o.out),
+        backlog: o.backlog
       })
     ).pipe(Effect.flatMap((settings) => bench(settings, o)))
 ).pipe(
