@@ -36,6 +36,7 @@ const settings = (overrides: Partial<Bench.Settings> = {}): Bench.Settings => ({
   users: 100,
   rescanEvents: 200,
   sweep: false,
+  backlog: false,
   ...overrides
 })
 
