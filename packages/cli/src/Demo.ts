@@ -14,11 +14,11 @@ export const command = Command.make(
   {
     events: Flag.Int("events").pipe(
       Flag.withAlias("n"),
-      Flag.withDescription("clicks to enrich"),
+      Flag.withDescription("clicks to enrich (default 1000)"),
       Flag.withDefault(1_000)
     ),
-    users: Flag.Int("users").pipe(Flag.withDescription("user profiles"), Flag.withDefault(100)),
-    print: Flag.Int("print").pipe(Flag.withDescription("enriched events to print"), Flag.withDefault(10))
+    users: Flag.Int("users").pipe(Flag.withDescription("user profiles (default 100)"), Flag.withDefault(100)),
+    print: Flag.Int("print").pipe(Flag.withDescription("enriched events to print (default 10)"), Flag.withDefault(10))
   },
   (o) =>
     Effect.gen(function* () {

@@ -11,13 +11,15 @@ import { Config, type Layer } from "effect"
 import { Flag } from "effect/cli"
 
 export const brokers = Flag.String("brokers").pipe(
-  Flag.withDescription("Kafka bootstrap servers (host:port,...), or 'memory' for the in-memory broker"),
+  Flag.withDescription(
+    "Kafka bootstrap servers (host:port,...), or 'memory' for the in-memory broker (default: SLUICE_BROKERS, else 127.0.0.1:9092)"
+  ),
   Flag.withFallbackConfig(Config.String("SLUICE_BROKERS")),
   Flag.withDefault("127.0.0.1:9092")
 )
 
 export const seed = Flag.Int("seed").pipe(
-  Flag.withDescription("seed of the deterministic generator"),
+  Flag.withDescription("seed of the deterministic generator (default 42)"),
   Flag.withDefault(42)
 )
 
@@ -33,6 +35,6 @@ export const kafkaLayer = (brokers: string): Layer.Layer<Kafka, KafkaError> =>
       })
 
 export const prefix = Flag.String("topic-prefix").pipe(
-  Flag.withDescription("prefix for every topic name (isolated environments, tests)"),
+  Flag.withDescription("prefix for every topic name, to isolate environments and tests (default: none)"),
   Flag.withDefault("")
 )

@@ -32,7 +32,7 @@ export const command = Command.make(
     brokers: Flags.brokers,
     limit: Flag.Int("limit").pipe(
       Flag.withAlias("n"),
-      Flag.withDescription("stop after this many records"),
+      Flag.withDescription("stop after this many records (default 20)"),
       Flag.withDefault(20)
     ),
     fromBeginning: Flag.Boolean("from-beginning").pipe(

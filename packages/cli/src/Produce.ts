@@ -29,10 +29,13 @@ export const sendAll = Effect.fnUntraced(function* (records: ReadonlyArray<Produ
 
 const count = Flag.Int("count").pipe(
   Flag.withAlias("n"),
-  Flag.withDescription("how many records"),
+  Flag.withDescription("how many records (default 1000)"),
   Flag.withDefault(1_000)
 )
-const users = Flag.Int("users").pipe(Flag.withDescription("how many distinct users"), Flag.withDefault(100))
+const users = Flag.Int("users").pipe(
+  Flag.withDescription("how many distinct users (default 100)"),
+  Flag.withDefault(100)
+)
 
 const userEvents = Command.make(
   "user-events",
@@ -43,7 +46,9 @@ const userEvents = Command.make(
     users,
     seed: Flags.seed,
     includeBad: Flag.Finite("include-bad").pipe(
-      Flag.withDescription("share of malformed records (invalid JSON, wrong types, missing fields, empty value), 0..1"),
+      Flag.withDescription(
+        "share of malformed records (invalid JSON, wrong types, missing fields, empty value), 0..1 (default 0)"
+      ),
       Flag.withDefault(0)
     )
   },

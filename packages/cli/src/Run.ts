@@ -13,7 +13,7 @@ const group = Flag.String("group").pipe(
   Flag.optional
 )
 const shutdownTimeout = Flag.Int("shutdown-timeout-ms").pipe(
-  Flag.withDescription("bound on the graceful stop (drain, flush, commit, leave)"),
+  Flag.withDescription("bound on the graceful stop: drain, flush, commit, leave (default 5000)"),
   Flag.withDefault(5_000)
 )
 
@@ -41,9 +41,12 @@ const userEvents = Command.make(
     Effect.gen(function* () {
       const counts = yield* UserEvents.EventCounts
       const show = Effect.map(Ref.get(counts), (c) => `login=${c.login} purchase=${c.purchase} logout=${c.logout}`)
-      yield* Effect.logInfo(`running user-events on ${o.brokers}: user-events -> user-activity (DLQ user-events.dlq)`)
+      const topics = UserEvents.named(o.prefix)
+      yield* Effect.logInfo(
+        `running user-events on ${o.brokers}: ${topics.events.name} -> ${topics.activity.name} (dead letters: ${topics.events.name}.dlq)`
+      )
       yield* Effect.forkChild(progress(show))
-      return yield* Runner.run(UserEvents.topology(UserEvents.named(o.prefix)), runOptions(o)).pipe(
+      return yield* Runner.run(UserEvents.topology(topics), runOptions(o)).pipe(
         Effect.onInterrupt(() => Effect.flatMap(show, (s) => Console.log(`counts: ${s}`)))
       )
     }).pipe(Effect.provide(Layer.mergeAll(Flags.kafkaLayer(o.brokers), UserEvents.EventCounts.layer)))
@@ -68,8 +71,9 @@ const clickEnrichment = Command.make(
   },
   (o) =>
     Effect.gen(function* () {
+      const topics = ClickEnrichment.named(o.prefix)
       yield* Effect.logInfo(
-        `running click-enrichment on ${o.brokers} with the ${o.strategy} strategy: clicks + user_profiles -> clicks.enriched`
+        `running click-enrichment on ${o.brokers} with the ${o.strategy} strategy: ${topics.clicks.name} + ${topics.profiles.name} -> ${topics.enriched.name}`
       )
       yield* Effect.forkChild(progress())
       return yield* Runner.run(

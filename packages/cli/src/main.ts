@@ -7,6 +7,7 @@ import * as Bench from "./Bench.ts"
 import * as Demo from "./Demo.ts"
 import * as Inspect from "./Inspect.ts"
 import * as Produce from "./Produce.ts"
+import * as Report from "./Report.ts"
 import * as Run from "./Run.ts"
 
 const sluice = Command.make("sluice").pipe(
@@ -20,6 +21,9 @@ const Logging = Layer.mergeAll(
 )
 
 export const main = (argv: ReadonlyArray<string>) =>
-  Command.runWith(sluice, { version: "0.1.0" })(argv).pipe(Effect.provide(Layer.mergeAll(NodeServices.layer, Logging)))
+  Command.runWith(sluice, { version: "0.1.0" })(argv).pipe(
+    Report.reportErrors,
+    Effect.provide(Layer.mergeAll(NodeServices.layer, Logging))
+  )
 
 export const run = () => Main.runMain()(main(process.argv.slice(2)))
