@@ -1,4 +1,5 @@
 /** `sluice run <topology>`: run a topology against Kafka until SIGINT/SIGTERM, with progress lines. */
+import * as Main from "@sluice/core/Main"
 import * as Metrics from "@sluice/core/Metrics"
 import * as Runner from "@sluice/core/Runner"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
@@ -20,11 +21,15 @@ const shutdownTimeout = Flag.Int("shutdown-timeout-ms").pipe(
 const runOptions = (o: {
   readonly group: Option.Option<string>
   readonly shutdownTimeoutMs: number
-}): Runner.RunOptions => ({
-  ...(Option.isSome(o.group) ? { groupId: o.group.value } : {}),
-  shutdownTimeout: `${o.shutdownTimeoutMs} millis`,
-  sessionTimeoutMs: 6_000
-})
+}): Runner.RunOptions => {
+  // The process exits hard if the graceful stop outlives its bound by more than a margin.
+  Main.setGracePeriod(o.shutdownTimeoutMs + 3_000)
+  return {
+    ...(Option.isSome(o.group) ? { groupId: o.group.value } : {}),
+    shutdownTimeout: `${o.shutdownTimeoutMs} millis`,
+    sessionTimeoutMs: 6_000
+  }
+}
 
 /** Logs records in/out/dead-lettered every few seconds while something runs. */
 export const progress = (extra: Effect.Effect<string> = Effect.succeed("")) =>
@@ -65,7 +70,7 @@ const clickEnrichment = Command.make(
       Flag.withDefault(false)
     ),
     unknownUsers: Flag.Literals("unknown-users", ["null", "dead-letter"]).pipe(
-      Flag.withDescription("what happens to a click whose user has no profile: enrich with nulls, or dead-letter it"),
+      Flag.withDescription("what happens to a click whose user has no profile: enrich with nulls, or dead-letter it (default null)"),
       Flag.withDefault("null")
     )
   },

@@ -104,7 +104,12 @@ export const atLeastOnce = Effect.fnUntraced(function* (
             }
             pending.set(tpKey(tp.topic, tp.partition), { topic: tp.topic, partition: tp.partition, offset: nextOffset })
             sinceCommit += records
-            if (sinceCommit >= commitEvery) yield* commit
+            // A failed commit loses nothing: the offsets stay pending and the next commit carries them.
+            if (sinceCommit >= commitEvery) {
+              yield* commit.pipe(
+                Effect.catch((e) => Effect.logWarning(`commit failed, retrying at the next one: ${e.message}`))
+              )
+            }
           })
       })
     )

@@ -11,6 +11,16 @@ export interface MainOptions {
   readonly hardExitAfterMs?: number
 }
 
+let gracePeriodMs: number | undefined
+
+/**
+ * Raises the hard-exit deadline for this process, for workers configured with a longer graceful shutdown than the
+ * default allows (`sluice run --shutdown-timeout-ms`).
+ */
+export const setGracePeriod = (ms: number): void => {
+  gracePeriodMs = ms
+}
+
 export const runMain = (options: MainOptions = {}) =>
   Runtime.makeRunMain(({ fiber, teardown }) => {
     let signalled = false
@@ -21,10 +31,13 @@ export const runMain = (options: MainOptions = {}) =>
       }
       signalled = true
       process.stderr.write(`\n${signal}: stopping gracefully (send it again to exit at once)\n`)
-      setTimeout(() => {
-        process.stderr.write("graceful shutdown took too long: exiting\n")
-        process.exit(1)
-      }, options.hardExitAfterMs ?? 8_000).unref()
+      setTimeout(
+        () => {
+          process.stderr.write("graceful shutdown took too long: exiting\n")
+          process.exit(1)
+        },
+        gracePeriodMs ?? options.hardExitAfterMs ?? 8_000
+      ).unref()
       fiber.interruptUnsafe(fiber.id)
     }
     fiber.addObserver((exit) => {

@@ -8,7 +8,7 @@
  * let the actors drain their mailboxes, flush and commit, then let go of the partitions. The drain is bounded by
  * `shutdownTimeout`; work still in flight after it is abandoned uncommitted, to be re-delivered (at-least-once).
  */
-import { Deferred, Duration, Effect, Exit, Option, Scope } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Option, Scope } from "effect"
 import * as Delivery from "./Delivery.ts"
 import type { KafkaError, SinkError } from "./Errors.ts"
 import * as PartitionActor from "./internal/partitionActor.ts"
@@ -33,7 +33,13 @@ export interface RunOptions {
   readonly flush?: Effect.Effect<void, SinkError>
 }
 
-type Entry<E> = { readonly actor: PartitionActor.PartitionActor<E>; readonly scope: Scope.Closeable }
+interface Entry<E> {
+  readonly actor: PartitionActor.PartitionActor<E>
+  readonly scope: Scope.Closeable
+  /** The offset after the last record handed to the actor: kafkajs re-fetches a kept partition from its last
+   * commit after every rebalance, and what the actor already has must not be processed twice. */
+  next: number
+}
 
 /** Runs `topology` until interrupted; fails when a partition fails for good (retries exhausted). */
 export const run = <K, V, E, R>(
@@ -67,30 +73,45 @@ export const run = <K, V, E, R>(
           retry: Delivery.defaultRetry,
           onDrained: Effect.suspend(() => (paused.delete(key) ? consumer.resume([tp]) : Effect.void))
         }).pipe(Scope.provide(scope), Effect.provideContext(context))
-        // A partition that fails for good fails the worker: its offsets stay uncommitted.
-        yield* Effect.forkIn(actor.await.pipe(Effect.catch((e) => Deferred.fail(failed, e))), scope)
-        const entry = { actor, scope }
+        // A partition that fails for good (an error or a defect) fails the worker: its offsets stay uncommitted.
+        yield* Effect.forkIn(
+          actor.await.pipe(
+            Effect.catchCause((cause) =>
+              Cause.hasInterruptsOnly(cause) ? Effect.void : Deferred.failCause(failed, cause)
+            )
+          ),
+          scope
+        )
+        const entry: Entry<E> = { actor, scope, next: 0 }
         actors.set(key, entry)
         return entry
       })
 
+      // Revocation: finish what the mailbox holds, within the shutdown bound (the group waits for this member),
+      // then commit what completed. Work cut off by the bound is re-delivered to the partition's next owner.
       const retire = Effect.fnUntraced(function* (key: string, entry: Entry<E>) {
         const { delivery } = yield* Deferred.await(ready)
         actors.delete(key)
         paused.delete(key)
         yield* entry.actor.end
-        yield* Effect.exit(entry.actor.await)
-        yield* delivery.release(entry.actor.tp)
+        const drained = yield* Effect.exit(entry.actor.await).pipe(Effect.timeoutOption(shutdownTimeout))
+        if (Option.isNone(drained))
+          yield* Effect.logWarning(`revoked ${key}: drain timed out; in-flight work is re-delivered`)
         yield* Scope.close(entry.scope, Exit.void)
+        yield* delivery.release(entry.actor.tp)
       })
+
+      let stopping = false
 
       const onAssignment = (assignment: ReadonlyArray<TopicPartition>) =>
         Effect.gen(function* () {
           const { delivery } = yield* Deferred.await(ready)
+          if (stopping) return
           const keys = new Set(assignment.map((tp) => tpKey(tp.topic, tp.partition)))
           const revoked = [...actors].filter(([key]) => !keys.has(key))
           yield* Effect.forEach(revoked, ([key, entry]) => retire(key, entry), { concurrency: "unbounded" })
-          // Partitions kept across the rebalance: commit now, so the next generation starts where we are.
+          // Partitions kept across the rebalance: commit what completed (records the actors already hold are
+          // filtered out in onBatch if the client re-fetches them).
           yield* delivery.commit.pipe(
             Effect.catch((e) => Effect.logDebug(`commit after rebalance failed: ${e.message}`))
           )
@@ -105,13 +126,21 @@ export const run = <K, V, E, R>(
       const onBatch = (batch: RecordBatch) =>
         Effect.gen(function* () {
           const { consumer } = yield* Deferred.await(ready)
+          if (stopping) return
           const key = tpKey(batch.topic, batch.partition)
           const entry = actors.get(key) ?? (yield* start({ topic: batch.topic, partition: batch.partition }))
+          const last = batch.records[batch.records.length - 1]
+          if (last === undefined || last.offset < entry.next) return
+          const fresh =
+            batch.records[0]!.offset >= entry.next
+              ? batch
+              : { ...batch, records: batch.records.filter((r) => r.offset >= entry.next) }
+          entry.next = last.offset + 1
           if (entry.actor.isFull() && !paused.has(key)) {
             paused.add(key)
             yield* consumer.pause([{ topic: batch.topic, partition: batch.partition }])
           }
-          yield* entry.actor.offer(batch)
+          yield* entry.actor.offer(fresh)
         })
 
       const consumer = yield* kafka.consume(
@@ -130,19 +159,27 @@ export const run = <K, V, E, R>(
         ...(options.flush === undefined ? {} : { flush: options.flush })
       })
 
-      // Registered after the consumer, so it runs before the consumer leaves the group.
+      yield* Deferred.succeed(ready, { consumer, delivery })
+
+      // Registered after the consumer, so it runs before the consumer leaves the group. Every step is bounded:
+      // a stuck partition (retrying an outage) must not keep the process from committing what is done and leaving.
       yield* Effect.addFinalizer(() =>
         Effect.gen(function* () {
           const started = Date.now()
-          yield* consumer.stop
+          stopping = true
           const entries = [...actors.values()]
+          // Ending the mailboxes first lets a fetcher parked in `offer` finish as its actor drains.
           yield* Effect.forEach(entries, (e) => e.actor.end, { discard: true })
-          const drained = yield* Effect.forEach(entries, (e) => Effect.exit(e.actor.await), { discard: true }).pipe(
-            Effect.timeoutOption(Duration.times(shutdownTimeout, 0.6))
-          )
-          if (Option.isNone(drained))
+          const drained = yield* Effect.all(
+            [consumer.stop, Effect.forEach(entries, (e) => Effect.exit(e.actor.await), { discard: true })],
+            { concurrency: "unbounded" }
+          ).pipe(Effect.timeoutOption(Duration.times(shutdownTimeout, 0.6)))
+          if (Option.isNone(drained)) {
             yield* Effect.logWarning("shutdown: drain timed out; in-flight batches will be re-delivered")
+          }
+          // Interrupts actors still busy; their mailboxes shut down, which releases any fetcher still in `offer`.
           yield* Scope.close(actorsScope, Exit.void)
+          yield* consumer.stop.pipe(Effect.timeoutOption("1 second"))
           yield* delivery.commit.pipe(
             Effect.timeout(Duration.times(shutdownTimeout, 0.3)),
             Effect.catch((e) => Effect.logWarning(`shutdown: final commit failed: ${e.message}`))
@@ -150,7 +187,6 @@ export const run = <K, V, E, R>(
           yield* Effect.logInfo(`stopped ${topology.name} in ${Date.now() - started} ms`)
         })
       )
-      yield* Deferred.succeed(ready, { consumer, delivery })
       // A partition failing for good, or the client leaving the group for good, ends the worker.
       return yield* Effect.raceFirst(Deferred.await(failed), consumer.failed)
     })

@@ -253,7 +253,9 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
     const eachBatch = async (payload: KafkaJS.EachBatchPayload): Promise<void> => {
       inFlight.enter()
       try {
-        await assignmentSettled()
+        // Revoking partitions can take up to the shutdown bound; the member must keep heartbeating meanwhile or the
+        // coordinator evicts it.
+        await whileHeartbeating(assignmentSettled(), payload.heartbeat, heartbeatIntervalFor(sessionTimeoutMs))
         const { batch } = payload
         if (stopped || !payload.isRunning() || payload.isStale()) return
         // Fetched before a pause: skipped without resolving, so it is fetched again after `resume`.
