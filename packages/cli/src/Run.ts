@@ -70,7 +70,9 @@ const clickEnrichment = Command.make(
       Flag.withDefault(false)
     ),
     unknownUsers: Flag.Literals("unknown-users", ["null", "dead-letter"]).pipe(
-      Flag.withDescription("what happens to a click whose user has no profile: enrich with nulls, or dead-letter it (default null)"),
+      Flag.withDescription(
+        "what happens to a click whose user has no profile: enrich with nulls, or dead-letter it (default null)"
+      ),
       Flag.withDefault("null")
     )
   },

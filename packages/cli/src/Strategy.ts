@@ -9,7 +9,9 @@ export const strategies = ["table", "rescan", "redis"] as const
 export type Strategy = (typeof strategies)[number]
 
 export const flag = Flag.Literals("strategy", strategies).pipe(
-  Flag.withDescription("join strategy: table (in-memory, loaded once), rescan (the lab's N+1), redis (MGET per batch) (default table)"),
+  Flag.withDescription(
+    "join strategy: table (in-memory, loaded once), rescan (the lab's N+1), redis (MGET per batch) (default table)"
+  ),
   Flag.withDefault("table")
 )
 
