@@ -44,14 +44,22 @@ export const forPartition = (topic: string, partition: number): PartitionMetrics
   lag: Metric.withAttributes(consumerLag, { topic, partition: String(partition) })
 })
 
+const outByTopic = new Map<string, Metric.Metric<number, Metric.CounterState<number>>>()
+const outFor = (topic: string) => {
+  let metric = outByTopic.get(topic)
+  if (metric === undefined) {
+    metric = Metric.withAttributes(recordsOut, { topic })
+    outByTopic.set(topic, metric)
+  }
+  return metric
+}
+
 /** Counts produced records per output topic with one metric update per topic and batch. */
 export const countOut = (records: ReadonlyArray<{ readonly topic: string }>): Effect.Effect<void> => {
   if (records.length === 0) return Effect.void
   const perTopic = new Map<string, number>()
   for (const r of records) perTopic.set(r.topic, (perTopic.get(r.topic) ?? 0) + 1)
-  return Effect.forEach(perTopic, ([topic, n]) => Metric.update(Metric.withAttributes(recordsOut, { topic }), n), {
-    discard: true
-  })
+  return Effect.forEach(perTopic, ([topic, n]) => Metric.update(outFor(topic), n), { discard: true })
 }
 
 export interface Totals {

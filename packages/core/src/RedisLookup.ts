@@ -8,7 +8,7 @@ import { type KafkaError, LookupError } from "./Errors.ts"
 import { Kafka } from "./Kafka.ts"
 import type { Lookup } from "./Lookup.ts"
 import { endTracker } from "./Reader.ts"
-import { text } from "./Record.ts"
+import { bytes, text } from "./Record.ts"
 import { Redis, type RedisError } from "./Redis.ts"
 import * as Topic from "./Topic.ts"
 
@@ -70,7 +70,7 @@ export const make = Effect.fnUntraced(function* <K, V>(
       Effect.map(redis.mget(keys.map(redisKey)), (values) =>
         values.map((v) => {
           if (v === null) return undefined
-          const decoded = topic.value.decode(new TextEncoder().encode(v))
+          const decoded = topic.value.decode(bytes(v))
           return Result.isSuccess(decoded) && decoded.success !== null ? decoded.success : undefined
         })
       ).pipe(Effect.mapError(fromRedisError))
