@@ -22,10 +22,10 @@ export const endTracker = (
     take: (batch: RecordBatch): ReadonlyArray<ConsumerRecord> => {
       const end = remaining.get(batch.partition)
       if (end === undefined) return []
-      const last = batch.records[batch.records.length - 1]
-      if (last === undefined) return []
-      if (last.offset >= end - 1) remaining.delete(batch.partition)
-      return last.offset < end ? batch.records : batch.records.filter((r) => r.offset < end)
+      const lastRecord = batch.records[batch.records.length - 1]?.offset ?? -1
+      // A partition that ends in a transaction marker has no record at `end - 1`; the fetch still covered it.
+      if (Math.max(lastRecord, batch.lastOffset ?? -1) >= end - 1) remaining.delete(batch.partition)
+      return lastRecord < end ? batch.records : batch.records.filter((r) => r.offset < end)
     }
   }
 }

@@ -26,6 +26,12 @@ export interface RecordBatch {
   readonly records: ReadonlyArray<ConsumerRecord>
   /** The partition's high-water mark when the batch was fetched (the offset the next produced record gets). */
   readonly highWatermark: number
+  /**
+   * The offset of the last entry the fetch covered, when it differs from the last record's: transaction markers
+   * and aborted records take offsets but are never delivered, so a reader that wants to know it reached the end of a
+   * partition must look at this. `records` may then be empty.
+   */
+  readonly lastOffset?: number | undefined
 }
 
 /** A record to produce. Without `partition`, the murmur2 partitioner picks one from the key. */

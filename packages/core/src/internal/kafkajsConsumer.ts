@@ -49,7 +49,15 @@ export const toRecordBatch = (batch: KafkaJS.Batch): RecordBatch => {
       headers: toHeaders(m.headers)
     }
   }
-  return { topic, partition, records, highWatermark: Number(batch.highWatermark) }
+  const lastOffset = Number(batch.lastOffset())
+  const lastRecord = records[records.length - 1]?.offset
+  return {
+    topic,
+    partition,
+    records,
+    highWatermark: Number(batch.highWatermark),
+    ...(lastRecord === lastOffset ? {} : { lastOffset })
+  }
 }
 
 const byTopic = (partitions: ReadonlyArray<TopicPartition>): Array<{ topic: string; partitions: Array<number> }> => {

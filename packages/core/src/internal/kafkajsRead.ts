@@ -37,6 +37,22 @@ export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (optio
             async () => false
           )
         )
+        // A fetch that held only transaction markers or aborted records never reaches eachBatch; kafkajs moves past
+        // it and reports it here. Readers looking for a partition's end need to hear about it (Reader.endTracker).
+        consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
+          if (event.payload.batchSize !== 0) return
+          const lastOffset = Number(event.payload.lastOffset)
+          if (!Number.isFinite(lastOffset)) return
+          Effect.runForkWith(context)(
+            Queue.offer(queue, {
+              topic: event.payload.topic,
+              partition: event.payload.partition,
+              records: [],
+              highWatermark: Number(event.payload.highWatermark),
+              lastOffset
+            })
+          )
+        })
         consumer.on(consumer.events.CRASH, (event) => {
           Queue.failCauseUnsafe(queue, Cause.fail(toKafkaError("read", event.payload.error)))
         })

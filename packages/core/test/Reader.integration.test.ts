@@ -1,0 +1,63 @@
+/**
+ * Bounded reads on the real broker when a partition ends in a transaction marker, as every topic written by an
+ * exactly-once producer (Kafka Streams, a transactional Java app, Sluice's planned exactly-once mode) does. The
+ * marker takes an offset that is never delivered, so "read to the end" must not wait for a record there.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema, Stream } from "effect"
+// Only to play a foreign transactional producer; Sluice's own code never sees kafkajs types.
+import { Kafka as KafkaJsClient, logLevel } from "kafkajs"
+import * as Codec from "../src/Codec.ts"
+import { Kafka } from "../src/Kafka.ts"
+import * as KafkaJs from "../src/KafkaJs.ts"
+import * as Reader from "../src/Reader.ts"
+import * as Table from "../src/Table.ts"
+import * as Topic from "../src/Topic.ts"
+
+const brokers = ["127.0.0.1:9092"]
+
+const produceTransactionally = (topic: string, records: ReadonlyArray<readonly [string, string]>) =>
+  Effect.promise(async () => {
+    const producer = new KafkaJsClient({ brokers, logLevel: logLevel.NOTHING }).producer({
+      transactionalId: `${topic}-tx`,
+      idempotent: true,
+      maxInFlightRequests: 1
+    })
+    await producer.connect()
+    const tx = await producer.transaction()
+    await tx.send({ topic, messages: records.map(([key, value]) => ({ key, value })) })
+    await tx.commit()
+    await producer.disconnect()
+  })
+
+describe("Reader (real broker)", () => {
+  it.live("a table and readToEnd finish on a partition that ends in a transaction marker", () =>
+    Effect.gen(function* () {
+      const name = `it-tx-${Date.now().toString(36)}`
+      const kafka = yield* Kafka
+      yield* kafka.createTopics([{ name, partitions: 1, config: { "cleanup.policy": "compact" } }])
+      yield* produceTransactionally(name, [
+        ["1", '"alice"'],
+        ["2", '"bob"']
+      ])
+      const [offsets] = yield* kafka.offsets(name)
+      // Two records and one commit marker.
+      assert.strictEqual(offsets?.high, 3)
+
+      const read = yield* Reader.readToEnd(name).pipe(
+        Stream.runFold(
+          () => 0,
+          (n, records) => n + records.length
+        ),
+        Effect.timeout("15 seconds")
+      )
+      assert.strictEqual(read, 2)
+
+      const topic = Topic.make(name, { key: Codec.string, value: Codec.nullable(Codec.json(Schema.String)) })
+      const table = yield* Table.makeReady(topic).pipe(Effect.timeout("15 seconds"))
+      assert.strictEqual(yield* table.size, 2)
+      assert.strictEqual(yield* table.get("2"), "bob")
+      yield* kafka.deleteTopics([name])
+    }).pipe(Effect.scoped, Effect.provide(KafkaJs.layer({ brokers })))
+  )
+})
