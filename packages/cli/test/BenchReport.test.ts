@@ -1,12 +1,15 @@
 /**
- * The pure half of `sluice bench join` (src/Bench.ts): flag validation, the run plan and sweep sizes, the ratios,
- * the JSON line's shape, the text table, and the outcome, where a wrong output fails the benchmark.
+ * The pure half of `sluice bench join` (src/BenchReport.ts, used by src/Bench.ts): flag validation, the run plan and
+ * sweep sizes, the ratios, the JSON line's shape, the text table, and the outcome, where a wrong output fails the
+ * benchmark.
  */
 import { Option, Result } from "effect"
 import { describe, expect, it } from "vitest"
-import * as Bench from "../src/Bench.ts"
+import * as BenchReport from "../src/BenchReport.ts"
 
-const report = (overrides: Partial<Bench.Measured> & Pick<Bench.Measured, "strategy" | "events">): Bench.Measured => ({
+const report = (
+  overrides: Partial<BenchReport.Measured> & Pick<BenchReport.Measured, "strategy" | "events">
+): BenchReport.Measured => ({
   users: 100,
   correct: true,
   loadMs: 8,
@@ -30,7 +33,7 @@ const rescan = report({ strategy: "rescan", events: 200, elapsedMs: 20_000, even
 const redis = report({ strategy: "redis", events: 1000, elapsedMs: 150 })
 
 const flags = { strategy: "all" as const, events: 1000, users: 100, rescanEvents: Option.none<number>(), sweep: false }
-const settings = (overrides: Partial<Bench.Settings> = {}): Bench.Settings => ({
+const settings = (overrides: Partial<BenchReport.Settings> = {}): BenchReport.Settings => ({
   strategy: "all",
   events: 1000,
   users: 100,
@@ -42,14 +45,16 @@ const settings = (overrides: Partial<Bench.Settings> = {}): Bench.Settings => ({
 
 describe("validate", () => {
   it("defaults --rescan-events to min(--events, 200) and caps it at --events", () => {
-    expect(Result.getOrThrow(Bench.validate(flags)).rescanEvents).toBe(200)
-    expect(Result.getOrThrow(Bench.validate({ ...flags, events: 50 })).rescanEvents).toBe(50)
-    expect(Result.getOrThrow(Bench.validate({ ...flags, rescanEvents: Option.some(5000) })).rescanEvents).toBe(1000)
-    expect(Result.getOrThrow(Bench.validate({ ...flags, rescanEvents: Option.some(30) })).rescanEvents).toBe(30)
+    expect(Result.getOrThrow(BenchReport.validate(flags)).rescanEvents).toBe(200)
+    expect(Result.getOrThrow(BenchReport.validate({ ...flags, events: 50 })).rescanEvents).toBe(50)
+    expect(Result.getOrThrow(BenchReport.validate({ ...flags, rescanEvents: Option.some(5000) })).rescanEvents).toBe(
+      1000
+    )
+    expect(Result.getOrThrow(BenchReport.validate({ ...flags, rescanEvents: Option.some(30) })).rescanEvents).toBe(30)
   })
 
   it("rejects events, users or rescan events below 1 with a ConfigInvalid that says what to pass", () => {
-    const result = Bench.validate({ ...flags, events: 0, users: -1, rescanEvents: Option.some(0) })
+    const result = BenchReport.validate({ ...flags, events: 0, users: -1, rescanEvents: Option.some(0) })
     expect(Result.isFailure(result)).toBe(true)
     if (Result.isFailure(result)) {
       expect(result.failure._tag).toBe("ConfigInvalid")
@@ -63,18 +68,18 @@ describe("validate", () => {
 
 describe("plan", () => {
   it("runs one headline per strategy without a sweep, table first, rescan on its own size", () => {
-    expect(Bench.plan(settings())).toEqual([
+    expect(BenchReport.plan(settings())).toEqual([
       { strategy: "table", events: 1000, requested: 1000, headline: true },
       { strategy: "rescan", events: 200, requested: 1000, headline: true },
       { strategy: "redis", events: 1000, requested: 1000, headline: true }
     ])
-    expect(Bench.plan(settings({ strategy: "rescan" }))).toEqual([
+    expect(BenchReport.plan(settings({ strategy: "rescan" }))).toEqual([
       { strategy: "rescan", events: 200, requested: 1000, headline: true }
     ])
   })
 
   it("sweeps 1/10, 1/4, 1/2 and all of each strategy's size; the largest is the headline", () => {
-    const runs = Bench.plan(settings({ sweep: true }))
+    const runs = BenchReport.plan(settings({ sweep: true }))
     const of = (s: string) => runs.filter((r) => r.strategy === s)
     expect(of("table").map((r) => r.events)).toEqual([100, 250, 500, 1000])
     expect(of("rescan").map((r) => [r.events, r.requested])).toEqual([
@@ -88,36 +93,36 @@ describe("plan", () => {
 
   it("deduplicates sizes and never goes below 1", () => {
     const sizes = (events: number) =>
-      Bench.plan(settings({ strategy: "table", events, sweep: true })).map((r) => r.events)
+      BenchReport.plan(settings({ strategy: "table", events, sweep: true })).map((r) => r.events)
     expect(sizes(3)).toEqual([1, 2, 3])
     expect(sizes(1)).toEqual([1])
-    const one = Bench.plan(settings({ strategy: "rescan", events: 1, rescanEvents: 1, sweep: true }))
+    const one = BenchReport.plan(settings({ strategy: "rescan", events: 1, rescanEvents: 1, sweep: true }))
     expect(one).toEqual([{ strategy: "rescan", events: 1, requested: 1, headline: true }])
   })
 })
 
 describe("ratios", () => {
   it("compares per event when the sizes differ, and says so", () => {
-    const [r, s] = Bench.ratios([table, rescan, redis])
+    const [r, s] = BenchReport.ratios([table, rescan, redis])
     // rescan: 20000 ms / 200 = 100 ms per event; table: 100 ms / 1000 = 0.1 ms per event.
     expect(r).toEqual({ strategy: "rescan", vsTable: 1000, events: 200, tableEvents: 1000, perEvent: true })
     expect(s).toEqual({ strategy: "redis", vsTable: 1.5, events: 1000, tableEvents: 1000, perEvent: false })
-    expect(Bench.formatRatioLine(r!)).toBe(
+    expect(BenchReport.formatRatioLine(r!)).toBe(
       "rescan/table: 1000x per event (elapsed/events; rescan ran 200 events, table 1000)"
     )
-    expect(Bench.formatRatioLine(s!)).toBe("redis/table: 1.50x elapsed (both 1000 events)")
+    expect(BenchReport.formatRatioLine(s!)).toBe("redis/table: 1.50x elapsed (both 1000 events)")
   })
 
   it("has none without a table run", () => {
-    expect(Bench.ratios([rescan, redis])).toEqual([])
+    expect(BenchReport.ratios([rescan, redis])).toEqual([])
   })
 })
 
 describe("jsonLine", () => {
   it("has exactly the documented keys, including every required one", () => {
-    const line = Bench.jsonLine(rescan, 1000, table)
+    const line = BenchReport.jsonLine(rescan, 1000, table)
     const keys = Object.keys(JSON.parse(JSON.stringify(line)))
-    for (const key of Bench.requiredJsonKeys) expect(keys).toContain(key)
+    for (const key of BenchReport.requiredJsonKeys) expect(keys).toContain(key)
     expect(keys).toEqual([
       "strategy",
       "events",
@@ -139,7 +144,7 @@ describe("jsonLine", () => {
   })
 
   it("carries the measurements, the per-event comparison and the ratio to the table", () => {
-    expect(Bench.jsonLine(rescan, 1000, table)).toMatchObject({
+    expect(BenchReport.jsonLine(rescan, 1000, table)).toMatchObject({
       strategy: "rescan",
       events: 200,
       requestedEvents: 1000,
@@ -149,14 +154,14 @@ describe("jsonLine", () => {
       comparedPerEvent: true,
       vsTable: 1000
     })
-    const own = Bench.jsonLine(table, 1000, table)
+    const own = BenchReport.jsonLine(table, 1000, table)
     expect(own.vsTable).toBeNull()
     expect(own.comparedPerEvent).toBe(false)
-    expect(Bench.jsonLine(redis, 1000, undefined).vsTable).toBeNull()
+    expect(BenchReport.jsonLine(redis, 1000, undefined).vsTable).toBeNull()
   })
 
   it("is one line of JSON", () => {
-    const text = JSON.stringify(Bench.jsonLine(table, 1000, table))
+    const text = JSON.stringify(BenchReport.jsonLine(table, 1000, table))
     expect(text).not.toContain("\n")
   })
 })
@@ -164,15 +169,15 @@ describe("jsonLine", () => {
 describe("tableFor", () => {
   it("picks the table run of the same size, else the largest", () => {
     const small = report({ strategy: "table", events: 100 })
-    expect(Bench.tableFor(100, [small, table, rescan])).toBe(small)
-    expect(Bench.tableFor(250, [small, table, rescan])).toBe(table)
-    expect(Bench.tableFor(250, [rescan])).toBeUndefined()
+    expect(BenchReport.tableFor(100, [small, table, rescan])).toBe(small)
+    expect(BenchReport.tableFor(250, [small, table, rescan])).toBe(table)
+    expect(BenchReport.tableFor(250, [rescan])).toBeUndefined()
   })
 })
 
 describe("outcome", () => {
   it("succeeds when every run is correct", () => {
-    expect(Result.isSuccess(Bench.outcome([table, rescan, redis]))).toBe(true)
+    expect(Result.isSuccess(BenchReport.outcome([table, rescan, redis]))).toBe(true)
   })
 
   it("fails when any run has a wrong output, naming it and its problems", () => {
@@ -188,7 +193,7 @@ describe("outcome", () => {
         problems: ["click 0:7: got Bob-1, expected user 101 Alice-0"]
       }
     })
-    const result = Bench.outcome([table, wrong])
+    const result = BenchReport.outcome([table, wrong])
     expect(Result.isFailure(result)).toBe(true)
     if (Result.isFailure(result)) {
       expect(result.failure._tag).toBe("JoinRunFailed")
@@ -199,7 +204,7 @@ describe("outcome", () => {
   })
 
   it("fails when nothing was measured", () => {
-    expect(Result.isFailure(Bench.outcome([]))).toBe(true)
+    expect(Result.isFailure(BenchReport.outcome([]))).toBe(true)
   })
 })
 
@@ -211,7 +216,7 @@ describe("text", () => {
       correct: false,
       verification: { expected: 1000, present: 990, correct: 990, duplicates: 0, problems: [] }
     })
-    const lines = Bench.formatTable([table, rescan, wrong], 1000).split("\n")
+    const lines = BenchReport.formatTable([table, rescan, wrong], 1000).split("\n")
     expect(lines).toHaveLength(4)
     expect(new Set(lines.map((l) => l.length)).size).toBe(1)
     expect(lines[0]).toMatch(/^strategy\s+events\s+users\s+correct/)
@@ -221,20 +226,20 @@ describe("text", () => {
   })
 
   it("says in the summary that rescan is compared per event", () => {
-    const summary = Bench.formatSummary([table, rescan, redis], 1000)
+    const summary = BenchReport.formatSummary([table, rescan, redis], 1000)
     expect(summary).toContain("* rescan ran 200 of 1000 events (--rescan-events): compare it per event")
     expect(summary).toContain("rescan/table: 1000x per event")
-    expect(Bench.formatSummary([table], 1000)).not.toContain("per event (")
+    expect(BenchReport.formatSummary([table], 1000)).not.toContain("per event (")
   })
 
   it("formats milliseconds and ratios with about three significant digits", () => {
-    expect([1234.5, 81.23, 0.81234, 0.0055].map(Bench.formatMs)).toEqual(["1235", "81.2", "0.812", "0.0055"])
-    expect([812.4, 12.34, 1.5].map(Bench.formatRatio)).toEqual(["812x", "12.3x", "1.50x"])
-    expect(Bench.progressLine("rescan", 50, 200, 12.6)).toBe("  rescan: 50/200 enriched (13/s)")
+    expect([1234.5, 81.23, 0.81234, 0.0055].map(BenchReport.formatMs)).toEqual(["1235", "81.2", "0.812", "0.0055"])
+    expect([812.4, 12.34, 1.5].map(BenchReport.formatRatio)).toEqual(["812x", "12.3x", "1.50x"])
+    expect(BenchReport.progressLine("rescan", 50, 200, 12.6)).toBe("  rescan: 50/200 enriched (13/s)")
   })
 
   it("draws one chart line per strategy that ran", () => {
-    const svg = Bench.chart([table, report({ strategy: "table", events: 100, elapsedMs: 12 }), rescan], {
+    const svg = BenchReport.chart([table, report({ strategy: "table", events: 100, elapsedMs: 12 }), rescan], {
       users: 100,
       brokers: "memory"
     })
