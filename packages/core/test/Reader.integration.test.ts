@@ -4,7 +4,7 @@
  * marker takes an offset that is never delivered, so "read to the end" must not wait for a record there.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schema, Stream } from "effect"
+import { Effect, Schedule, Schema, Stream } from "effect"
 // Only to play a foreign transactional producer; Sluice's own code never sees kafkajs types.
 import { Kafka as KafkaJsClient, logLevel } from "kafkajs"
 import * as Codec from "../src/Codec.ts"
@@ -40,9 +40,14 @@ describe("Reader (real broker)", () => {
         ["1", '"alice"'],
         ["2", '"bob"']
       ])
-      const [offsets] = yield* kafka.offsets(name)
-      // Two records and one commit marker.
-      assert.strictEqual(offsets?.high, 3)
+      // Two records and one commit marker. The broker writes the marker after `commit` returns, and the offsets
+      // it reports are the last stable ones, so wait until the marker is in.
+      const high = yield* kafka.offsets(name).pipe(
+        Effect.map(([p]) => p?.high ?? 0),
+        Effect.repeat({ until: (h) => h >= 3, schedule: Schedule.spaced("50 millis") }),
+        Effect.timeout("10 seconds")
+      )
+      assert.strictEqual(high, 3)
 
       const read = yield* Reader.readToEnd(name).pipe(
         Stream.runFold(
