@@ -1,4 +1,5 @@
 /** `sluice run <topology>`: run a topology against Kafka until SIGINT/SIGTERM, with progress lines. */
+import * as Http from "@sluice/core/Http"
 import * as Main from "@sluice/core/Main"
 import * as Metrics from "@sluice/core/Metrics"
 import * as Runner from "@sluice/core/Runner"
@@ -13,6 +14,14 @@ const group = Flag.String("group").pipe(
   Flag.withDescription("consumer group id (default: the topology's name)"),
   Flag.optional
 )
+const metricsPort = Flag.Int("metrics-port").pipe(
+  Flag.withDescription("serve Prometheus metrics on http://127.0.0.1:PORT/metrics (and /health); default: off"),
+  Flag.optional
+)
+
+/** The metrics endpoint when asked for, nothing otherwise. */
+const metricsLayer = (port: Option.Option<number>) => (Option.isSome(port) ? Http.layer(port.value) : Layer.empty)
+
 const shutdownTimeout = Flag.Int("shutdown-timeout-ms").pipe(
   Flag.withDescription("bound on the graceful stop: drain, flush, commit, leave (default 5000)"),
   Flag.withDefault(5_000)
@@ -41,7 +50,7 @@ export const progress = (extra: Effect.Effect<string> = Effect.succeed("")) =>
 
 const userEvents = Command.make(
   "user-events",
-  { brokers: Flags.brokers, prefix: Flags.prefix, group, shutdownTimeoutMs: shutdownTimeout },
+  { brokers: Flags.brokers, prefix: Flags.prefix, group, shutdownTimeoutMs: shutdownTimeout, metricsPort },
   (o) =>
     Effect.gen(function* () {
       const counts = yield* UserEvents.EventCounts
@@ -54,7 +63,11 @@ const userEvents = Command.make(
       return yield* Runner.run(UserEvents.topology(topics), runOptions(o)).pipe(
         Effect.onInterrupt(() => Effect.flatMap(show, (s) => Console.log(`counts: ${s}`)))
       )
-    }).pipe(Effect.provide(Layer.mergeAll(Flags.kafkaLayer(o.brokers), UserEvents.EventCounts.layer)))
+    }).pipe(
+      Effect.provide(
+        Layer.mergeAll(Flags.kafkaLayer(o.brokers), UserEvents.EventCounts.layer, metricsLayer(o.metricsPort))
+      )
+    )
 ).pipe(Command.withDescription("Consume user-events: a handler per event type, counts per type, activity records out"))
 
 const clickEnrichment = Command.make(
@@ -64,6 +77,7 @@ const clickEnrichment = Command.make(
     prefix: Flags.prefix,
     group,
     shutdownTimeoutMs: shutdownTimeout,
+    metricsPort,
     strategy: Strategy.flag,
     print: Flag.Boolean("print").pipe(
       Flag.withDescription("log each enriched event like the lab did"),
@@ -93,8 +107,11 @@ const clickEnrichment = Command.make(
       )
     }).pipe(
       Effect.provide(
-        Strategy.layer(o.strategy, ClickEnrichment.named(o.prefix)).pipe(
-          Layer.provideMerge(Flags.kafkaLayer(o.brokers))
+        Layer.mergeAll(
+          Strategy.layer(o.strategy, ClickEnrichment.named(o.prefix)).pipe(
+            Layer.provideMerge(Flags.kafkaLayer(o.brokers))
+          ),
+          metricsLayer(o.metricsPort)
         )
       )
     )
