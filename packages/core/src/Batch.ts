@@ -37,7 +37,7 @@ export interface Emitter {
  */
 export const forEach = <A extends { readonly record: Rejection["record"] }>(
   items: ReadonlyArray<A>,
-  handle: (item: A, out: Emitter) => void
+  handle: (item: A, out: Emitter, index: number) => void
 ): BatchResult => {
   const outputs: Array<ProducerRecord> = []
   const rejected: Array<Rejection> = []
@@ -53,11 +53,12 @@ export const forEach = <A extends { readonly record: Rejection["record"] }>(
       failure ??= error
     }
   }
-  for (const item of items) {
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i]!
     current = []
     failure = undefined
     try {
-      handle(item, out)
+      handle(item, out, i)
     } catch (thrown) {
       failure = new HandlerDefect({
         tag: "HandlerDefect",

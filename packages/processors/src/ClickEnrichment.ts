@@ -86,31 +86,29 @@ export const join = (
   policy: UnknownUserPolicy,
   topics: Topics = defaultTopics
 ): Batch.BatchResult =>
-  Batch.forEach(
-    records.map((r, i) => ({ ...r, profile: found[i] })),
-    ({ key, value, profile, record }, out) => {
-      if (profile === undefined && policy === "dead-letter") {
-        return out.reject(new UnknownUser({ tag: "UnknownUser", reason: `no profile for user_id ${value.user_id}` }))
-      }
-      out.emit(
-        topics.enriched,
-        key,
-        {
-          timestamp: value.timestamp,
-          user_id: value.user_id,
-          url: value.url,
-          user_name: profile?.name ?? null,
-          user_city: profile?.city ?? null
-        },
-        {
-          headers: {
-            [clickHeaders.source]: `${record.partition}:${record.offset}`,
-            [clickHeaders.producedAt]: String(record.timestamp)
-          }
-        }
-      )
+  Batch.forEach(records, ({ key, value, record }, out, i) => {
+    const profile = found[i]
+    if (profile === undefined && policy === "dead-letter") {
+      return out.reject(new UnknownUser({ tag: "UnknownUser", reason: `no profile for user_id ${value.user_id}` }))
     }
-  )
+    out.emit(
+      topics.enriched,
+      key,
+      {
+        timestamp: value.timestamp,
+        user_id: value.user_id,
+        url: value.url,
+        user_name: profile?.name ?? null,
+        user_city: profile?.city ?? null
+      },
+      {
+        headers: {
+          [clickHeaders.source]: `${record.partition}:${record.offset}`,
+          [clickHeaders.producedAt]: String(record.timestamp)
+        }
+      }
+    )
+  })
 
 export const topology = (
   options: { readonly unknownUsers?: UnknownUserPolicy; readonly print?: boolean; readonly topics?: Topics } = {}

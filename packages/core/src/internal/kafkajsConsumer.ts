@@ -72,6 +72,27 @@ const byTopic = (partitions: ReadonlyArray<TopicPartition>): Array<{ topic: stri
 
 export const heartbeatIntervalFor = (sessionTimeoutMs: number) => Math.max(100, Math.floor(sessionTimeoutMs / 3))
 
+/**
+ * Starts kafkajs' fetch loop with manual offsets (Sluice resolves and commits itself). `run` resolves only after the
+ * first join, so it is not awaited: the caller goes on, and a failure to run is reported through `onFailure`.
+ */
+export const startRunning = (
+  consumer: KafkaJS.Consumer,
+  settings: ConsumerSettings,
+  eachBatch: (payload: KafkaJS.EachBatchPayload) => Promise<void>,
+  onFailure: (reason: string) => void
+) =>
+  Effect.sync(() => {
+    consumer
+      .run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: settings.partitionsConsumedConcurrently,
+        eachBatch
+      })
+      .catch((error: unknown) => onFailure(toKafkaError("run", error).reason))
+  })
+
 export const consumerConfig = (
   groupId: string,
   sessionTimeoutMs: number,
@@ -308,16 +329,7 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
     )
     // `run` resolves only after the first join; consume returns as soon as the consumer runs, and failures to join
     // arrive as CRASH events.
-    yield* Effect.sync(() => {
-      consumer
-        .run({
-          autoCommit: false,
-          eachBatchAutoResolve: false,
-          partitionsConsumedConcurrently: settings.partitionsConsumedConcurrently,
-          eachBatch
-        })
-        .catch((error: unknown) => logError(`kafkajs consumer.run failed: ${toKafkaError("consume", error).reason}`))
-    })
+    yield* startRunning(consumer, settings, eachBatch, (reason) => logError(`kafkajs consumer.run failed: ${reason}`))
 
     const notInGroup = (reason: string, retryable: boolean) =>
       Effect.fail(new KafkaError({ operation: "commit", reason, retryable }))

@@ -15,6 +15,7 @@ import {
   connectScoped,
   consumerConfig,
   heartbeatIntervalFor,
+  startRunning,
   toRecordBatch,
   whileHeartbeating
 } from "./kafkajsConsumer.ts"
@@ -63,31 +64,27 @@ export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (optio
         yield* attempt("subscribe", () =>
           consumer.subscribe({ topics: [...options.topics], fromBeginning: options.from !== "latest" })
         )
-        yield* Effect.sync(() => {
-          consumer
-            .run({
-              autoCommit: false,
-              eachBatchAutoResolve: false,
-              partitionsConsumedConcurrently: settings.partitionsConsumedConcurrently,
-              eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
-                if (!isRunning() || isStale()) return
-                const last = batch.messages[batch.messages.length - 1]
-                if (last === undefined) return
-                // Awaiting the offer is the back-pressure: kafkajs fetches no more until the stream takes it.
-                const exit = await whileHeartbeating(
-                  Effect.runPromiseExitWith(context)(Queue.offer(queue, toRecordBatch(batch)), {
-                    signal: abort.signal
-                  }),
-                  heartbeat,
-                  heartbeatIntervalFor(sessionTimeoutMs)
-                )
-                if (Exit.isFailure(exit)) return
-                resolveOffset(last.offset)
-                await heartbeat()
-              }
-            })
-            .catch((error: unknown) => log(`kafkajs consumer.run failed: ${toKafkaError("read", error).reason}`))
-        })
+        yield* startRunning(
+          consumer,
+          settings,
+          async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+            if (!isRunning() || isStale()) return
+            const last = batch.messages[batch.messages.length - 1]
+            if (last === undefined) return
+            // Awaiting the offer is the back-pressure: kafkajs fetches no more until the stream takes it.
+            const exit = await whileHeartbeating(
+              Effect.runPromiseExitWith(context)(Queue.offer(queue, toRecordBatch(batch)), {
+                signal: abort.signal
+              }),
+              heartbeat,
+              heartbeatIntervalFor(sessionTimeoutMs)
+            )
+            if (Exit.isFailure(exit)) return
+            resolveOffset(last.offset)
+            await heartbeat()
+          },
+          (reason) => log(`kafkajs consumer.run failed: ${reason}`)
+        )
       }),
     { bufferSize: 16, strategy: "suspend" }
   )
