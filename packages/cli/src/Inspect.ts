@@ -1,12 +1,22 @@
 /** `sluice inspect <topic>`: print a topic's records (dead-letter headers included), as text or JSON lines. */
 import { Kafka } from "@sluice/core/Kafka"
 import * as Reader from "@sluice/core/Reader"
-import { type ConsumerRecord, text } from "@sluice/core/Record"
+import { type ConsumerRecord, textStrict } from "@sluice/core/Record"
 import { Console, Effect, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Flags from "./Flags.ts"
 
-const show = (b: Uint8Array | null): string | null => (b === null ? null : text(b))
+/** Bytes as their UTF-8 text; bytes that are not valid UTF-8 as `base64:<...>`, so nothing is shown altered. */
+export const show = (b: Uint8Array | null): string | null =>
+  b === null
+    ? null
+    : (textStrict(b) ?? `base64:${Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64")}`)
+
+const showHeaders = (headers: ConsumerRecord["headers"]): Record<string, string | null> => {
+  const out: Record<string, string | null> = {}
+  for (const name in headers) out[name] = show(headers[name]!)
+  return out
+}
 
 export const toJson = (r: ConsumerRecord) => ({
   topic: r.topic,
@@ -15,13 +25,13 @@ export const toJson = (r: ConsumerRecord) => ({
   timestamp: r.timestamp,
   key: show(r.key),
   value: show(r.value),
-  headers: r.headers
+  headers: showHeaders(r.headers)
 })
 
 const toLine = (r: ConsumerRecord): string => {
   const headers = Object.entries(r.headers)
   return `${r.topic}[${r.partition}]@${r.offset} key=${show(r.key) ?? "null"} value=${show(r.value) ?? "null"}${
-    headers.length > 0 ? ` headers=${JSON.stringify(r.headers)}` : ""
+    headers.length > 0 ? ` headers=${JSON.stringify(showHeaders(r.headers))}` : ""
   }`
 }
 
@@ -63,4 +73,8 @@ export const command = Command.make(
       )
       yield* Console.error(`${printed} record(s)`)
     }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
-).pipe(Command.withDescription("Print the records of a topic, with their headers (dead-letter reasons included)"))
+).pipe(
+  Command.withDescription(
+    "Print the records of a topic, with their headers (dead-letter reasons included); bytes that are not valid UTF-8 print as base64:..."
+  )
+)

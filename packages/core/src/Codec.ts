@@ -4,9 +4,14 @@
  *
  * Decoding is synchronous and returns a Result: the runtime decodes whole batches in a plain loop (one Effect per
  * batch, not per record), and a failure becomes a DecodeError with the record's coordinates.
+ *
+ * Text is decoded strictly: bytes that are not valid UTF-8 are a decode failure, never replaced by U+FFFD (a
+ * replaced key would be re-encoded to other bytes, and land on another partition). JSON numbers must be finite:
+ * `1e400` parses to Infinity, which JSON cannot carry back out (`JSON.stringify` writes `null`), so it fails to
+ * decode, and a value holding a non-finite number fails to encode rather than producing corrupt output.
  */
 import { Result, Schema } from "effect"
-import { bytes, text } from "./Record.ts"
+import { bytes, textStrict } from "./Record.ts"
 
 export interface Codec<A> {
   /** `null` bytes are an absent key or a tombstone value. */
@@ -16,6 +21,30 @@ export interface Codec<A> {
 
 const schemaIssue = (error: Schema.SchemaError): string => error.message.replace(/\s*\n\s*/g, "; ")
 
+const invalidUtf8 = "invalid UTF-8"
+
+/** The path of the first non-finite number in a JSON-like value (`$.a[2]`), or `undefined` when there is none. */
+export const nonFinitePath = (value: unknown, path = "$"): string | undefined => {
+  if (typeof value === "number") return Number.isFinite(value) ? undefined : path
+  if (typeof value !== "object" || value === null) return undefined
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = nonFinitePath(value[i], `${path}[${i}]`)
+      if (found !== undefined) return found
+    }
+    return undefined
+  }
+  for (const key in value) {
+    const found = nonFinitePath(Reflect.get(value, key), `${path}.${key}`)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
+
+// JSON.parse yields a non-finite number only for a literal out of double range: a long run of digits or an
+// exponent of three digits. Only text that has one is walked, so the common case costs one regex test.
+const mayOverflow = /\d{300}|[eE][+]?\d{3}/
+
 /** JSON text decoded with a Schema. An empty or absent payload is an error (use `nullable` for tombstones). */
 export const json = <S extends Schema.Codec<unknown, unknown, never, never>>(schema: S): Codec<S["Type"]> => {
   const decode = Schema.decodeUnknownResult(schema, { errors: "all" })
@@ -23,17 +52,28 @@ export const json = <S extends Schema.Codec<unknown, unknown, never, never>>(sch
   return {
     decode: (input) => {
       if (input === null || input.length === 0) return Result.fail("empty payload, expected JSON")
+      const source = textStrict(input)
+      if (source === undefined) return Result.fail(invalidUtf8)
       let parsed: unknown
       try {
-        parsed = JSON.parse(text(input))
+        parsed = JSON.parse(source)
       } catch (e) {
         return Result.fail(`invalid JSON: ${e instanceof Error ? e.message : String(e)}`)
+      }
+      if (mayOverflow.test(source)) {
+        const path = nonFinitePath(parsed)
+        if (path !== undefined) return Result.fail(`non-finite number at ${path} (a literal out of range, e.g. 1e400)`)
       }
       return Result.mapError(decode(parsed), schemaIssue)
     },
     encode: (value) =>
       Result.match(encode(value), {
-        onSuccess: (encoded) => Result.succeed(bytes(JSON.stringify(encoded))),
+        onSuccess: (encoded) => {
+          const path = nonFinitePath(encoded)
+          return path === undefined
+            ? Result.succeed(bytes(JSON.stringify(encoded)))
+            : Result.fail(`non-finite number at ${path}: JSON cannot carry it`)
+        },
         onFailure: (e) => Result.fail(schemaIssue(e))
       })
   }
@@ -45,9 +85,13 @@ export const nullable = <A>(codec: Codec<A>): Codec<A | null> => ({
   encode: (value) => (value === null ? Result.succeed(null) : codec.encode(value))
 })
 
-/** UTF-8 text; absent bytes are an error. */
+/** UTF-8 text; absent bytes and invalid UTF-8 are errors. */
 export const string: Codec<string> = {
-  decode: (input) => (input === null ? Result.fail("absent, expected a string") : Result.succeed(text(input))),
+  decode: (input) => {
+    if (input === null) return Result.fail("absent, expected a string")
+    const s = textStrict(input)
+    return s === undefined ? Result.fail(invalidUtf8) : Result.succeed(s)
+  },
   encode: (value) => Result.succeed(bytes(value))
 }
 
@@ -61,7 +105,8 @@ export const raw: Codec<Uint8Array | null> = {
 export const intString: Codec<number> = {
   decode: (input) => {
     if (input === null || input.length === 0) return Result.fail("absent, expected an integer key")
-    const s = text(input)
+    const s = textStrict(input)
+    if (s === undefined) return Result.fail(invalidUtf8)
     const n = Number(s)
     return Number.isSafeInteger(n) && /^-?\d+$/.test(s)
       ? Result.succeed(n)

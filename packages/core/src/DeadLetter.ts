@@ -5,7 +5,7 @@
  * committed only once the dead-letter record is acknowledged, so nothing is lost.
  */
 import { messageOf, tagOf } from "./Errors.ts"
-import type { ConsumerRecord, ProducerRecord } from "./Record.ts"
+import { bytes, type ConsumerRecord, type ProducerRecord } from "./Record.ts"
 
 export const headers = {
   errorTag: "sluice.error.tag",
@@ -39,13 +39,13 @@ export const toRecord = (
     value: record.value,
     headers: {
       ...record.headers,
-      [headers.errorTag]: tagOf(error),
-      [headers.errorMessage]: messageOf(error),
-      [headers.errorTime]: new Date(now).toISOString(),
-      [headers.sourceTopic]: record.topic,
-      [headers.sourcePartition]: String(record.partition),
-      [headers.sourceOffset]: String(record.offset),
-      [headers.topology]: topology
+      [headers.errorTag]: bytes(tagOf(error)),
+      [headers.errorMessage]: bytes(messageOf(error)),
+      [headers.errorTime]: bytes(new Date(now).toISOString()),
+      [headers.sourceTopic]: bytes(record.topic),
+      [headers.sourcePartition]: bytes(String(record.partition)),
+      [headers.sourceOffset]: bytes(String(record.offset)),
+      [headers.topology]: bytes(topology)
     }
   }
 }

@@ -8,7 +8,7 @@
 
 import { type Config, type Context, Effect, Layer, type LogLevel, Semaphore } from "effect"
 import * as KafkaJS from "kafkajs"
-import { KafkaError } from "./Errors.ts"
+import { KafkaError, Transient, UnknownTopic } from "./Errors.ts"
 import * as Consumer from "./internal/kafkajsConsumer.ts"
 import { attempt, backoff, errorType } from "./internal/kafkajsErrors.ts"
 import * as Producer from "./internal/kafkajsProducer.ts"
@@ -85,7 +85,10 @@ const logCreator =
   }
 
 const unknownTopic = (name: string) =>
-  new KafkaError({ operation: "describeTopic", reason: `unknown topic ${name}`, retryable: false })
+  new KafkaError({
+    operation: "describeTopic",
+    reason: new UnknownTopic({ message: `unknown topic ${name}`, topic: name })
+  })
 
 /** Waits until the broker's metadata lists every partition of the topics with a leader (kafkajs#770). */
 const awaitLeaders = (admin: KafkaJS.Admin, names: ReadonlyArray<string>) =>
@@ -100,12 +103,11 @@ const awaitLeaders = (admin: KafkaJS.Admin, names: ReadonlyArray<string>) =>
         : Effect.fail(
             new KafkaError({
               operation: "createTopics",
-              reason: `no leader yet for every partition of ${missing.join(", ")}`,
-              retryable: true
+              reason: new Transient({ message: `no leader yet for every partition of ${missing.join(", ")}` })
             })
           )
     }),
-    Effect.retry({ schedule: backoff(30_000), while: (e) => e.retryable })
+    Effect.retry({ schedule: backoff(30_000), while: (e) => e.isRetryable })
   )
 
 const make = Effect.fnUntraced(function* (options: Options) {

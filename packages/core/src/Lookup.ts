@@ -24,8 +24,7 @@ export const fromTable = <K, V>(table: GlobalTable<K, V>): Lookup<K, V> => ({
   getMany: table.getMany
 })
 
-const fromKafkaError = (strategy: string) => (e: KafkaError) =>
-  new LookupError({ strategy, reason: e.message, retryable: e.retryable, cause: e })
+const fromKafkaError = (strategy: string) => (e: KafkaError) => new LookupError({ strategy, reason: e.reason })
 
 /**
  * For every key, reads the topic from the beginning to its end and keeps the last value seen for that key (a

@@ -21,7 +21,7 @@
  * - Records share the byte arrays they were produced with: treat keys and values as read-only.
  */
 import { Clock, Context, Deferred, Effect, Layer, Stream } from "effect"
-import { KafkaError } from "./Errors.ts"
+import { KafkaError, Rejected, Unavailable } from "./Errors.ts"
 import * as Group from "./internal/memoryGroup.ts"
 import * as Log from "./internal/memoryLog.ts"
 import { Kafka, type KafkaShape, type ReadOptions, type TopicSpec } from "./Kafka.ts"
@@ -73,7 +73,11 @@ const make = Effect.fnUntraced(function* (options: Options) {
   const partitioner = Partitioner.make()
   const faults = { remaining: 0, retryable: false }
 
-  const sendError = (reason: string, retryable = false) => new KafkaError({ operation: "send", reason, retryable })
+  const sendError = (message: string, retryable = false) =>
+    new KafkaError({
+      operation: "send",
+      reason: retryable ? new Unavailable({ message }) : new Rejected({ message })
+    })
 
   // Every record's partition is resolved before any is appended, so a bad record fails the whole call.
   const resolve = (records: ReadonlyArray<ProducerRecord>, created: Array<string>) => {
@@ -158,7 +162,8 @@ const make = Effect.fnUntraced(function* (options: Options) {
       })
     )
 
-  const adminError = (operation: string, reason: string) => new KafkaError({ operation, reason, retryable: false })
+  const adminError = (operation: string, message: string) =>
+    new KafkaError({ operation, reason: new Rejected({ message }) })
 
   const createTopics = (specs: ReadonlyArray<TopicSpec>) =>
     Effect.suspend(() => {

@@ -6,7 +6,11 @@
  * loses precision, and plain numbers keep the offset arithmetic of the hot path cheap.
  */
 
-export type Headers = Readonly<Record<string, string>>
+/**
+ * Record headers: names to raw bytes, kept byte-exact end to end (Kafka header values are bytes, not text). A name
+ * that occurs more than once in a fetched record keeps its last value, like the Java client's `lastHeader`.
+ */
+export type Headers = Readonly<Record<string, Uint8Array>>
 
 /** A record fetched from a partition. */
 export interface ConsumerRecord {
@@ -65,6 +69,29 @@ export const tpKey = (topic: string, partition: number): string => `${topic}:${p
 
 const utf8 = new TextEncoder()
 const fromUtf8 = new TextDecoder("utf-8", { fatal: false })
+const fromUtf8Strict = new TextDecoder("utf-8", { fatal: true })
 
 export const bytes = (s: string): Uint8Array => utf8.encode(s)
+/** Text for display and logs: invalid UTF-8 becomes U+FFFD. Codecs use `textStrict`. */
 export const text = (b: Uint8Array): string => fromUtf8.decode(b)
+/** The UTF-8 text of `b`, or `undefined` when `b` is not valid UTF-8 (never replaces bytes). */
+export const textStrict = (b: Uint8Array): string | undefined => {
+  try {
+    return fromUtf8Strict.decode(b)
+  } catch {
+    return undefined
+  }
+}
+
+/** Headers from text values (UTF-8 encoded). */
+export const textHeaders = (values: Readonly<Record<string, string>>): Headers => {
+  const out: Record<string, Uint8Array> = {}
+  for (const name in values) out[name] = utf8.encode(values[name]!)
+  return out
+}
+
+/** A header's value as text (invalid UTF-8 replaced, for display), or `undefined` when absent. */
+export const header = (headers: Headers, name: string): string | undefined => {
+  const value = headers[name]
+  return value === undefined ? undefined : fromUtf8.decode(value)
+}

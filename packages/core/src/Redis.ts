@@ -8,16 +8,18 @@
 
 import { Config, Context, Duration, Effect, Layer, Redacted, Schema } from "effect"
 import { Redis as IORedis } from "ioredis"
+import * as Errors from "./Errors.ts"
 
 /** A failed Redis call. `operation` is the service method (`connect`, `mget`, ...). */
 export class RedisError extends Schema.TaggedError<RedisError>()("RedisError", {
   operation: Schema.String,
-  reason: Schema.String,
-  retryable: Schema.Boolean,
-  cause: Schema.optional(Schema.Defect())
+  reason: Errors.Reason
 }) {
   override get message(): string {
-    return `Redis ${this.operation} failed: ${this.reason}`
+    return `Redis ${this.operation} failed: ${this.reason.message}`
+  }
+  get isRetryable(): boolean {
+    return this.reason.isRetryable
   }
 }
 
@@ -57,20 +59,20 @@ export const urlConfig = Config.Redacted("REDIS_URL").pipe(Config.withDefault(Re
 // Replies with which the server says "not now" rather than "no": it is loading, busy with a script, or failing over.
 const transientReplies = ["LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY"]
 
-const isRetryableCause = (cause: unknown): boolean => {
-  if (!(cause instanceof Error)) return false
-  if (cause.name === "ReplyError") return transientReplies.some((prefix) => cause.message.startsWith(prefix))
+const toReason = (cause: unknown): Errors.Reason => {
+  const fields = { message: cause instanceof Error ? cause.message : String(cause), cause }
+  if (!(cause instanceof Error)) return new Errors.Rejected(fields)
+  if (cause.name === "ReplyError") {
+    return transientReplies.some((prefix) => cause.message.startsWith(prefix))
+      ? new Errors.Transient(fields)
+      : new Errors.Rejected(fields)
+  }
   // A malformed URL or argument: no retry fixes it. Everything else ioredis raises is about the connection.
-  return !(cause instanceof TypeError || cause instanceof RangeError)
+  if (cause instanceof TypeError || cause instanceof RangeError) return new Errors.Rejected(fields)
+  return /timed? ?out/i.test(cause.message) ? new Errors.Timeout(fields) : new Errors.Unavailable(fields)
 }
 
-const fail = (operation: string) => (cause: unknown) =>
-  new RedisError({
-    operation,
-    reason: cause instanceof Error ? cause.message : String(cause),
-    retryable: isRetryableCause(cause),
-    cause
-  })
+const fail = (operation: string) => (cause: unknown) => new RedisError({ operation, reason: toReason(cause) })
 
 const connect = (options: Options) =>
   Effect.gen(function* () {
@@ -144,8 +146,7 @@ export const make = Effect.fnUntraced(function* (options: Options) {
         if (prefix.length === 0) {
           return yield* new RedisError({
             operation: "flushPrefix",
-            reason: "an empty prefix would delete every key",
-            retryable: false
+            reason: new Errors.Rejected({ message: "an empty prefix would delete every key" })
           })
         }
         // The prefix is matched literally, so glob characters in it are escaped.

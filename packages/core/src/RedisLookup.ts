@@ -12,8 +12,7 @@ import { bytes, text } from "./Record.ts"
 import { Redis, type RedisError } from "./Redis.ts"
 import * as Topic from "./Topic.ts"
 
-const fromRedisError = (e: RedisError) =>
-  new LookupError({ strategy: "redis", reason: e.message, retryable: e.retryable, cause: e })
+const fromRedisError = (e: RedisError) => new LookupError({ strategy: "redis", reason: e.reason })
 
 /**
  * Starts the loader in the current scope, waits until Redis is loaded, and returns the lookup. `prefix` namespaces

@@ -15,10 +15,12 @@ import * as KafkaJs from "../src/KafkaJs.ts"
 import {
   bytes,
   type ConsumerRecord,
+  header,
   type ProducerRecord,
   type RecordBatch,
   type TopicPartition,
-  text
+  text,
+  textHeaders
 } from "../src/Record.ts"
 
 const brokers = (process.env.SLUICE_BROKERS ?? "127.0.0.1:9092").split(",").map((b) => b.trim())
@@ -93,7 +95,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-test" }), {
           topic,
           key: bytes(`key-${i % 100}`),
           value: bytes(`value-${i}`),
-          headers: { seq: String(i) },
+          headers: textHeaders({ seq: String(i) }),
           timestamp: 1_700_000_000_000 + i
         }))
         // Ten concurrent callers: the sender coalesces them, and each must get the metadata of its own records.
@@ -143,11 +145,11 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-test" }), {
 
         assert.strictEqual(events[0], "assign:3", "onAssignment ran before the first batch")
         assert.strictEqual(received.length, 1000, "no duplicates")
-        const seen = new Set(received.map((r) => Number(r.headers.seq)))
+        const seen = new Set(received.map((r) => Number(header(r.headers, "seq"))))
         assert.strictEqual(seen.size, 1000, "no gaps")
         const partitionOfKey = new Map<string, number>()
         for (const r of received) {
-          const i = Number(r.headers.seq)
+          const i = Number(header(r.headers, "seq"))
           assert.strictEqual(text(r.value!), `value-${i}`)
           assert.strictEqual(r.timestamp, 1_700_000_000_000 + i)
           assert.strictEqual(written.get(at(r.partition, r.offset)), i, "the record is where send said it went")
@@ -230,8 +232,9 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-test" }), {
       const error = yield* Effect.flip(kafka.describeTopic(missing))
       assert.strictEqual(error._tag, "KafkaError")
       assert.strictEqual(error.operation, "describeTopic")
-      assert.strictEqual(error.reason, `unknown topic ${missing}`)
-      assert.isFalse(error.retryable)
+      assert.strictEqual(error.reason._tag, "UnknownTopic")
+      assert.strictEqual(error.reason.message, `unknown topic ${missing}`)
+      assert.isFalse(error.isRetryable)
 
       // Creating an existing topic is a no-op, deleting a missing one too.
       yield* kafka.createTopics([{ name: topic, partitions: 2 }])
@@ -362,11 +365,12 @@ describe("KafkaJs layers", () => {
         )
       )
       const elapsed = Date.now() - started
-      yield* Effect.logInfo(`closed port: failed after ${elapsed} ms with "${error.reason}"`)
+      yield* Effect.logInfo(`closed port: failed after ${elapsed} ms with "${error.reason.message}"`)
       assert.strictEqual(error._tag, "KafkaError")
       assert.strictEqual(error.operation, "connect")
-      assert.isTrue(error.retryable, error.reason)
-      assert.match(error.reason, /ECONNREFUSED|Connection/)
+      assert.isTrue(error.isRetryable, error.reason.message)
+      assert.strictEqual(error.reason._tag, "Unavailable")
+      assert.match(error.reason.message, /ECONNREFUSED|Connection/)
       assert.isBelow(elapsed, 10_000)
     }).pipe(Effect.scoped)
   )

@@ -110,8 +110,8 @@ describe("MemoryBroker", () => {
       const [meta] = yield* kafka.send([record("t", "k", "v", 2)])
       assert.strictEqual(meta?.partition, 2)
       const error = yield* kafka.send([record("t", "k", "ok", 0), record("t", "k", "v", 3)]).pipe(Effect.flip)
-      assert.strictEqual(error.retryable, false)
-      assert.include(error.reason, "partition 3 out of range")
+      assert.strictEqual(error.isRetryable, false)
+      assert.include(error.reason.message, "partition 3 out of range")
       assert.strictEqual((yield* broker.records("t")).length, 1, "a rejected send appends nothing")
     }).pipe(Effect.provide(MemoryBroker.layer))
   )
@@ -124,8 +124,9 @@ describe("MemoryBroker", () => {
         yield* kafka.offsets("nope").pipe(Effect.flip)
       ]) {
         assert.strictEqual(error._tag, "KafkaError")
-        assert.strictEqual(error.reason, "unknown topic nope")
-        assert.isFalse(error.retryable)
+        assert.strictEqual(error.reason._tag, "UnknownTopic")
+        assert.strictEqual(error.reason.message, "unknown topic nope")
+        assert.isFalse(error.isRetryable)
       }
       yield* kafka.createTopics([{ name: "a", partitions: 2 }])
       yield* kafka.createTopics([
@@ -196,7 +197,7 @@ describe("MemoryBroker", () => {
       assert.deepStrictEqual(partitions(takeover), [0, 1, 2, 3])
       assert.strictEqual((yield* broker.members("g")).length, 1)
       const error = yield* commitAll(a.consumer, gotA).pipe(Effect.flip)
-      assert.isFalse(error.retryable, "a member that left cannot commit")
+      assert.isFalse(error.isRetryable, "a member that left cannot commit")
 
       yield* kafka.send(partitions(assignedA).map((p) => record("t", null, `after-${p}`, p)))
       const moved = yield* takeRecords(b.batches, 2)
@@ -301,7 +302,7 @@ describe("MemoryBroker", () => {
       const late = yield* (yield* Deferred.await(consumerA))
         .commit([{ topic: "t", partition: moved[0]!, offset: 3 }])
         .pipe(Effect.flip)
-      assert.include(late.reason, "not assigned", "after the handoff it is not")
+      assert.include(late.reason.message, "not assigned", "after the handoff it is not")
     }).pipe(Effect.provide(MemoryBroker.layer))
   )
 
@@ -341,8 +342,8 @@ describe("MemoryBroker", () => {
       const other = 1 - mine[0]!.partition
       yield* a.consumer.commit([{ topic: "t", partition: mine[0]!.partition, offset: 0 }])
       const error = yield* a.consumer.commit([{ topic: "t", partition: other, offset: 0 }]).pipe(Effect.flip)
-      assert.isFalse(error.retryable)
-      assert.include(error.reason, "not assigned")
+      assert.isFalse(error.isRetryable)
+      assert.include(error.reason.message, "not assigned")
     }).pipe(Effect.provide(MemoryBroker.layer))
   )
 
@@ -466,7 +467,7 @@ describe("MemoryBroker", () => {
         assert.deepStrictEqual((yield* takeRecords(latest, 1)).map(valueText), ["g"], "from latest: new records only")
 
         const keyless = yield* kafka.send([record("profiles", null, "x")]).pipe(Effect.flip)
-        assert.include(keyless.reason, "without a key")
+        assert.include(keyless.reason.message, "without a key")
       }).pipe(Effect.provide(MemoryBroker.layer))
   )
 
@@ -478,12 +479,12 @@ describe("MemoryBroker", () => {
       for (let i = 0; i < 2; i++) {
         const error = yield* kafka.send([record("t", "k", `lost${i}`)]).pipe(Effect.flip)
         assert.strictEqual(error._tag, "KafkaError")
-        assert.isTrue(error.retryable)
+        assert.isTrue(error.isRetryable)
         assert.strictEqual(error.operation, "send")
       }
       yield* kafka.send([record("t", "k", "kept")])
       yield* broker.failSends(1, false)
-      assert.isFalse((yield* kafka.send([record("t", "k", "lost")]).pipe(Effect.flip)).retryable)
+      assert.isFalse((yield* kafka.send([record("t", "k", "lost")]).pipe(Effect.flip)).isRetryable)
       assert.deepStrictEqual((yield* broker.records("t")).map(valueText), ["kept"])
     }).pipe(Effect.provide(MemoryBroker.layer))
   )

@@ -2,7 +2,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber } from "effect"
 import * as Batch from "../src/Batch.ts"
-import { KafkaError } from "../src/Errors.ts"
+import { KafkaError, Unavailable } from "../src/Errors.ts"
 import { Kafka } from "../src/Kafka.ts"
 import { layerWith, MemoryBroker, layer as memoryBroker } from "../src/MemoryBroker.ts"
 import { bytes } from "../src/Record.ts"
@@ -48,7 +48,8 @@ describe("Runner", () => {
         name: "stuck",
         input,
         outputs: [{ name: "out", partitions: 1 }],
-        process: () => Effect.fail(new KafkaError({ operation: "send", reason: "broker unavailable", retryable: true }))
+        process: () =>
+          Effect.fail(new KafkaError({ operation: "send", reason: new Unavailable({ message: "broker unavailable" }) }))
       })
       // One record per batch and a mailbox of one: the fetcher ends up parked in `offer` behind the stuck actor.
       const fiber = yield* Effect.forkChild(Runner.run(topology, { shutdownTimeout: "1 second", mailboxCapacity: 1 }))

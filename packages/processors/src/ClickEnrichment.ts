@@ -7,17 +7,18 @@
  * the click to `clicks.dlq` with the reason. A click is never dropped silently.
  */
 import { Batch, Codec, Errors, Lookup, Table, Topic, Topology } from "@sluice/core"
+import { bytes } from "@sluice/core/Record"
 import * as RedisLookup from "@sluice/core/RedisLookup"
 import { Console, Context, Effect, Layer, Result, Schema } from "effect"
 
 export const Profile = Schema.Struct({ id: Schema.Int, name: Schema.String, city: Schema.String })
 export type Profile = typeof Profile.Type
 
-export const Click = Schema.Struct({ timestamp: Schema.Number, user_id: Schema.Int, url: Schema.String })
+export const Click = Schema.Struct({ timestamp: Schema.Finite, user_id: Schema.Int, url: Schema.String })
 export type Click = typeof Click.Type
 
 export const EnrichedClick = Schema.Struct({
-  timestamp: Schema.Number,
+  timestamp: Schema.Finite,
   user_id: Schema.Int,
   url: Schema.String,
   user_name: Schema.NullOr(Schema.String),
@@ -103,8 +104,8 @@ export const join = (
       },
       {
         headers: {
-          [clickHeaders.source]: `${record.partition}:${record.offset}`,
-          [clickHeaders.producedAt]: String(record.timestamp)
+          [clickHeaders.source]: bytes(`${record.partition}:${record.offset}`),
+          [clickHeaders.producedAt]: bytes(String(record.timestamp))
         }
       }
     )

@@ -10,6 +10,7 @@
 import { Kafka } from "@sluice/core/Kafka"
 import * as Metrics from "@sluice/core/Metrics"
 import * as Reader from "@sluice/core/Reader"
+import { header } from "@sluice/core/Record"
 import * as Runner from "@sluice/core/Runner"
 import * as Topic from "@sluice/core/Topic"
 import { Effect, Fiber, Layer, Result, Schedule, Schema, Stream } from "effect"
@@ -157,10 +158,10 @@ export const run = <E>(options: JoinRunOptions<E>) =>
               const decoded = Topic.decode(topics.enriched, record)
               if (Result.isFailure(decoded)) continue
               outputs.push({
-                source: record.headers[ClickEnrichment.clickHeaders.source],
+                source: header(record.headers, ClickEnrichment.clickHeaders.source),
                 value: decoded.success.value
               })
-              const producedAt = Number(record.headers[ClickEnrichment.clickHeaders.producedAt])
+              const producedAt = Number(header(record.headers, ClickEnrichment.clickHeaders.producedAt))
               if (Number.isFinite(producedAt)) latencies.push(record.timestamp - producedAt)
             }
           })

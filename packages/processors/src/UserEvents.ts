@@ -18,8 +18,8 @@ export const UserEvent = Schema.Struct({
   event_id: Schema.String,
   user_id: Schema.Int,
   event_type: EventType,
-  timestamp: Schema.Number,
-  amount: Schema.optional(Schema.Number)
+  timestamp: Schema.Finite,
+  amount: Schema.optional(Schema.Finite)
 })
 export type UserEvent = typeof UserEvent.Type
 
@@ -130,7 +130,7 @@ export const generate = (options: {
             : kind === "missing-fields"
               ? bytes(JSON.stringify({ event_id: `e${i}`, event_type: type }))
               : new Uint8Array(0)
-      out.push({ topic, key, value, headers: { "sluice.test.bad": kind } })
+      out.push({ topic, key, value, headers: { "sluice.test.bad": bytes(kind) } })
       continue
     }
     const event: UserEvent = {

@@ -10,7 +10,7 @@ import { Kafka } from "@sluice/core/Kafka"
 import * as KafkaJs from "@sluice/core/KafkaJs"
 import * as Lookup from "@sluice/core/Lookup"
 import * as Reader from "@sluice/core/Reader"
-import type { ConsumerRecord, ProducerRecord } from "@sluice/core/Record"
+import { type ConsumerRecord, header, type ProducerRecord } from "@sluice/core/Record"
 import * as Redis from "@sluice/core/Redis"
 import * as Runner from "@sluice/core/Runner"
 import * as Table from "@sluice/core/Table"
@@ -167,7 +167,7 @@ const enrichedBySource = (topic: ClickEnrichment.Topics["enriched"]) =>
   Effect.gen(function* () {
     const out = new Map<string, ClickEnrichment.EnrichedClick>()
     for (const record of yield* readAll(topic.name)) {
-      const from = record.headers[ClickEnrichment.clickHeaders.source]
+      const from = header(record.headers, ClickEnrichment.clickHeaders.source)
       assert.isDefined(from, `enriched record ${record.partition}:${record.offset} has no source header`)
       const { value } = yield* Effect.fromResult(Topic.decode(topic, record))
       const previous = out.get(from)
@@ -350,7 +350,10 @@ describe("ClickEnrichment (real broker)", () => {
         for (const record of yield* readAll(dlqOf(topics))) {
           const h = record.headers
           dead.set(
-            source(Number(h[DeadLetter.headers.sourcePartition]), Number(h[DeadLetter.headers.sourceOffset])),
+            source(
+              Number(header(h, DeadLetter.headers.sourcePartition)),
+              Number(header(h, DeadLetter.headers.sourceOffset))
+            ),
             record
           )
         }
@@ -362,13 +365,13 @@ describe("ClickEnrichment (real broker)", () => {
         for (const [from, record] of dead) {
           const click = unknown.get(from)
           assert.isDefined(click)
-          assert.strictEqual(record.headers[DeadLetter.headers.errorTag], "UnknownUser", `tag of ${from}`)
+          assert.strictEqual(header(record.headers, DeadLetter.headers.errorTag), "UnknownUser", `tag of ${from}`)
           assert.include(
-            record.headers[DeadLetter.headers.errorMessage],
+            header(record.headers, DeadLetter.headers.errorMessage),
             `no profile for user_id ${click.user_id}`,
             `reason of ${from}`
           )
-          assert.strictEqual(record.headers[DeadLetter.headers.sourceTopic], topics.clicks.name)
+          assert.strictEqual(header(record.headers, DeadLetter.headers.sourceTopic), topics.clicks.name)
           // The original bytes, untouched.
           assert.deepStrictEqual(yield* Effect.fromResult(topics.clicks.value.decode(record.value)), click)
         }

@@ -3,7 +3,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { DeadLetter, Table } from "@sluice/core"
 import { Kafka } from "@sluice/core/Kafka"
 import { MemoryBroker, layer as memoryBroker } from "@sluice/core/MemoryBroker"
-import type { ConsumerRecord } from "@sluice/core/Record"
+import { type ConsumerRecord, header } from "@sluice/core/Record"
 import * as Runner from "@sluice/core/Runner"
 import * as Topic from "@sluice/core/Topic"
 import { Effect, Fiber, Result } from "effect"
@@ -44,7 +44,9 @@ describe("click enrichment on the in-memory broker", () => {
         const out = decodeAll(topics.enriched, yield* records(topics.enriched.name))
         // Same data, same partitioner: the same click has the same coordinates in both runs.
         reports.push(
-          new Map(out.map((d) => [d.record.headers[ClickEnrichment.clickHeaders.source], JSON.stringify(d.value)]))
+          new Map(
+            out.map((d) => [header(d.record.headers, ClickEnrichment.clickHeaders.source), JSON.stringify(d.value)])
+          )
         )
       }
       assert.strictEqual(reports[0]!.size, 200)
@@ -111,8 +113,8 @@ describe("click enrichment on the in-memory broker", () => {
         } else {
           assert.strictEqual(enriched.length, 1)
           assert.strictEqual(dlq.length, 1)
-          assert.strictEqual(dlq[0]!.headers[DeadLetter.headers.errorTag], "UnknownUser")
-          assert.include(dlq[0]!.headers[DeadLetter.headers.errorMessage], "999")
+          assert.strictEqual(header(dlq[0]!.headers, DeadLetter.headers.errorTag), "UnknownUser")
+          assert.include(header(dlq[0]!.headers, DeadLetter.headers.errorMessage), "999")
         }
       }
     }).pipe(Effect.provide(memoryBroker))

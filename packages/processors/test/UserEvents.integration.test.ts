@@ -13,7 +13,7 @@ import * as DeadLetter from "@sluice/core/DeadLetter"
 import { Kafka } from "@sluice/core/Kafka"
 import * as KafkaJs from "@sluice/core/KafkaJs"
 import * as Reader from "@sluice/core/Reader"
-import type { ConsumerRecord, ProducerRecord, RecordMetadata } from "@sluice/core/Record"
+import { type ConsumerRecord, header, type ProducerRecord, type RecordMetadata } from "@sluice/core/Record"
 import * as Topic from "@sluice/core/Topic"
 import { Data, Duration, Effect, Result, Stream } from "effect"
 import { afterEach } from "vitest"
@@ -330,19 +330,22 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-user-events-it" }), {
         for (const r of dlq) {
           const h = r.headers
           const where = `DLQ record @${r.partition}:${r.offset} ${JSON.stringify(h)}`
-          assert.strictEqual(h[DeadLetter.headers.sourceTopic], d.topics.events.name, where)
-          const source = at(Number(h[DeadLetter.headers.sourcePartition]), Number(h[DeadLetter.headers.sourceOffset]))
+          assert.strictEqual(header(h, DeadLetter.headers.sourceTopic), d.topics.events.name, where)
+          const source = at(
+            Number(header(h, DeadLetter.headers.sourcePartition)),
+            Number(header(h, DeadLetter.headers.sourceOffset))
+          )
           const original = produced.get(source)
           assert.isDefined(original, `${where}: its source offset is an input record`)
           if (original === undefined) continue
           sources.add(source)
-          const kind = original.headers?.["sluice.test.bad"]
+          const kind = original.headers === undefined ? undefined : header(original.headers, "sluice.test.bad")
           assert.isDefined(kind, `${where}: only malformed records are dead-lettered`)
-          assert.strictEqual(h["sluice.test.bad"], kind, `${where}: the original headers are kept`)
+          assert.strictEqual(header(h, "sluice.test.bad"), kind, `${where}: the original headers are kept`)
           assert.strictEqual(hex(r.key), hex(original.key), `${where}: key bytes`)
           assert.strictEqual(hex(r.value), hex(original.value), `${where}: value bytes (${kind})`)
-          assert.strictEqual(h[DeadLetter.headers.errorTag], "DecodeError", where)
-          const message = h[DeadLetter.headers.errorMessage] ?? ""
+          assert.strictEqual(header(h, DeadLetter.headers.errorTag), "DecodeError", where)
+          const message = header(h, DeadLetter.headers.errorMessage) ?? ""
           assert.include(
             message,
             `cannot decode the value of ${d.topics.events.name}[${source.replace("@", "]@")}`,
@@ -351,7 +354,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-user-events-it" }), {
           const problem = problems.get(kind)
           assert.isDefined(problem, `${where}: unknown kind ${kind}`)
           assert.match(message, problem ?? /^$/, `${where}: the message names the problem`)
-          const time = h[DeadLetter.headers.errorTime] ?? ""
+          const time = header(h, DeadLetter.headers.errorTime) ?? ""
           assert.strictEqual(new Date(time).toISOString(), time, `${where}: ISO time`)
           assert.isAtLeast(Date.parse(time), startedAt - 1_000, where)
           assert.isAtMost(Date.parse(time), Date.now(), where)

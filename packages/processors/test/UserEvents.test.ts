@@ -6,7 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Batch, DeadLetter, Errors, Topology } from "@sluice/core"
 import { Kafka } from "@sluice/core/Kafka"
 import { layerWith, MemoryBroker } from "@sluice/core/MemoryBroker"
-import { text } from "@sluice/core/Record"
+import { header, text } from "@sluice/core/Record"
 import * as Runner from "@sluice/core/Runner"
 import * as Topic from "@sluice/core/Topic"
 import { Effect, Fiber, Layer, Ref, Result } from "effect"
@@ -50,22 +50,22 @@ describe("user-events on the in-memory broker", () => {
       const broker = yield* MemoryBroker
       const dlq = yield* broker.records(`${topics.events.name}.dlq`)
       assert.strictEqual(dlq.length, 50)
-      const kinds = new Set(dlq.map((r) => r.headers["sluice.test.bad"]))
+      const kinds = new Set(dlq.map((r) => header(r.headers, "sluice.test.bad")))
       assert.deepStrictEqual([...kinds].sort(), [...UserEvents.badKinds].sort())
       const input = yield* broker.records(topics.events.name)
       for (const r of dlq) {
-        assert.strictEqual(r.headers[DeadLetter.headers.errorTag], "DecodeError")
-        assert.isAbove(r.headers[DeadLetter.headers.errorMessage]?.length ?? 0, 10)
-        assert.strictEqual(r.headers[DeadLetter.headers.sourceTopic], topics.events.name)
+        assert.strictEqual(header(r.headers, DeadLetter.headers.errorTag), "DecodeError")
+        assert.isAbove(header(r.headers, DeadLetter.headers.errorMessage)?.length ?? 0, 10)
+        assert.strictEqual(header(r.headers, DeadLetter.headers.sourceTopic), topics.events.name)
         const original = input.find(
           (i) =>
-            String(i.partition) === r.headers[DeadLetter.headers.sourcePartition] &&
-            String(i.offset) === r.headers[DeadLetter.headers.sourceOffset]
+            String(i.partition) === header(r.headers, DeadLetter.headers.sourcePartition) &&
+            String(i.offset) === header(r.headers, DeadLetter.headers.sourceOffset)
         )
         assert.isDefined(original)
         assert.deepStrictEqual(r.value, original?.value ?? null)
         assert.deepStrictEqual(r.key, original?.key ?? null)
-        assert.isFalse(Number.isNaN(Date.parse(r.headers[DeadLetter.headers.errorTime] ?? "")))
+        assert.isFalse(Number.isNaN(Date.parse(header(r.headers, DeadLetter.headers.errorTime) ?? "")))
       }
       const counts = yield* Ref.get(yield* UserEvents.EventCounts)
       assert.strictEqual(counts.login + counts.purchase + counts.logout, 950)
@@ -153,7 +153,9 @@ describe("user-events on the in-memory broker", () => {
       )
       yield* Fiber.interrupt(fiber)
       const dlq = yield* (yield* MemoryBroker).records(`${topics.events.name}.dlq`)
-      const tags = dlq.map((r) => `${r.headers[DeadLetter.headers.errorTag]}:${text(r.value ?? new Uint8Array())}`)
+      const tags = dlq.map(
+        (r) => `${header(r.headers, DeadLetter.headers.errorTag)}:${text(r.value ?? new Uint8Array())}`
+      )
       assert.strictEqual(dlq.length, 2)
       assert.isTrue(tags.some((t) => t.startsWith("Poison:") && t.includes('"e13"')))
       assert.isTrue(tags.some((t) => t.startsWith("HandlerDefect:") && t.includes('"e42"')))

@@ -7,7 +7,7 @@
 
 import { Cause, type Context, Deferred, Effect, Exit, type Scope } from "effect"
 import type * as KafkaJS from "kafkajs"
-import { KafkaError } from "../Errors.ts"
+import { Closed, KafkaError, Transient } from "../Errors.ts"
 import type { ConsumeHandlers, ConsumeOptions, GroupConsumer } from "../Kafka.ts"
 import { type ConsumerRecord, type Headers, type RecordBatch, type TopicPartition, tpKey } from "../Record.ts"
 import { attempt, toKafkaError } from "./kafkajsErrors.ts"
@@ -22,14 +22,15 @@ const noHeaders: Headers = {}
 
 const toHeaders = (headers: KafkaJS.IHeaders | undefined): Headers => {
   if (headers === undefined) return noHeaders
-  let out: Record<string, string> | undefined
+  let out: Record<string, Uint8Array> | undefined
   for (const name in headers) {
     const raw = headers[name]
     // A repeated header arrives as an array; like the Java client's `lastHeader`, the last one wins.
     const value = Array.isArray(raw) ? raw[raw.length - 1] : raw
     if (value === undefined) continue
     out ??= {}
-    out[name] = typeof value === "string" ? value : value.toString("utf8")
+    // kafkajs decodes header values as Buffers (bytes); they stay bytes, never a round trip through text.
+    out[name] = typeof value === "string" ? Buffer.from(value, "utf8") : value
   }
   return out ?? noHeaders
 }
@@ -90,7 +91,7 @@ export const startRunning = (
         partitionsConsumedConcurrently: settings.partitionsConsumedConcurrently,
         eachBatch
       })
-      .catch((error: unknown) => onFailure(toKafkaError("run", error).reason))
+      .catch((error: unknown) => onFailure(toKafkaError("run", error).reason.message))
   })
 
 export const consumerConfig = (
@@ -272,7 +273,7 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
       // kafkajs logs the stack itself; this line says what it means for Sluice.
       logError(
         `kafkajs consumer crashed and ${event.payload.restart ? "will rejoin" : "stays down"}; ` +
-          `its partitions are revoked: ${error.reason}`
+          `its partitions are revoked: ${error.reason.message}`
       )
       // The crashed member has left the group: every partition it had is revoked, with its pauses.
       paused.clear()
@@ -331,8 +332,13 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
     // arrive as CRASH events.
     yield* startRunning(consumer, settings, eachBatch, (reason) => logError(`kafkajs consumer.run failed: ${reason}`))
 
-    const notInGroup = (reason: string, retryable: boolean) =>
-      Effect.fail(new KafkaError({ operation: "commit", reason, retryable }))
+    const notInGroup = (message: string, retryable: boolean) =>
+      Effect.fail(
+        new KafkaError({
+          operation: "commit",
+          reason: retryable ? new Transient({ message }) : new Closed({ message })
+        })
+      )
 
     return {
       commit: (offsets) =>
@@ -348,9 +354,12 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
             case "joining":
               return notInGroup("the consumer has not joined its group yet", true)
             case "restarting":
-              return notInGroup(`the consumer is rejoining its group after a crash: ${phase.error.reason}`, true)
+              return notInGroup(
+                `the consumer is rejoining its group after a crash: ${phase.error.reason.message}`,
+                true
+              )
             case "crashed":
-              return notInGroup(`the consumer crashed: ${phase.error.reason}`, false)
+              return notInGroup(`the consumer crashed: ${phase.error.reason.message}`, false)
             case "closed":
               return notInGroup("the consumer is closed", false)
           }

@@ -1,9 +1,10 @@
 /**
- * How kafkajs failures become Sluice's `KafkaError`: the operation, a reason naming the kafkajs error (and the
- * broker error type it wraps), whether a retry can help, and the original error as the cause.
+ * How kafkajs failures become Sluice's `KafkaError`: the operation, and a tagged reason (Unavailable, Timeout,
+ * Rebalance, MessageTooLarge, ...) whose message names the kafkajs error and the broker error type it wraps, with
+ * the original error as its cause.
  */
 import { Effect, Predicate, Schedule } from "effect"
-import { KafkaError } from "../Errors.ts"
+import * as Errors from "../Errors.ts"
 
 interface ErrorInfo {
   readonly name: string
@@ -34,11 +35,10 @@ const chain = (error: unknown): ReadonlyArray<ErrorInfo> => {
 const connectionErrors = new Set([
   "KafkaJSConnectionError",
   "KafkaJSConnectionClosedError",
-  "KafkaJSRequestTimeoutError",
   "KafkaJSBrokerNotFound",
-  "KafkaJSNoBrokerAvailableError",
-  "KafkaJSLockTimeout"
+  "KafkaJSNoBrokerAvailableError"
 ])
+const timeoutErrors = new Set(["KafkaJSRequestTimeoutError", "KafkaJSLockTimeout"])
 
 /** Broker answers that mean this member's generation is over: the partitions may now belong to another member. */
 const generationErrors = new Set([
@@ -47,6 +47,9 @@ const generationErrors = new Set([
   "UNKNOWN_MEMBER_ID",
   "FENCED_INSTANCE_ID"
 ])
+/** Broker answers that mean a newer producer with the same transactional id took over. */
+const fencedErrors = new Set(["INVALID_PRODUCER_EPOCH", "PRODUCER_FENCED", "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"])
+const tooLargeErrors = new Set(["MESSAGE_TOO_LARGE", "RECORD_LIST_TOO_LARGE"])
 
 /** The broker error type (e.g. `UNKNOWN_TOPIC_OR_PARTITION`) anywhere in the chain, innermost first. */
 export const errorType = (error: unknown): string | undefined => {
@@ -58,25 +61,39 @@ export const errorType = (error: unknown): string | undefined => {
   return undefined
 }
 
-export const toKafkaError = (operation: string, error: unknown): KafkaError => {
-  if (error instanceof KafkaError) return error
+/** What a kafkajs failure means for Sluice: the tagged reason, from the broker's error type or the error's class. */
+export const toReason = (error: unknown, topic?: string): Errors.Reason => {
   const errors = chain(error)
   const top = errors[0]!
   const root = errors[errors.length - 1]!
   const type = errorType(error)
   const describe = (e: ErrorInfo) => `${e.name}${e.type === undefined ? "" : ` ${e.type}`}: ${e.message}`
-  let reason = top === root || top.message === root.message ? describe(root) : `${describe(root)} (${top.name})`
-  // kafkajs gives up on a retriable error with NumberOfRetriesExceeded, which itself says retriable: false.
-  let retryable = errors.some((e) => connectionErrors.has(e.name)) || root.retriable === true
-  if (type !== undefined && generationErrors.has(type)) {
-    reason = `the group rebalanced, so these partitions may have moved to another member (${reason})`
-    retryable = false
+  const message = top === root || top.message === root.message ? describe(root) : `${describe(root)} (${top.name})`
+  const fields = { message, cause: error }
+  const topicField = topic === undefined ? {} : { topic }
+  if (type !== undefined) {
+    if (generationErrors.has(type)) {
+      return new Errors.Rebalance({
+        ...fields,
+        message: `the group rebalanced, so these partitions may have moved to another member (${message})`
+      })
+    }
+    if (fencedErrors.has(type)) return new Errors.Fenced(fields)
+    if (tooLargeErrors.has(type)) return new Errors.MessageTooLarge({ ...fields, ...topicField })
+    if (type === "UNKNOWN_TOPIC_OR_PARTITION") return new Errors.UnknownTopic({ ...fields, ...topicField })
   }
-  return new KafkaError({ operation, reason, retryable, cause: error })
+  if (errors.some((e) => timeoutErrors.has(e.name))) return new Errors.Timeout(fields)
+  if (errors.some((e) => connectionErrors.has(e.name))) return new Errors.Unavailable(fields)
+  // kafkajs gives up on a retriable error with NumberOfRetriesExceeded, which itself says retriable: false.
+  if (root.retriable === true) return new Errors.Transient(fields)
+  return new Errors.Rejected(fields)
 }
 
+export const toKafkaError = (operation: string, error: unknown, topic?: string): Errors.KafkaError =>
+  error instanceof Errors.KafkaError ? error : new Errors.KafkaError({ operation, reason: toReason(error, topic) })
+
 /** Runs a kafkajs call, mapping its rejection (or synchronous throw) to a `KafkaError`. */
-export const attempt = <A>(operation: string, f: () => Promise<A>): Effect.Effect<A, KafkaError> =>
+export const attempt = <A>(operation: string, f: () => Promise<A>): Effect.Effect<A, Errors.KafkaError> =>
   Effect.tryPromise({ try: f, catch: (error) => toKafkaError(operation, error) })
 
 /** Capped exponential backoff: 100 ms doubling to 5 s, for `limitMs` in total. */

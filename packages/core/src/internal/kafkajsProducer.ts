@@ -9,7 +9,7 @@
 
 import { Deferred, Effect, Exit, Queue, type Scope } from "effect"
 import type * as KafkaJS from "kafkajs"
-import { KafkaError } from "../Errors.ts"
+import { Closed, KafkaError, Rejected } from "../Errors.ts"
 import * as Partitioner from "../Partitioner.ts"
 import { bytes, type ProducerRecord, type RecordMetadata, tpKey } from "../Record.ts"
 import { attempt, backoff, errorType } from "./kafkajsErrors.ts"
@@ -44,14 +44,18 @@ const toMessage = (record: ProducerRecord): KafkaJS.Message => {
     value: record.value === null ? null : toBuffer(record.value)
   }
   if (record.partition !== undefined) message.partition = record.partition
-  if (record.headers !== undefined) message.headers = { ...record.headers }
+  if (record.headers !== undefined) {
+    const headers: KafkaJS.IHeaders = {}
+    for (const name in record.headers) headers[name] = toBuffer(record.headers[name]!)
+    message.headers = headers
+  }
   if (record.timestamp !== undefined) message.timestamp = String(record.timestamp)
   return message
 }
 
 const estimateBytes = (record: ProducerRecord): number => {
   let size = 64 + (record.key?.byteLength ?? 0) + (record.value?.byteLength ?? 0)
-  if (record.headers !== undefined) for (const k in record.headers) size += k.length + record.headers[k]!.length + 8
+  if (record.headers !== undefined) for (const k in record.headers) size += k.length + record.headers[k]!.byteLength + 8
   return size
 }
 
@@ -138,7 +142,7 @@ export const make = Effect.fnUntraced(function* (
       Effect.tapError((e) =>
         errorType(e.cause) === "UNKNOWN_TOPIC_OR_PARTITION" ? Effect.ignore(dropDeletedTopics) : Effect.void
       ),
-      Effect.retry({ schedule: retrySchedule, while: (e) => e.retryable }),
+      Effect.retry({ schedule: retrySchedule, while: (e) => e.isRetryable }),
       Effect.tap(() =>
         Effect.sync(() => {
           for (const topic of byTopic.keys()) sentTopics.add(topic)
@@ -165,8 +169,7 @@ export const make = Effect.fnUntraced(function* (
           return Effect.fail(
             new KafkaError({
               operation: "send",
-              reason: `no offset in the produce response for a record of ${topic}`,
-              retryable: false
+              reason: new Rejected({ message: `no offset in the produce response for a record of ${topic}` })
             })
           )
         }
@@ -223,7 +226,7 @@ export const make = Effect.fnUntraced(function* (
 
   const queue = yield* Queue.unbounded<Request>()
   let closed = false
-  const closedError = new KafkaError({ operation: "send", reason: "the producer is closed", retryable: false })
+  const closedError = new KafkaError({ operation: "send", reason: new Closed({ message: "the producer is closed" }) })
 
   yield* Effect.forkScoped(
     Effect.gen(function* () {

@@ -15,7 +15,7 @@
  * decides to deliver and marks its batch in flight in one such step, so a quiesce can never miss a batch.
  */
 import { Cause, type Context, Deferred, Effect, Exit, Fiber, Scope, Semaphore } from "effect"
-import { KafkaError } from "../Errors.ts"
+import { Closed, KafkaError, Rebalance } from "../Errors.ts"
 import type { ConsumeHandlers, ConsumeOptions, GroupConsumer } from "../Kafka.ts"
 import { type RecordBatch, type TopicPartition, type TopicPartitionOffset, tpKey } from "../Record.ts"
 import { batchOf, type PartitionLog, type TopicLog } from "./memoryLog.ts"
@@ -168,7 +168,14 @@ export const consume = Effect.fnUntraced(function* (env: Env, options: ConsumeOp
 const handle = (group: Group, member: Member): GroupConsumer => ({
   commit: (offsets: ReadonlyArray<TopicPartitionOffset>) =>
     Effect.suspend(() => {
-      if (member.left) return Effect.fail(commitError(`member ${member.id} has left group ${group.id}`))
+      if (member.left) {
+        return Effect.fail(
+          new KafkaError({
+            operation: "commit",
+            reason: new Closed({ message: `member ${member.id} has left group ${group.id}` })
+          })
+        )
+      }
       for (const o of offsets) {
         const key = tpKey(o.topic, o.partition)
         if (!member.owned.has(key) && !member.revoked.has(key)) {
@@ -208,7 +215,7 @@ const handle = (group: Group, member: Member): GroupConsumer => ({
   failed: Effect.never
 })
 
-const commitError = (reason: string) => new KafkaError({ operation: "commit", reason, retryable: false })
+const commitError = (message: string) => new KafkaError({ operation: "commit", reason: new Rebalance({ message }) })
 
 /** Leaving: no more deliveries, the member's fibers end, and the others rebalance without waiting for it. */
 const leave = Effect.fnUntraced(function* (env: Env, group: Group, member: Member) {

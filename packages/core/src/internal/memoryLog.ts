@@ -8,7 +8,7 @@
  */
 import { Buffer } from "node:buffer"
 import { Deferred, Effect } from "effect"
-import { KafkaError } from "../Errors.ts"
+import { KafkaError, UnknownTopic } from "../Errors.ts"
 import type { ConsumerRecord, RecordBatch } from "../Record.ts"
 
 export interface PartitionLog {
@@ -55,7 +55,7 @@ export const drop = (topic: TopicLog): void => {
 }
 
 export const unknownTopic = (operation: string, name: string): KafkaError =>
-  new KafkaError({ operation, reason: `unknown topic ${name}`, retryable: false })
+  new KafkaError({ operation, reason: new UnknownTopic({ message: `unknown topic ${name}`, topic: name }) })
 
 export const batchOf = (log: PartitionLog, records: ReadonlyArray<ConsumerRecord>): RecordBatch => ({
   topic: log.topic,
