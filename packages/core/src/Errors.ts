@@ -61,7 +61,13 @@ export class MessageTooLarge extends Schema.TaggedError<MessageTooLarge>()("Mess
   /** The record's size in bytes, when known. */
   size: Schema.optional(Schema.Number),
   /** The limit it broke, when known. */
-  limit: Schema.optional(Schema.Number)
+  limit: Schema.optional(Schema.Number),
+  /**
+   * From `Kafka.send`: the indices (into the records of that call) of the records over their topic's limit. When
+   * it is set, the send appended nothing; when it is absent, the broker itself refused a request and which records
+   * caused it is unknown.
+   */
+  records: Schema.optional(Schema.Array(Schema.Number))
 }) {
   get isRetryable(): boolean {
     return false

@@ -74,7 +74,9 @@ export interface ReadOptions {
 export interface KafkaShape {
   /**
    * Produces records and succeeds once every one of them is acknowledged by all in-sync replicas (acks=all) by an
-   * idempotent producer; retryable broker errors are retried with capped exponential backoff first.
+   * idempotent producer; retryable broker errors are retried with capped exponential backoff first. A record over
+   * its topic's `maxRecordBytes` fails the whole call before anything is sent, with a `MessageTooLarge` reason whose
+   * `records` lists the offending indices.
    */
   readonly send: (records: ReadonlyArray<ProducerRecord>) => Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError>
   /**
@@ -92,6 +94,11 @@ export interface KafkaShape {
    * The stream does not end by itself; see `Reader.readToEnd` for a bounded read.
    */
   readonly read: (options: ReadOptions) => Stream.Stream<RecordBatch, KafkaError>
+  /**
+   * The largest record, as `Record.sizeOf` measures it, that the topic accepts: its `max.message.bytes` (which
+   * defaults to the broker's `message.max.bytes`), read once per topic and cached.
+   */
+  readonly maxRecordBytes: (topic: string) => Effect.Effect<number, KafkaError>
   /** Creates topics; topics that already exist are left as they are. */
   readonly createTopics: (topics: ReadonlyArray<TopicSpec>) => Effect.Effect<void, KafkaError>
   readonly deleteTopics: (names: ReadonlyArray<string>) => Effect.Effect<void, KafkaError>

@@ -14,6 +14,7 @@ import { attempt, backoff, errorType } from "./internal/kafkajsErrors.ts"
 import * as Producer from "./internal/kafkajsProducer.ts"
 import * as Reader from "./internal/kafkajsRead.ts"
 import { brokersConfig, Kafka, type PartitionOffsets, type TopicSpec } from "./Kafka.ts"
+import { defaultMaxMessageBytes } from "./Record.ts"
 
 export interface Options {
   readonly brokers: ReadonlyArray<string>
@@ -186,6 +187,8 @@ const make = Effect.fnUntraced(function* (options: Options) {
     send,
     consume: Consumer.consume(kafka, consumerSettings),
     read: Reader.read(kafka, consumerSettings),
+    // Placeholder until the topic config is read.
+    maxRecordBytes: () => Effect.succeed(defaultMaxMessageBytes),
     createTopics,
     deleteTopics: (names) =>
       // Deleting a topic that is already gone succeeds: the caller wanted it gone.

@@ -31,6 +31,7 @@ import {
   type Headers,
   type ProducerRecord,
   type RecordBatch,
+  defaultMaxMessageBytes,
   type RecordMetadata,
   type TopicPartitionOffset,
   tpKey
@@ -221,6 +222,8 @@ const make = Effect.fnUntraced(function* (options: Options) {
     send,
     consume: (options, handlers) => Group.consume(env, options, handlers),
     read,
+    // Placeholder until topics carry their max.message.bytes.
+    maxRecordBytes: () => Effect.succeed(defaultMaxMessageBytes),
     createTopics,
     deleteTopics,
     listTopics: Effect.sync(() => [...topics.keys()].sort()),

@@ -67,6 +67,59 @@ export interface TopicPartitionOffset extends TopicPartition {
 
 export const tpKey = (topic: string, partition: number): string => `${topic}:${partition}`
 
+/** Kafka's default `message.max.bytes` (and so a topic's `max.message.bytes` unless set): 1 MiB + 12 bytes. */
+export const defaultMaxMessageBytes = 1_048_588
+
+const varintSize = (n: number): number => {
+  // Zigzag-encoded, as Kafka's record fields are.
+  let v = n >= 0 ? n * 2 : -n * 2 - 1
+  let size = 1
+  while (v >= 128) {
+    v = Math.floor(v / 128)
+    size++
+  }
+  return size
+}
+
+const utf8Length = (s: string): number => {
+  let n = 0
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x80) n += 1
+    else if (c < 0x800) n += 2
+    else if (c >= 0xd800 && c < 0xdc00) {
+      n += 4
+      i++
+    } else n += 3
+  }
+  return n
+}
+
+/** Bytes of a record batch's header (v2, magic 2), before its records. */
+const batchOverhead = 61
+
+/**
+ * The size of `record` alone in an uncompressed v2 record batch: what the broker compares with `max.message.bytes`
+ * (the batch header, then the record with its varint lengths, key, value and headers).
+ */
+export const sizeOf = (record: Pick<ProducerRecord, "key" | "value" | "headers">): number => {
+  const keyLength = record.key?.byteLength ?? -1
+  const valueLength = record.value?.byteLength ?? -1
+  // attributes (1), timestamp delta 0 (1), offset delta 0 (1)
+  let body = 3 + varintSize(keyLength) + Math.max(0, keyLength) + varintSize(valueLength) + Math.max(0, valueLength)
+  let count = 0
+  if (record.headers !== undefined) {
+    for (const name in record.headers) {
+      const nameLength = utf8Length(name)
+      const valueBytes = record.headers[name]!.byteLength
+      body += varintSize(nameLength) + nameLength + varintSize(valueBytes) + valueBytes
+      count++
+    }
+  }
+  body += varintSize(count)
+  return batchOverhead + varintSize(body) + body
+}
+
 const utf8 = new TextEncoder()
 const fromUtf8 = new TextDecoder("utf-8", { fatal: false })
 const fromUtf8Strict = new TextDecoder("utf-8", { fatal: true })
