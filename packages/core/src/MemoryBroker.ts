@@ -28,10 +28,10 @@ import { Kafka, type KafkaShape, type ReadOptions, type TopicSpec } from "./Kafk
 import * as Partitioner from "./Partitioner.ts"
 import {
   type ConsumerRecord,
+  defaultMaxMessageBytes,
   type Headers,
   type ProducerRecord,
   type RecordBatch,
-  defaultMaxMessageBytes,
   type RecordMetadata,
   type TopicPartitionOffset,
   tpKey
