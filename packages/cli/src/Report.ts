@@ -4,9 +4,15 @@
  */
 import { Console, Effect, Runtime, Schema } from "effect"
 
-/** Already printed for the user; the runtime only sets the exit code. */
-export class Reported extends Schema.TaggedError<Reported>()("Reported", { message: Schema.String }) {
+/** Already printed for the user; the runtime only sets the exit code (2 for invalid arguments, else 1). */
+export class Reported extends Schema.TaggedError<Reported>()("Reported", {
+  message: Schema.String,
+  exitCode: Schema.Number
+}) {
   override readonly [Runtime.errorReported] = false
+  override get [Runtime.errorExitCode](): number {
+    return this.exitCode
+  }
 }
 
 const hasTag = (u: unknown): u is { readonly _tag: string; readonly message: string } =>
@@ -55,6 +61,6 @@ export const reportErrors = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
         const message = hasTag(e) ? e.message : String(e)
         const hint = hasTag(e) ? hintFor(e) : undefined
         yield* Console.error(`error: ${message}${hint === undefined ? "" : `\nhint: ${hint}`}`)
-        return yield* new Reported({ message })
+        return yield* new Reported({ message, exitCode: hasTag(e) && e._tag === "ConfigInvalid" ? 2 : 1 })
       })
   )

@@ -31,12 +31,14 @@ const runOptions = (o: {
   readonly group: Option.Option<string>
   readonly shutdownTimeoutMs: number
 }): Runner.RunOptions => {
-  // The process exits hard if the graceful stop outlives its bound by more than a margin.
-  Main.setGracePeriod(o.shutdownTimeoutMs + 3_000)
+  // The process exits hard if the graceful stop outlives its bound by more than the margin the clients need to
+  // disconnect (each bounded by the Kafka layer's close timeout).
+  Main.setGracePeriod(o.shutdownTimeoutMs + 2_000)
   return {
     ...(Option.isSome(o.group) ? { groupId: o.group.value } : {}),
     shutdownTimeout: `${o.shutdownTimeoutMs} millis`,
-    sessionTimeoutMs: 6_000
+    sessionTimeoutMs: 6_000,
+    onUncleanStop: Main.markUncleanStop
   }
 }
 

@@ -31,6 +31,11 @@ export interface RunOptions {
   readonly maxWaitMs?: number
   /** Flushes the topology's extra sinks before each commit. */
   readonly flush?: Effect.Effect<void, SinkError>
+  /**
+   * Called when a stop is not clean: a drain abandoned at the bound, a final commit that failed (`sluice run` passes
+   * `Main.markUncleanStop`, so the process exits with code 3).
+   */
+  readonly onUncleanStop?: (reason: string) => void
 }
 
 interface Entry<E> {
@@ -175,6 +180,7 @@ export const run = <K, V, E, R>(
             { concurrency: "unbounded" }
           ).pipe(Effect.timeoutOption(Duration.times(shutdownTimeout, 0.6)))
           if (Option.isNone(drained)) {
+            options.onUncleanStop?.("the drain timed out; in-flight batches are re-delivered")
             yield* Effect.logWarning("shutdown: drain timed out; in-flight batches will be re-delivered")
           }
           // Interrupts actors still busy; their mailboxes shut down, which releases any fetcher still in `offer`.
@@ -182,7 +188,12 @@ export const run = <K, V, E, R>(
           yield* consumer.stop.pipe(Effect.timeoutOption("1 second"))
           yield* delivery.commit.pipe(
             Effect.timeout(Duration.times(shutdownTimeout, 0.3)),
-            Effect.catch((e) => Effect.logWarning(`shutdown: final commit failed: ${e.message}`))
+            Effect.catch((e) =>
+              Effect.suspend(() => {
+                options.onUncleanStop?.(`the final commit failed: ${e.message}`)
+                return Effect.logWarning(`shutdown: final commit failed: ${e.message}`)
+              })
+            )
           )
           yield* Effect.logInfo(`stopped ${topology.name} in ${Date.now() - started} ms`)
         })
