@@ -6,12 +6,18 @@
 import { Result } from "effect"
 import type { Rejection } from "./DeadLetter.ts"
 import { RecordRejected } from "./Errors.ts"
-import type { Headers, ProducerRecord } from "./Record.ts"
+import type { ConsumerRecord, Headers, ProducerRecord } from "./Record.ts"
 import * as Topic from "./Topic.ts"
 
 export interface BatchResult {
   readonly outputs: ReadonlyArray<ProducerRecord>
   readonly rejected: ReadonlyArray<Rejection>
+  /**
+   * The input record each output came from (`sources[i]` caused `outputs[i]`), when the builder knows it. The
+   * runtime uses it to dead-letter the input of an output the broker cannot take (too large); without it, the
+   * runtime finds the input by processing the batch's records one by one.
+   */
+  readonly sources?: ReadonlyArray<ConsumerRecord> | undefined
 }
 
 export const empty: BatchResult = { outputs: [], rejected: [] }
@@ -40,6 +46,7 @@ export const forEach = <A extends { readonly record: Rejection["record"] }>(
   handle: (item: A, out: Emitter, index: number) => void
 ): BatchResult => {
   const outputs: Array<ProducerRecord> = []
+  const sources: Array<ConsumerRecord> = []
   const rejected: Array<Rejection> = []
   let current: Array<ProducerRecord> = []
   let failure: unknown
@@ -66,16 +73,28 @@ export const forEach = <A extends { readonly record: Rejection["record"] }>(
       })
     }
     if (failure === undefined) {
-      for (const r of current) outputs.push(r)
+      for (const r of current) {
+        outputs.push(r)
+        sources.push(item.record)
+      }
     } else {
       rejected.push({ record: item.record, error: failure })
     }
   }
-  return { outputs, rejected }
+  return { outputs, rejected, sources }
 }
 
-/** Concatenates results (for example of records retried one by one). */
+/** Concatenates results (for example of records retried one by one); sources are kept when every part has them. */
 export const concat = (results: ReadonlyArray<BatchResult>): BatchResult => ({
   outputs: results.flatMap((r) => r.outputs),
-  rejected: results.flatMap((r) => r.rejected)
+  rejected: results.flatMap((r) => r.rejected),
+  sources: results.every((r) => r.sources !== undefined || r.outputs.length === 0)
+    ? results.flatMap((r) => r.sources ?? [])
+    : undefined
+})
+
+/** `result` with every output attributed to `source` (the result of processing that one record). */
+export const from = (source: ConsumerRecord, result: BatchResult): BatchResult => ({
+  ...result,
+  sources: result.outputs.map(() => source)
 })

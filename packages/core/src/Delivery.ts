@@ -11,16 +11,25 @@
  * Kafka transaction, one transactional id per input partition) is a second implementation of this interface, not a
  * change to the actors.
  */
-import { Duration, Effect, Metric, Schedule, type Scope, Semaphore } from "effect"
+import { Cause, Deferred, Duration, Effect, Metric, Schedule, type Scope, Semaphore } from "effect"
 import { isRetryable, type KafkaError, type SinkError } from "./Errors.ts"
 import type { GroupConsumer, KafkaShape } from "./Kafka.ts"
 import * as Metrics from "./Metrics.ts"
 import { type ProducerRecord, type TopicPartition, type TopicPartitionOffset, tpKey } from "./Record.ts"
 
 export interface PartitionDelivery {
-  /** Makes `outputs` durable, then records `nextOffset` (last processed offset + 1) as committable. */
+  /** Makes `outputs` and `deadLetters` durable (one send), recording no offset. */
+  readonly send: (
+    outputs: ReadonlyArray<ProducerRecord>,
+    deadLetters: ReadonlyArray<ProducerRecord>
+  ) => Effect.Effect<void, KafkaError | SinkError>
+  /**
+   * Makes `outputs` and `deadLetters` durable (one send), then records `nextOffset` (last processed offset + 1) as
+   * committable: never before the send is acknowledged.
+   */
   readonly complete: (
     outputs: ReadonlyArray<ProducerRecord>,
+    deadLetters: ReadonlyArray<ProducerRecord>,
     nextOffset: number,
     records: number
   ) => Effect.Effect<void, KafkaError | SinkError>
@@ -32,6 +41,8 @@ export interface Delivery {
   readonly release: (tp: TopicPartition) => Effect.Effect<void>
   /** Flushes sinks and commits every completed offset not yet committed. */
   readonly commit: Effect.Effect<void, KafkaError | SinkError>
+  /** Fails (with the defect) if the periodic commit fiber ever dies; never succeeds. */
+  readonly failed: Effect.Effect<never>
 }
 
 export interface AtLeastOnceOptions {
@@ -86,22 +97,38 @@ export const atLeastOnce = Effect.fnUntraced(function* (
 
   const commit = commitKeys(undefined)
 
+  // Supervised: a defect in a commit ends the fiber, and that must stop the worker rather than leave it running
+  // without ever committing again.
+  const periodicDied = yield* Deferred.make<never>()
   yield* Effect.forkScoped(
     commit.pipe(
       Effect.catch((e) => Effect.logWarning(`periodic commit failed, retrying at the next one: ${e.message}`)),
-      Effect.repeat(Schedule.spaced(options.commitInterval ?? "1 second"))
+      Effect.repeat(Schedule.spaced(options.commitInterval ?? "1 second")),
+      Effect.catchCause((cause) =>
+        Cause.hasInterruptsOnly(cause) ? Effect.void : Deferred.failCause(periodicDied, cause)
+      )
     )
   )
 
   const open = (tp: TopicPartition) =>
-    Effect.sync(
-      (): PartitionDelivery => ({
-        complete: (outputs, nextOffset, records) =>
-          Effect.gen(function* () {
-            if (outputs.length > 0) {
-              yield* kafka.send(outputs).pipe(Effect.retry({ schedule: retry, while: isRetryable }))
+    Effect.sync((): PartitionDelivery => {
+      const deadLettered = Metrics.forPartition(tp.topic, tp.partition).deadLettered
+      const send = (outputs: ReadonlyArray<ProducerRecord>, deadLetters: ReadonlyArray<ProducerRecord>) =>
+        outputs.length === 0 && deadLetters.length === 0
+          ? Effect.void
+          : Effect.gen(function* () {
+              const all =
+                deadLetters.length === 0 ? outputs : outputs.length === 0 ? deadLetters : outputs.concat(deadLetters)
+              yield* kafka.send(all).pipe(Effect.retry({ schedule: retry, while: isRetryable }))
+              // Counted once acknowledged, and apart: a dead letter is not an output.
               yield* Metrics.countOut(outputs)
-            }
+              if (deadLetters.length > 0) yield* Metric.update(deadLettered, deadLetters.length)
+            })
+      return {
+        send,
+        complete: (outputs, deadLetters, nextOffset, records) =>
+          Effect.gen(function* () {
+            yield* send(outputs, deadLetters)
             pending.set(tpKey(tp.topic, tp.partition), { topic: tp.topic, partition: tp.partition, offset: nextOffset })
             sinceCommit += records
             // A failed commit loses nothing: the offsets stay pending and the next commit carries them.
@@ -111,15 +138,19 @@ export const atLeastOnce = Effect.fnUntraced(function* (
               )
             }
           })
-      })
-    )
+      }
+    })
 
   const release = (tp: TopicPartition) => {
     const key = tpKey(tp.topic, tp.partition)
     return commitKeys([key]).pipe(
       // A revoked partition may already belong to another member; its new owner re-processes from the last
       // successful commit, so a failed commit here means duplicates, not loss.
-      Effect.catch((e) => Effect.logDebug(`commit on release of ${key} failed: ${e.message}`)),
+      Effect.catch((e) =>
+        Effect.logWarning(
+          `commit on release of ${key} failed (its next owner re-processes from the last commit): ${e.message}`
+        )
+      ),
       Effect.ensuring(
         Effect.sync(() => {
           pending.delete(key)
@@ -129,5 +160,5 @@ export const atLeastOnce = Effect.fnUntraced(function* (
     )
   }
 
-  return { open, release, commit } satisfies Delivery
+  return { open, release, commit, failed: Deferred.await(periodicDied) } satisfies Delivery
 })

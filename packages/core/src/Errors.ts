@@ -128,6 +128,7 @@ export class KafkaError extends Schema.TaggedError<KafkaError>()("KafkaError", {
   operation: Schema.String,
   reason: Reason
 }) {
+  override readonly cause = this.reason
   override get message(): string {
     return `Kafka ${this.operation} failed: ${this.reason.message}`
   }
@@ -170,6 +171,7 @@ export class SinkError extends Schema.TaggedError<SinkError>()("SinkError", {
   sink: Schema.String,
   reason: Reason
 }) {
+  override readonly cause = this.reason
   override get message(): string {
     return `sink ${this.sink} failed: ${this.reason.message}`
   }
@@ -183,6 +185,7 @@ export class LookupError extends Schema.TaggedError<LookupError>()("LookupError"
   strategy: Schema.String,
   reason: Reason
 }) {
+  override readonly cause = this.reason
   override get message(): string {
     return `lookup (${this.strategy}) failed: ${this.reason.message}`
   }

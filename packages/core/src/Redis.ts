@@ -15,6 +15,7 @@ export class RedisError extends Schema.TaggedError<RedisError>()("RedisError", {
   operation: Schema.String,
   reason: Errors.Reason
 }) {
+  override readonly cause = this.reason
   override get message(): string {
     return `Redis ${this.operation} failed: ${this.reason.message}`
   }

@@ -3,11 +3,11 @@
  * one MGET per batch of keys, never one GET per key. The loader writes each fetched batch with one MSET and one DEL
  * (tombstones), and the lookup reports ready once Redis holds what the topic had when it started.
  */
-import { Deferred, Effect, Result, type Scope, Stream } from "effect"
+import { Effect, Result, type Scope } from "effect"
 import { type KafkaError, LookupError } from "./Errors.ts"
-import { Kafka } from "./Kafka.ts"
+import * as Loader from "./internal/loader.ts"
+import type { Kafka } from "./Kafka.ts"
 import type { Lookup } from "./Lookup.ts"
-import { endTracker } from "./Reader.ts"
 import { bytes, text } from "./Record.ts"
 import { Redis, type RedisError } from "./Redis.ts"
 import * as Topic from "./Topic.ts"
@@ -22,46 +22,40 @@ export const make = Effect.fnUntraced(function* <K, V>(
   topic: Topic.Topic<K, V | null>,
   options: { readonly prefix: string; readonly keyToString?: (key: K) => string }
 ): Effect.fn.Return<Lookup<K, V>, KafkaError | RedisError, Kafka | Redis | Scope.Scope> {
-  const kafka = yield* Kafka
   const redis = yield* Redis
   const keyOf = options.keyToString ?? String
   const redisKey = (key: K) => options.prefix + keyOf(key)
-  const ready = yield* Deferred.make<void, KafkaError | RedisError>()
-  const tracker = endTracker(yield* kafka.offsets(topic.name))
-  if (tracker.done()) yield* Deferred.succeed(ready, undefined)
-
-  yield* kafka.read({ topics: [topic.name], from: "earliest" }).pipe(
-    Stream.runForEach((batch) =>
-      Effect.gen(function* () {
-        // Last write per key within the batch wins, as it would record by record.
-        const latest = new Map<string, string | null>()
-        for (const record of batch.records) {
-          const decoded = Topic.decode(topic, record)
-          if (Result.isFailure(decoded)) {
-            yield* Effect.logWarning(`redis loader ${topic.name}: skipped a record: ${decoded.failure.message}`)
-            continue
+  const loader = yield* Loader.start({
+    name: `redis loader ${topic.name}`,
+    topic: topic.name,
+    // Redis has no map to swap: a fresh load after a failure re-writes every key in topic order, so until it has
+    // caught up a key may briefly hold an older value than before the failure.
+    begin: Effect.succeed<Loader.Load<RedisError>>({
+      apply: (batch) =>
+        Effect.gen(function* () {
+          // Last write per key within the batch wins, as it would record by record.
+          const latest = new Map<string, string | null>()
+          for (const record of batch.records) {
+            const decoded = Topic.decode(topic, record)
+            if (Result.isFailure(decoded)) {
+              yield* Effect.logWarning(`redis loader ${topic.name}: skipped a record: ${decoded.failure.message}`)
+              continue
+            }
+            latest.set(redisKey(decoded.success.key), record.value === null ? null : text(record.value))
           }
-          latest.set(redisKey(decoded.success.key), record.value === null ? null : text(record.value))
-        }
-        const sets: Array<readonly [string, string]> = []
-        const dels: Array<string> = []
-        for (const [k, v] of latest) {
-          if (v === null) dels.push(k)
-          else sets.push([k, v])
-        }
-        yield* redis.setMany(sets)
-        yield* redis.delMany(dels)
-        if (!tracker.done()) {
-          tracker.take(batch)
-          if (tracker.done()) yield* Deferred.succeed(ready, undefined)
-        }
-      })
-    ),
-    Effect.tapError((error) => Deferred.fail(ready, error)),
-    Effect.tapCause((cause) => Effect.logError(`redis loader for ${topic.name} stopped`, cause)),
-    Effect.forkScoped
-  )
-  yield* Deferred.await(ready)
+          const sets: Array<readonly [string, string]> = []
+          const dels: Array<string> = []
+          for (const [k, v] of latest) {
+            if (v === null) dels.push(k)
+            else sets.push([k, v])
+          }
+          yield* redis.setMany(sets)
+          yield* redis.delMany(dels)
+        }),
+      caughtUp: Effect.void
+    })
+  })
+  yield* loader.ready
 
   const lookup: Lookup<K, V> = {
     strategy: "redis",

@@ -7,10 +7,10 @@
  * The Ref holds one mutable Map that only the loader fiber writes. Copying a map of a million profiles on every
  * batch would make loading quadratic; each batch is applied synchronously, so readers never see half a batch.
  */
-import { Deferred, Effect, Metric, Ref, Result, type Scope, Stream } from "effect"
+import { Effect, Metric, Ref, Result, type Scope } from "effect"
 import type { KafkaError } from "./Errors.ts"
-import { Kafka } from "./Kafka.ts"
-import { endTracker } from "./Reader.ts"
+import * as Loader from "./internal/loader.ts"
+import type { Kafka } from "./Kafka.ts"
 import * as Topic from "./Topic.ts"
 
 export interface GlobalTable<K, V> {
@@ -33,52 +33,47 @@ const tableRecords = Metric.counter("sluice_table_records_applied", {
 
 /**
  * Starts a global table over `topic` (values `null` are tombstones) in the current scope. Use `ready` before
- * serving lookups; `makeReady` does both.
+ * serving lookups; `makeReady` does both. The loader is supervised (internal/loader.ts): after a failure a fresh
+ * load fills a new map while the old one keeps serving, and replaces it once caught up, so readers never see
+ * older values come back; a loader that gives up stops the worker through `Health`.
  */
 export const make = Effect.fnUntraced(function* <K, V>(
   topic: Topic.Topic<K, V | null>
-): Effect.fn.Return<GlobalTable<K, V>, KafkaError, Kafka | Scope.Scope> {
-  const kafka = yield* Kafka
-  const map = new Map<K, V>()
-  const ref = yield* Ref.make<ReadonlyMap<K, V>>(map)
-  const ready = yield* Deferred.make<void, KafkaError>()
+): Effect.fn.Return<GlobalTable<K, V>, never, Kafka | Scope.Scope> {
+  const ref = yield* Ref.make<ReadonlyMap<K, V>>(new Map())
   let skipped = 0
-  const tracker = endTracker(yield* kafka.offsets(topic.name))
   const applied = Metric.withAttributes(tableRecords, { topic: topic.name })
-  if (tracker.done()) yield* Deferred.succeed(ready, undefined)
 
-  yield* kafka.read({ topics: [topic.name], from: "earliest" }).pipe(
-    Stream.runForEach((batch) =>
-      Effect.gen(function* () {
-        for (const record of batch.records) {
-          const decoded = Topic.decode(topic, record)
-          if (Result.isFailure(decoded)) {
-            skipped++
-            yield* Effect.logWarning(`table ${topic.name}: skipped a record: ${decoded.failure.message}`)
-            continue
-          }
-          const { key, value } = decoded.success
-          if (value === null) map.delete(key)
-          else map.set(key, value)
-        }
-        // The same map, re-set so the Ref is the single place readers go through.
-        yield* Ref.set(ref, map)
-        yield* Metric.update(applied, batch.records.length)
-        if (!tracker.done()) {
-          tracker.take(batch)
-          if (tracker.done()) yield* Deferred.succeed(ready, undefined)
-        }
-      })
-    ),
-    // Before it is ready, a failed load fails `ready`; after, a stale table is logged loudly.
-    Effect.tapError((error) => Deferred.fail(ready, error)),
-    Effect.tapCause((cause) => Effect.logError(`table ${topic.name} stopped`, cause)),
-    Effect.forkScoped
-  )
+  const loader = yield* Loader.start({
+    name: `table ${topic.name}`,
+    topic: topic.name,
+    begin: Effect.sync((): Loader.Load<never> => {
+      const map = new Map<K, V>()
+      return {
+        apply: (batch) =>
+          Effect.gen(function* () {
+            for (const record of batch.records) {
+              const decoded = Topic.decode(topic, record)
+              if (Result.isFailure(decoded)) {
+                skipped++
+                yield* Effect.logWarning(`table ${topic.name}: skipped a record: ${decoded.failure.message}`)
+                continue
+              }
+              const { key, value } = decoded.success
+              if (value === null) map.delete(key)
+              else map.set(key, value)
+            }
+            yield* Metric.update(applied, batch.records.length)
+          }),
+        // From here on readers see this load's map, which the loader keeps updating in place.
+        caughtUp: Ref.set(ref, map)
+      }
+    })
+  })
 
   return {
     topic: topic.name,
-    ready: Deferred.await(ready),
+    ready: loader.ready,
     get: (key) => Effect.map(Ref.get(ref), (m) => m.get(key)),
     getMany: (keys) =>
       Effect.map(Ref.get(ref), (m) => {

@@ -2,6 +2,7 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { assert, layer } from "@effect/vitest"
 import { Effect, Layer, Metric } from "effect"
 import { HttpClient, HttpRouter } from "effect/http"
+import * as Health from "../src/Health.ts"
 import * as Http from "../src/Http.ts"
 import * as Metrics from "../src/Metrics.ts"
 
@@ -22,11 +23,34 @@ layer(TestServer)("Http", (it) => {
     })
   )
 
-  it.effect("/health answers", () =>
+  it.effect("/health is 200 while every part is live, 503 naming the part that is not; /ready likewise", () =>
     Effect.gen(function* () {
-      const res = yield* HttpClient.get("/health")
-      assert.strictEqual(res.status, 200)
-      assert.deepStrictEqual(yield* res.json, { status: "ok" })
-    })
+      const health = yield* Health.Health
+      const ok = yield* HttpClient.get("/health")
+      assert.strictEqual(ok.status, 200)
+      assert.deepInclude(yield* ok.json, { status: "ok" })
+
+      let loaded = false
+      const table = yield* health.register(
+        "table profiles",
+        Effect.sync(() => ({ live: true, ready: loaded, detail: loaded ? "up to date" : "loading" }))
+      )
+      yield* health.register("worker w", Effect.succeed({ live: false, ready: true, detail: "in:0 stuck for 61 s" }))
+      const sick = yield* HttpClient.get("/health")
+      assert.strictEqual(sick.status, 503)
+      const body = yield* sick.json
+      assert.deepInclude(body, { status: "unhealthy", problems: ["worker w: in:0 stuck for 61 s"] })
+
+      const notReady = yield* HttpClient.get("/ready")
+      assert.strictEqual(notReady.status, 503)
+      assert.deepInclude(yield* notReady.json, { status: "not ready", problems: ["table profiles: loading"] })
+      loaded = true
+      assert.strictEqual((yield* HttpClient.get("/ready")).status, 200)
+
+      yield* table.die("the profile topic was deleted")
+      assert.deepInclude(yield* (yield* HttpClient.get("/ready")).json, {
+        problems: ["table profiles: the profile topic was deleted"]
+      })
+    }).pipe(Effect.scoped)
   )
 })

@@ -1,11 +1,16 @@
 /** The runner's failure and shutdown paths, on the in-memory broker. */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber } from "effect"
+import { Cause, Effect, Exit, Fiber, Layer, Metric, Schema } from "effect"
+import { TestClock } from "effect/testing"
 import * as Batch from "../src/Batch.ts"
+import * as Codec from "../src/Codec.ts"
+import * as DeadLetter from "../src/DeadLetter.ts"
 import { KafkaError, Unavailable } from "../src/Errors.ts"
+import * as Health from "../src/Health.ts"
 import { Kafka } from "../src/Kafka.ts"
 import { layerWith, MemoryBroker, layer as memoryBroker } from "../src/MemoryBroker.ts"
-import { bytes } from "../src/Record.ts"
+import * as Metrics from "../src/Metrics.ts"
+import { bytes, header, sizeOf, text } from "../src/Record.ts"
 import * as Runner from "../src/Runner.ts"
 import * as Topic from "../src/Topic.ts"
 import * as Topology from "../src/Topology.ts"
@@ -58,8 +63,8 @@ describe("Runner", () => {
       yield* Fiber.interrupt(fiber)
       const took = Date.now() - started
       assert.isBelow(took, 2_500, `shutdown took ${took} ms`)
-      const broker = yield* MemoryBroker
-      assert.strictEqual((yield* broker.records("out")).length, 0)
+      // The stuck batch was abandoned, not committed: all 20 records are re-delivered to the next owner.
+      assert.deepStrictEqual(yield* kafka.committedOffsets("stuck", "in"), [])
     }).pipe(Effect.provide(layerWith({ maxBatchSize: 1 })))
   )
 
@@ -81,6 +86,170 @@ describe("Runner", () => {
         out.map((r) => new TextDecoder().decode(r.value ?? new Uint8Array())),
         ["v1", "v2", "v3"]
       )
+    }).pipe(Effect.provide(memoryBroker))
+  )
+
+  it.live("an output over its topic's limit dead-letters its input record, and the other records go on", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const broker = yield* MemoryBroker
+      yield* kafka.createTopics([{ name: "in", partitions: 1 }])
+      // "big" is a small input whose output is 1.1 MB, over the 1,048,588-byte default limit of "out".
+      const values = ["a", "big", "b", "c"]
+      yield* kafka.send(values.map((v) => ({ topic: "in", key: bytes(v), value: bytes(v) })))
+      const topology = Topology.make({
+        name: "enlarge",
+        input,
+        outputs: [{ name: "out", partitions: 1 }],
+        process: (records) =>
+          Effect.succeed(
+            Batch.forEach(records, (r, out) => {
+              const v = text(r.value ?? new Uint8Array())
+              out.emit(output, r.key, v === "big" ? new Uint8Array(1_100_000) : bytes(`${v}!`))
+              out.emit(output, r.key, bytes(`${v} again`))
+            })
+          )
+      })
+      const fiber = yield* Effect.forkChild(Runner.run(topology))
+      yield* broker.awaitCommitted("enlarge", "in")
+      yield* Fiber.interrupt(fiber)
+      const out = (yield* broker.records("out")).map((r) => text(r.value ?? new Uint8Array()))
+      // "big" is dead-lettered as a whole: neither of its outputs is written.
+      assert.deepStrictEqual(out, ["a!", "a again", "b!", "b again", "c!", "c again"])
+      const dlq = yield* broker.records("in.dlq")
+      assert.strictEqual(dlq.length, 1)
+      const dl = dlq[0]!
+      assert.strictEqual(text(dl.value ?? new Uint8Array()), "big", "the original input bytes")
+      assert.strictEqual(header(dl.headers, DeadLetter.headers.errorTag), "MessageTooLarge")
+      assert.include(header(dl.headers, DeadLetter.headers.errorMessage), "over the topic's limit of 1048588 bytes")
+      assert.include(header(dl.headers, DeadLetter.headers.errorMessage), "out")
+      assert.strictEqual(header(dl.headers, DeadLetter.headers.sourceOffset), "1")
+    }).pipe(Effect.provide(memoryBroker))
+  )
+
+  it.live("a dead letter over its topic's limit is truncated to fit, and later records are processed", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const broker = yield* MemoryBroker
+      yield* kafka.createTopics([
+        { name: "events", partitions: 1 },
+        // Made before the runner starts, with the default limit: the runner leaves it as it is.
+        { name: "events.dlq", partitions: 1 }
+      ])
+      const junk = new Uint8Array(1_048_450).fill(0x7b)
+      yield* kafka.send([
+        { topic: "events", key: null, value: junk },
+        ...[1, 2, 3].map((n) => ({ topic: "events", key: null, value: bytes(JSON.stringify({ n })) }))
+      ])
+      const events = Topic.make("events", { key: Codec.raw, value: Codec.json(Schema.Struct({ n: Schema.Int })) })
+      const topology = Topology.make({
+        name: "json",
+        input: events,
+        outputs: [{ name: "out", partitions: 1 }],
+        process: (records) =>
+          Effect.succeed(Batch.forEach(records, (r, out) => out.emit(output, null, bytes(String(r.value.n)))))
+      })
+      const fiber = yield* Effect.forkChild(Runner.run(topology))
+      yield* broker.awaitCommitted("json", "events")
+      yield* Fiber.interrupt(fiber)
+      assert.deepStrictEqual(
+        (yield* broker.records("out")).map((r) => text(r.value ?? new Uint8Array())),
+        ["1", "2", "3"]
+      )
+      const [dl, ...more] = yield* broker.records("events.dlq")
+      assert.strictEqual(more.length, 0)
+      assert.isDefined(dl)
+      if (dl === undefined) return
+      assert.isAtMost(sizeOf(dl), 1_048_588)
+      assert.strictEqual(header(dl.headers, DeadLetter.headers.errorTag), "DecodeError")
+      assert.strictEqual(header(dl.headers, DeadLetter.headers.truncated), "value")
+      assert.strictEqual(header(dl.headers, DeadLetter.headers.originalSize), String(junk.byteLength))
+      assert.deepStrictEqual(dl.value, junk.subarray(0, dl.value?.byteLength ?? 0))
+    }).pipe(Effect.provide(memoryBroker))
+  )
+
+  it.effect("a defect in lifecycle.onAssigned fails the worker instead of stalling the partition", () =>
+    Effect.gen(function* () {
+      yield* setup
+      const topology = Topology.make({
+        name: "bad-hook",
+        input,
+        process: () => Effect.succeed(Batch.empty),
+        lifecycle: { onAssigned: () => Effect.die(new Error("restore failed")) }
+      })
+      const exit = yield* Runner.run(topology).pipe(Effect.exit)
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause), "the worker ends with the defect")
+    }).pipe(Effect.provide(memoryBroker))
+  )
+
+  it.effect("a part that dies (a table loader) ends the worker with its cause", () =>
+    Effect.gen(function* () {
+      yield* setup
+      const health = yield* Health.Health
+      const topology = Topology.make({ name: "copy", input, process: () => Effect.succeed(Batch.empty) })
+      const fiber = yield* Effect.forkChild(Runner.run(topology))
+      const part = yield* health.register("table profiles", Effect.succeed({ live: true, ready: true }))
+      yield* part.die("the profile topic was deleted")
+      const exit = yield* Fiber.await(fiber)
+      assert.isTrue(Exit.isFailure(exit))
+      if (Exit.isFailure(exit)) {
+        assert.include(Cause.pretty(exit.cause), "table profiles died: the profile topic was deleted")
+      }
+    }).pipe(Effect.scoped, Effect.provide(Layer.mergeAll(memoryBroker, Health.layer)))
+  )
+
+  it.effect("a partition stuck on one batch beyond stuckAfter makes the worker not live", () =>
+    Effect.gen(function* () {
+      yield* setup
+      const health = yield* Health.Health
+      const topology = Topology.make({ name: "slow", input, process: () => Effect.never })
+      const fiber = yield* Effect.forkChild(Runner.run(topology, { stuckAfter: "30 seconds" }))
+      yield* TestClock.adjust("1 second")
+      const before = yield* health.report
+      assert.isTrue(before.live, JSON.stringify(before))
+      assert.isTrue(before.ready, JSON.stringify(before))
+      yield* TestClock.adjust("31 seconds")
+      const after = yield* health.report
+      assert.isFalse(after.live)
+      assert.match(after.checks[0]?.detail ?? "", /stuck on one batch: in:0 for 3\d s/)
+      // The stop is bounded by timeouts on the test clock: move it along until the runner has stopped.
+      const stop = yield* Effect.forkChild(Fiber.interrupt(fiber))
+      for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")
+      yield* Fiber.join(stop)
+    }).pipe(Effect.provide(Layer.mergeAll(memoryBroker, Health.layer)))
+  )
+
+  it.live("dead letters are counted apart from outputs, once acknowledged; a revoked partition's lag is dropped", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const broker = yield* MemoryBroker
+      yield* kafka.createTopics([{ name: "counted", partitions: 1 }])
+      yield* kafka.send(["ok", "bad", "ok"].map((v) => ({ topic: "counted", key: null, value: bytes(v) })))
+      const topology = Topology.make({
+        name: "count",
+        input: Topic.raw("counted"),
+        outputs: [{ name: "counted.out", partitions: 1 }],
+        process: (records) =>
+          Effect.succeed(
+            Batch.forEach(records, (r, out) => {
+              if (text(r.value ?? new Uint8Array()) === "bad") out.reject({ _tag: "Bad", message: "bad" })
+              else out.emit(Topic.raw("counted.out"), null, r.value)
+            })
+          )
+      })
+      const fiber = yield* Effect.forkChild(Runner.run(topology))
+      yield* broker.awaitCommitted("count", "counted")
+      const counter = (metric: Metric.Metric<number, Metric.CounterState<number>>, topic: string) =>
+        Effect.map(Metric.value(Metric.withAttributes(metric, { topic })), (s) => Number(s.count))
+      assert.strictEqual(yield* counter(Metrics.recordsOut, "counted.out"), 2)
+      assert.strictEqual(yield* counter(Metrics.recordsOut, "counted.dlq"), 0, "a dead letter is not an output")
+      assert.strictEqual(yield* counter(Metrics.recordsDeadLettered, "counted"), 1)
+      const lagSeries = Effect.map(Metric.snapshot, (all) =>
+        all.filter((m) => m.id === Metrics.consumerLag.id && m.attributes?.topic === "counted")
+      )
+      assert.strictEqual((yield* lagSeries).length, 1)
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual((yield* lagSeries).length, 0, "the lag of a partition no longer owned is dropped")
     }).pipe(Effect.provide(memoryBroker))
   )
 })

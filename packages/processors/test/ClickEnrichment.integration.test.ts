@@ -6,6 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as DeadLetter from "@sluice/core/DeadLetter"
 import type { KafkaError, LookupError, SinkError } from "@sluice/core/Errors"
+import type { ComponentFailed } from "@sluice/core/Health"
 import { Kafka } from "@sluice/core/Kafka"
 import * as KafkaJs from "@sluice/core/KafkaJs"
 import * as Lookup from "@sluice/core/Lookup"
@@ -34,7 +35,7 @@ class TestTimeout extends Schema.TaggedError<TestTimeout>()("TestTimeout", { wha
 }
 
 type LookupLayer = Layer.Layer<ClickEnrichment.ProfileLookup, KafkaError | Redis.RedisError, Kafka | Redis.Redis>
-type RunnerFiber = Fiber.Fiber<never, LookupError | KafkaError | SinkError | Redis.RedisError>
+type RunnerFiber = Fiber.Fiber<never, LookupError | KafkaError | SinkError | Redis.RedisError | ComponentFailed>
 
 const freshPrefix = () => `it-${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 8)}-`
 const dlqOf = (topics: ClickEnrichment.Topics) => DeadLetter.topicFor(topics.clicks.name)

@@ -142,7 +142,9 @@ export const make = Effect.fnUntraced(function* (
       Effect.tapError((e) =>
         errorType(e.cause) === "UNKNOWN_TOPIC_OR_PARTITION" ? Effect.ignore(dropDeletedTopics) : Effect.void
       ),
-      Effect.retry({ schedule: retrySchedule, while: (e) => e.isRetryable }),
+      // A topic missing from the metadata right after it was created (or after a deleted topic was dropped above)
+      // is worth retrying, within the same bound.
+      Effect.retry({ schedule: retrySchedule, while: (e) => e.isRetryable || e.reason._tag === "UnknownTopic" }),
       Effect.tap(() =>
         Effect.sync(() => {
           for (const topic of byTopic.keys()) sentTopics.add(topic)
