@@ -14,6 +14,7 @@ import { bytes, header, sizeOf, text } from "../src/Record.ts"
 import * as Runner from "../src/Runner.ts"
 import * as Topic from "../src/Topic.ts"
 import * as Topology from "../src/Topology.ts"
+import { captureLogs } from "./support/logs.ts"
 
 const input = Topic.raw("in")
 const output = Topic.raw("out")
@@ -250,6 +251,48 @@ describe("Runner", () => {
       assert.strictEqual((yield* lagSeries).length, 1)
       yield* Fiber.interrupt(fiber)
       assert.strictEqual((yield* lagSeries).length, 0, "the lag of a partition no longer owned is dropped")
+    }).pipe(Effect.provide(memoryBroker))
+  )
+
+  it.effect("a defect in the periodic commit ends the worker instead of leaving it running without commits", () =>
+    Effect.gen(function* () {
+      yield* setup
+      const kafka = yield* Kafka
+      // The broker's consumer, except that committing hits a bug.
+      const broken = Kafka.of({
+        ...kafka,
+        consume: (options, handlers) =>
+          Effect.map(kafka.consume(options, handlers), (consumer) => ({
+            ...consumer,
+            commit: () => Effect.die(new Error("bug in commit"))
+          }))
+      })
+      const topology = Topology.make({ name: "copy", input, process: () => Effect.succeed(Batch.empty) })
+      const fiber = yield* Effect.forkChild(Runner.run(topology).pipe(Effect.provideService(Kafka, broken)))
+      yield* TestClock.adjust("1 second")
+      yield* TestClock.adjust("1 second")
+      const exit = yield* Fiber.await(fiber)
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause), "the worker ends with the defect")
+    }).pipe(Effect.provide(memoryBroker))
+  )
+
+  it.effect("a member assigned no partition of its input says so", () =>
+    Effect.gen(function* () {
+      yield* setup
+      const logs = captureLogs()
+      const topology = Topology.make({ name: "copy", input, process: () => Effect.succeed(Batch.empty) })
+      const broker = yield* MemoryBroker
+      yield* Effect.forkChild(Runner.run(topology))
+      yield* Effect.forkChild(Runner.run(topology).pipe(Effect.provide(logs.layer)))
+      let members = 0
+      for (let i = 0; i < 1_000 && members < 2; i++) {
+        yield* Effect.yieldNow
+        members = (yield* broker.members("copy")).filter((m) => m.generation > 1).length
+      }
+      for (let i = 0; i < 100; i++) yield* Effect.yieldNow
+      const warning = logs.lines.find((l) => l.level === "Warn" && l.message.includes("assigned no partition"))
+      assert.isDefined(warning, JSON.stringify(logs.lines))
+      assert.include(warning?.message, "of in (1 partition(s)) in group copy")
     }).pipe(Effect.provide(memoryBroker))
   )
 })
