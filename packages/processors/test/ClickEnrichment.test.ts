@@ -3,7 +3,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { DeadLetter, Table } from "@sluice/core"
 import { Kafka } from "@sluice/core/Kafka"
 import { MemoryBroker, layer as memoryBroker } from "@sluice/core/MemoryBroker"
-import { type ConsumerRecord, header } from "@sluice/core/Record"
+import { bytes, type ConsumerRecord, header, text } from "@sluice/core/Record"
 import * as Runner from "@sluice/core/Runner"
 import * as Topic from "@sluice/core/Topic"
 import { Effect, Fiber, Result } from "effect"
@@ -117,6 +117,37 @@ describe("click enrichment on the in-memory broker", () => {
           assert.include(header(dlq[0]!.headers, DeadLetter.headers.errorMessage), "999")
         }
       }
+    }).pipe(Effect.provide(memoryBroker))
+  )
+})
+
+describe("click enrichment and bad numbers", () => {
+  it.live("a click with a timestamp out of range is a dead letter, never an output with a null timestamp", () =>
+    Effect.gen(function* () {
+      const topics = ClickEnrichment.named("inf-")
+      const kafka = yield* Kafka
+      yield* kafka.createTopics([ClickEnrichment.profilesSpec(topics), { name: topics.clicks.name, partitions: 1 }])
+      yield* kafka.send(ClickData.generateProfiles(3, topics))
+      const raw = bytes(`{"timestamp":1e400,"user_id":101,"url":"/a"}`)
+      yield* kafka.send([
+        { topic: topics.clicks.name, key: bytes("101"), value: raw },
+        Result.getOrThrow(Topic.encode(topics.clicks, 102, { timestamp: 5, user_id: 102, url: "/b" }))
+      ])
+      const fiber = yield* Runner.run(ClickEnrichment.topology({ topics })).pipe(
+        Effect.provide(ClickEnrichment.ProfileLookup.table(topics)),
+        Effect.forkChild
+      )
+      yield* (yield* MemoryBroker).awaitCommitted("click-enrichment", topics.clicks.name)
+      yield* Fiber.interrupt(fiber)
+      const enriched = yield* records(topics.enriched.name)
+      assert.deepStrictEqual(
+        enriched.map((r) => JSON.parse(text(r.value ?? new Uint8Array())).timestamp),
+        [5]
+      )
+      const dlq = yield* records(`${topics.clicks.name}.dlq`)
+      assert.strictEqual(dlq.length, 1)
+      assert.deepStrictEqual(dlq[0]?.value, raw)
+      assert.include(header(dlq[0]?.headers ?? {}, DeadLetter.headers.errorMessage), "non-finite number at $.timestamp")
     }).pipe(Effect.provide(memoryBroker))
   )
 })

@@ -6,7 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Batch, DeadLetter, Errors, Topology } from "@sluice/core"
 import { Kafka } from "@sluice/core/Kafka"
 import { layerWith, MemoryBroker } from "@sluice/core/MemoryBroker"
-import { header, text } from "@sluice/core/Record"
+import { bytes, header, text } from "@sluice/core/Record"
 import * as Runner from "@sluice/core/Runner"
 import * as Topic from "@sluice/core/Topic"
 import { Effect, Fiber, Layer, Ref, Result } from "effect"
@@ -160,5 +160,52 @@ describe("user-events on the in-memory broker", () => {
       assert.isTrue(tags.some((t) => t.startsWith("Poison:") && t.includes('"e13"')))
       assert.isTrue(tags.some((t) => t.startsWith("HandlerDefect:") && t.includes('"e42"')))
     }).pipe(Effect.provide(Env))
+  )
+
+  it.live(
+    "invalid UTF-8, numbers out of range and odd header bytes reach the DLQ byte-exact; nothing corrupt comes out",
+    () =>
+      Effect.gen(function* () {
+        const topics = UserEvents.named("bytes-")
+        const kafka = yield* Kafka
+        yield* kafka.createTopics([{ name: topics.events.name, partitions: 1 }])
+        const odd = Uint8Array.of(0xff, 0xfe, 0x00, 0x01)
+        const event = (id: string, extra = "") =>
+          bytes(`{"event_id":"${id}","user_id":7,"event_type":"purchase","timestamp":1700000000000${extra}}`)
+        const badString = Uint8Array.of(
+          ...bytes(`{"event_id":"x`),
+          0xc3,
+          ...bytes(`","user_id":7,"event_type":"login","timestamp":1}`)
+        )
+        const sent = [
+          { topic: topics.events.name, key: bytes("u7"), value: event("ok-1", ',"amount":12.5') },
+          { topic: topics.events.name, key: bytes("u7"), value: event("inf", ',"amount":1e400') },
+          { topic: topics.events.name, key: Uint8Array.of(0x75, 0xff), value: event("bad-key") },
+          { topic: topics.events.name, key: bytes("u7"), value: badString, headers: { trace: odd } },
+          { topic: topics.events.name, key: bytes("u7"), value: event("ok-2", `,"amount":3`), headers: { trace: odd } }
+        ]
+        yield* kafka.send(sent)
+        const fiber = yield* Effect.forkChild(Runner.run(UserEvents.topology(topics)))
+        yield* (yield* MemoryBroker).awaitCommitted("user-events", topics.events.name)
+        yield* Fiber.interrupt(fiber)
+        const broker = yield* MemoryBroker
+        const activity = yield* broker.records(topics.activity.name)
+        assert.deepStrictEqual(
+          activity.map((r) => JSON.parse(text(r.value ?? new Uint8Array())).event_id),
+          ["ok-1", "ok-2"],
+          "only the valid events produce activity"
+        )
+        for (const r of activity) assert.notInclude(text(r.value ?? new Uint8Array()), "Infinity")
+        const dlq = yield* broker.records(`${topics.events.name}.dlq`)
+        assert.strictEqual(dlq.length, 3)
+        const [inf, badKey, badValue] = dlq
+        assert.deepStrictEqual(inf?.value, sent[1]!.value)
+        assert.include(header(inf?.headers ?? {}, DeadLetter.headers.errorMessage), "non-finite number at $.amount")
+        assert.deepStrictEqual(badKey?.key, sent[2]!.key, "the key's original bytes, not a U+FFFD rewrite")
+        assert.include(header(badKey?.headers ?? {}, DeadLetter.headers.errorMessage), "key")
+        assert.include(header(badKey?.headers ?? {}, DeadLetter.headers.errorMessage), "invalid UTF-8")
+        assert.deepStrictEqual(badValue?.value, badString)
+        assert.deepStrictEqual(badValue?.headers.trace, odd, "header bytes kept exactly")
+      }).pipe(Effect.provide(Env))
   )
 })
