@@ -1,6 +1,7 @@
 /** The runner's failure and shutdown paths, on the in-memory broker. */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Layer, Metric, Schema } from "effect"
+import { SqlError } from "effect/sql"
 import { TestClock } from "effect/testing"
 import * as Batch from "../src/Batch.ts"
 import * as Codec from "../src/Codec.ts"
@@ -293,6 +294,33 @@ describe("Runner", () => {
       const warning = logs.lines.find((l) => l.level === "Warn" && l.message.includes("assigned no partition"))
       assert.isDefined(warning, JSON.stringify(logs.lines))
       assert.include(warning?.message, "of in (1 partition(s)) in group copy")
+    }).pipe(Effect.provide(memoryBroker))
+  )
+
+  it.live("a processor failing with a retryable SqlError is retried, not dead-lettered", () =>
+    Effect.gen(function* () {
+      yield* setup
+      const broker = yield* MemoryBroker
+      let failures = 0
+      const topology = Topology.make({
+        name: "sql",
+        input,
+        outputs: [{ name: "out", partitions: 1 }],
+        process: (records) =>
+          Effect.suspend(() =>
+            failures++ < 3
+              ? Effect.fail(
+                  new SqlError.SqlError({ reason: new SqlError.ConnectionError({ cause: new Error("ECONNREFUSED") }) })
+                )
+              : Effect.succeed(Batch.forEach(records, (r, out) => out.emit(output, r.key, r.value)))
+          )
+      })
+      const fiber = yield* Effect.forkChild(Runner.run(topology))
+      yield* broker.awaitCommitted("sql", "in")
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual(failures, 4)
+      assert.strictEqual((yield* broker.records("out")).length, 3)
+      assert.strictEqual((yield* broker.records("in.dlq")).length, 0, "a connection error is not the record's fault")
     }).pipe(Effect.provide(memoryBroker))
   )
 })

@@ -69,7 +69,7 @@ export const make = Effect.fnUntraced(function* <K, V, E, R>(
   // dead-lettered and the rest of the batch is processed normally. Each result is attributed to its record.
   const processIsolated = (decoded: ReadonlyArray<Topic.Decoded<K, V>>) =>
     Effect.forEach(decoded, (d) =>
-      topology.process([d]).pipe(
+      Effect.suspend(() => topology.process([d])).pipe(
         Effect.retry(retryable),
         Effect.map((result) => Batch.from(d.record, result)),
         Effect.catchIf(
@@ -83,7 +83,8 @@ export const make = Effect.fnUntraced(function* <K, V, E, R>(
   const processBatch = (decoded: ReadonlyArray<Topic.Decoded<K, V>>) =>
     decoded.length === 0
       ? Effect.succeed(Batch.empty)
-      : topology.process(decoded).pipe(
+      : // Suspended, so that a retry calls the processor again rather than re-running the Effect it returned once.
+        Effect.suspend(() => topology.process(decoded)).pipe(
           Effect.retry(retryable),
           Effect.catchIf(
             (e) => !isRetryable(e),
