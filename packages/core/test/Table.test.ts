@@ -44,6 +44,16 @@ const put = (id: number, name: string | null) =>
     ])
   )
 
+/** A one-partition table holding user 1, loaded through reads that fail on demand. */
+const loadedWithFaults = Effect.gen(function* () {
+  const kafka = yield* Kafka
+  yield* kafka.createTopics([{ name: "profiles", partitions: 1, config: { "cleanup.policy": "compact" } }])
+  yield* put(1, "Ann")
+  const { service, faults } = yield* faultyReads
+  const table = yield* Table.makeReady(profiles).pipe(Effect.provideService(Kafka, service))
+  return { table, faults, health: yield* Health.Health }
+})
+
 describe("Table", () => {
   it.effect("after a retryable failure a fresh load replaces the map, which served meanwhile", () =>
     Effect.gen(function* () {
@@ -75,12 +85,7 @@ describe("Table", () => {
 
   it.effect("a non-retryable failure after the table is ready marks it dead: the worker stops", () =>
     Effect.gen(function* () {
-      const kafka = yield* Kafka
-      yield* kafka.createTopics([{ name: "profiles", partitions: 1, config: { "cleanup.policy": "compact" } }])
-      yield* put(1, "Ann")
-      const { service, faults } = yield* faultyReads
-      const health = yield* Health.Health
-      yield* Table.makeReady(profiles).pipe(Effect.provideService(Kafka, service))
+      const { faults, health } = yield* loadedWithFaults
       faults.error = new KafkaError({ operation: "read", reason: new Rejected({ message: "topic deleted" }) })
       yield* TestClock.adjust("20 millis")
       const failure = yield* Effect.flip(health.failures)
@@ -92,12 +97,7 @@ describe("Table", () => {
 
   it.effect("retryable failures that last longer than the bound mark it dead too", () =>
     Effect.gen(function* () {
-      const kafka = yield* Kafka
-      yield* kafka.createTopics([{ name: "profiles", partitions: 1, config: { "cleanup.policy": "compact" } }])
-      yield* put(1, "Ann")
-      const { service, faults } = yield* faultyReads
-      const health = yield* Health.Health
-      yield* Table.makeReady(profiles).pipe(Effect.provideService(Kafka, service))
+      const { faults, health } = yield* loadedWithFaults
       faults.error = new KafkaError({ operation: "read", reason: new Unavailable({ message: "broker down" }) })
       for (let i = 0; i < 60; i++) yield* TestClock.adjust("1 second")
       assert.isTrue((yield* health.report).live, "still retrying after a minute")
