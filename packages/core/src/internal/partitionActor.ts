@@ -64,6 +64,12 @@ export const make = Effect.fnUntraced(function* <K, V, E, R>(
           Effect.sync(() => limits.set(topic, limit))
         )
   }
+  /** Makes sure the limit of every topic written to is known, so the per-record check is a plain loop. */
+  const knowLimits = (records: ReadonlyArray<ProducerRecord>): Effect.Effect<void, KafkaError> => {
+    const missing = new Set<string>()
+    for (const r of records) if (!limits.has(r.topic)) missing.add(r.topic)
+    return missing.size === 0 ? Effect.void : Effect.forEach(missing, limitOf, { discard: true })
+  }
 
   // Non-retryable failure of a whole batch: run the records one by one so only the ones that fail are
   // dead-lettered and the rest of the batch is processed normally. Each result is attributed to its record.
@@ -102,9 +108,10 @@ export const make = Effect.fnUntraced(function* <K, V, E, R>(
   ): Effect.fn.Return<Batch.BatchResult, E | KafkaError, R> {
     const tooLarge = new Map<ConsumerRecord, MessageTooLarge>()
     let unattributed = false
+    yield* knowLimits(result.outputs)
     for (let i = 0; i < result.outputs.length; i++) {
       const output = result.outputs[i]!
-      const limit = yield* limitOf(output.topic)
+      const limit = limits.get(output.topic)!
       const size = sizeOf(output)
       if (size <= limit) continue
       const source = result.sources?.[i]
