@@ -133,7 +133,7 @@ const bench = (
     Effect.provideService(Logger.LogToStderr, true)
   )
 
-const join = Command.make(
+const join = Flags.command(
   "join",
   {
     strategy: Flag.Literals("strategy", [...Strategy.strategies, "all"]).pipe(
@@ -142,21 +142,23 @@ const join = Command.make(
       ),
       Flag.withDefault("table")
     ),
-    events: Flag.Int("events").pipe(
-      Flag.withAlias("n"),
-      Flag.withDescription("clicks to produce, enrich and verify per strategy (at least 1; default 1000)"),
-      Flag.withDefault(1_000)
-    ),
-    users: Flag.Int("users").pipe(
-      Flag.withDescription("user profiles, i.e. distinct users the clicks come from (at least 1; default 100)"),
-      Flag.withDefault(100)
-    ),
-    rescanEvents: Flag.Int("rescan-events").pipe(
-      Flag.withDescription(
-        "clicks for the rescan strategy, which re-reads every profile per click (default: min(--events, 200); at most --events); rescan is then compared per event"
-      ),
-      Flag.optional
-    ),
+    events: Flags.int("events", {
+      description: "clicks to produce, enrich and verify per strategy",
+      alias: "n",
+      min: 1,
+      default: 1_000
+    }),
+    users: Flags.int("users", {
+      description: "user profiles, i.e. distinct users the clicks come from",
+      min: 1,
+      default: 100
+    }),
+    rescanEvents: Flags.int("rescan-events", {
+      description:
+        "clicks for the rescan strategy, which re-reads every profile per click, capped at --events; rescan is then compared per event",
+      min: 1,
+      whenAbsent: "min(--events, 200)"
+    }),
     backlog: Flag.Boolean("backlog").pipe(
       Flag.withDescription(
         "produce all clicks before the topology starts, to measure its throughput; by default clicks are produced while it runs, so latency is the pipeline's"
@@ -176,16 +178,17 @@ const join = Command.make(
     )
   },
   (o) =>
-    Effect.fromResult(
-      BenchReport.validate({
+    bench(
+      BenchReport.settings({
         strategy: o.strategy,
         events: o.events,
         users: o.users,
         rescanEvents: o.rescanEvents,
         sweep: Option.isSome(o.out),
         backlog: o.backlog
-      })
-    ).pipe(Effect.flatMap((settings) => bench(settings, o)))
+      }),
+      o
+    )
 ).pipe(
   Command.withDescription(
     "Benchmark the click-enrichment join per strategy on fresh topics (deleted afterwards): verify every output, report elapsed, throughput, latency p50/p99, peak RSS, load time and ratios; a wrong output fails the run"

@@ -1,10 +1,9 @@
 /**
- * The pure half of `sluice bench join` (Bench.ts): the settings and their validation, the run plan and sweep sizes,
+ * The pure half of `sluice bench join` (Bench.ts): the settings, the run plan and sweep sizes,
  * the ratios between strategies (per event when the sizes differ), the JSON line's shape, the text table and
  * summary, progress lines, the outcome (a wrong output fails the benchmark, whatever its speed) and the SVG chart.
  * No Kafka and no Effect runtime: data in, values out, so the reporting can be tested without a broker.
  */
-import { ConfigInvalid } from "@sluice/core/Errors"
 import * as JoinRun from "@sluice/processors/JoinRun"
 import { Option, Result } from "effect"
 import * as Strategy from "./Strategy.ts"
@@ -34,26 +33,17 @@ export interface Settings {
 /** Rescan is the lab's N+1: a few hundred clicks already take minutes on a real broker. */
 export const defaultRescanEvents = (events: number): number => Math.min(events, 200)
 
-/** Checks the flags before any broker is contacted, with a message that says what to pass instead. */
-export const validate = (flags: {
+/** The settings the flags stand for (their ranges are checked by `Flags.command` before this runs). */
+export const settings = (flags: {
   readonly strategy: StrategyChoice
   readonly events: number
   readonly users: number
   readonly rescanEvents: Option.Option<number>
   readonly sweep: boolean
   readonly backlog?: boolean
-}): Result.Result<Settings, ConfigInvalid> => {
-  const problems: Array<string> = []
-  if (flags.events < 1) problems.push(`--events must be at least 1 (got ${flags.events}): pass e.g. --events 1000`)
-  if (flags.users < 1) problems.push(`--users must be at least 1 (got ${flags.users}): pass e.g. --users 100`)
-  if (Option.isSome(flags.rescanEvents) && flags.rescanEvents.value < 1) {
-    problems.push(
-      `--rescan-events must be at least 1 (got ${flags.rescanEvents.value}): pass e.g. --rescan-events 200, or leave it out`
-    )
-  }
-  if (problems.length > 0) return Result.fail(new ConfigInvalid({ reason: problems.join("\n") }))
+}): Settings => {
   const rescan = Option.getOrElse(flags.rescanEvents, () => defaultRescanEvents(flags.events))
-  return Result.succeed({
+  return {
     strategy: flags.strategy,
     events: flags.events,
     users: flags.users,
@@ -61,7 +51,7 @@ export const validate = (flags: {
     rescanEvents: Math.min(rescan, flags.events),
     sweep: flags.sweep,
     backlog: flags.backlog ?? false
-  })
+  }
 }
 
 /** Table first: the ratios are relative to it, and JSON lines printed as runs finish can then carry them. */

@@ -13,7 +13,7 @@ import * as Flags from "./Flags.ts"
 
 const mb = (bytes: number) => Math.round(bytes / 1024 / 1024)
 
-export const command = Command.make(
+export const command = Flags.command(
   "table",
   {
     brokers: Flags.brokers,

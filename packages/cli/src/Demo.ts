@@ -7,18 +7,15 @@ import * as MemoryBroker from "@sluice/core/MemoryBroker"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
 import * as JoinRun from "@sluice/processors/JoinRun"
 import { Console, Effect } from "effect"
-import { Command, Flag } from "effect/cli"
+import { Command } from "effect/cli"
+import * as Flags from "./Flags.ts"
 
-export const command = Command.make(
+export const command = Flags.command(
   "demo",
   {
-    events: Flag.Int("events").pipe(
-      Flag.withAlias("n"),
-      Flag.withDescription("clicks to enrich (default 1000)"),
-      Flag.withDefault(1_000)
-    ),
-    users: Flag.Int("users").pipe(Flag.withDescription("user profiles (default 100)"), Flag.withDefault(100)),
-    print: Flag.Int("print").pipe(Flag.withDescription("enriched events to print (default 10)"), Flag.withDefault(10))
+    events: Flags.int("events", { description: "clicks to enrich", alias: "n", min: 1, default: 1_000 }),
+    users: Flags.int("users", { description: "user profiles", min: 1, default: 100 }),
+    print: Flags.int("print", { description: "enriched events to print", min: 0, default: 10 })
   },
   (o) =>
     Effect.gen(function* () {

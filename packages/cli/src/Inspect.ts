@@ -35,16 +35,12 @@ const toLine = (r: ConsumerRecord): string => {
   }`
 }
 
-export const command = Command.make(
+export const command = Flags.command(
   "inspect",
   {
     topic: Argument.String("topic").pipe(Argument.withDescription("the topic to read")),
     brokers: Flags.brokers,
-    limit: Flag.Int("limit").pipe(
-      Flag.withAlias("n"),
-      Flag.withDescription("stop after this many records (default 20)"),
-      Flag.withDefault(20)
-    ),
+    limit: Flags.int("limit", { description: "stop after this many records", alias: "n", min: 1, default: 20 }),
     fromBeginning: Flag.Boolean("from-beginning").pipe(
       Flag.withDescription("read what the topic holds now, from the earliest offset (default: wait for new records)"),
       Flag.withDefault(false)

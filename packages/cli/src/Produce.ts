@@ -1,12 +1,11 @@
 /** `sluice produce ...`: write generated data to Kafka, with progress. */
-import { ConfigInvalid } from "@sluice/core/Errors"
 import { Kafka } from "@sluice/core/Kafka"
 import type { ProducerRecord } from "@sluice/core/Record"
 import * as ClickData from "@sluice/processors/ClickData"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
 import * as UserEvents from "@sluice/processors/UserEvents"
 import { Console, Effect } from "effect"
-import { Command, Flag } from "effect/cli"
+import { Command } from "effect/cli"
 import * as Flags from "./Flags.ts"
 
 const chunk = 5_000
@@ -27,17 +26,10 @@ export const sendAll = Effect.fnUntraced(function* (records: ReadonlyArray<Produ
   return Date.now() - started
 })
 
-const count = Flag.Int("count").pipe(
-  Flag.withAlias("n"),
-  Flag.withDescription("how many records (default 1000)"),
-  Flag.withDefault(1_000)
-)
-const users = Flag.Int("users").pipe(
-  Flag.withDescription("how many distinct users (default 100)"),
-  Flag.withDefault(100)
-)
+const count = Flags.int("count", { description: "how many records", alias: "n", min: 1, default: 1_000 })
+const users = Flags.int("users", { description: "how many distinct users", min: 1, default: 100 })
 
-const userEvents = Command.make(
+const userEvents = Flags.command(
   "user-events",
   {
     brokers: Flags.brokers,
@@ -45,18 +37,15 @@ const userEvents = Command.make(
     count,
     users,
     seed: Flags.seed,
-    includeBad: Flag.Finite("include-bad").pipe(
-      Flag.withDescription(
-        "share of malformed records (invalid JSON, wrong types, missing fields, empty value), 0..1 (default 0)"
-      ),
-      Flag.withDefault(0)
-    )
+    includeBad: Flags.finite("include-bad", {
+      description: "share of malformed records (invalid JSON, wrong types, missing fields, empty value)",
+      min: 0,
+      max: 1,
+      default: 0
+    })
   },
   (o) =>
     Effect.gen(function* () {
-      if (o.includeBad < 0 || o.includeBad > 1) {
-        return yield* new ConfigInvalid({ reason: `--include-bad must be between 0 and 1, got ${o.includeBad}` })
-      }
       const kafka = yield* Kafka
       const topic = UserEvents.named(o.prefix).events.name
       yield* kafka.createTopics([{ name: topic, partitions: 3 }])
@@ -73,7 +62,7 @@ const userEvents = Command.make(
     }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
 ).pipe(Command.withDescription("Produce user events (login, purchase, logout) keyed by user id"))
 
-const profiles = Command.make("profiles", { brokers: Flags.brokers, prefix: Flags.prefix, users }, (o) =>
+const profiles = Flags.command("profiles", { brokers: Flags.brokers, prefix: Flags.prefix, users }, (o) =>
   Effect.gen(function* () {
     const kafka = yield* Kafka
     const topics = ClickEnrichment.named(o.prefix)
@@ -83,7 +72,7 @@ const profiles = Command.make("profiles", { brokers: Flags.brokers, prefix: Flag
   }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
 ).pipe(Command.withDescription("Produce one profile per user (ids from 101) to the compacted user_profiles topic"))
 
-const clicks = Command.make(
+const clicks = Flags.command(
   "clicks",
   { brokers: Flags.brokers, prefix: Flags.prefix, count, users, seed: Flags.seed },
   (o) =>

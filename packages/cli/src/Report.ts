@@ -2,7 +2,9 @@
  * How the CLI reports a failure: one line saying what went wrong and, where we can tell, one saying what to do,
  * instead of a stack trace. Errors the CLI does not know pass through to the runtime's default report.
  */
-import { Console, Effect, Runtime, Schema } from "effect"
+import * as Main from "@sluice/core/Main"
+import { Console, Effect, Predicate, Runtime, Schema } from "effect"
+import { CliError } from "effect/cli"
 
 /** Already printed for the user; the runtime only sets the exit code (2 for invalid arguments, else 1). */
 export class Reported extends Schema.TaggedError<Reported>()("Reported", {
@@ -15,11 +17,25 @@ export class Reported extends Schema.TaggedError<Reported>()("Reported", {
   }
 }
 
-const hasTag = (u: unknown): u is { readonly _tag: string; readonly message: string } =>
-  typeof u === "object" && u !== null && "_tag" in u && typeof u._tag === "string" && "message" in u
+/** What the command was pointed at, when the hint can use it. */
+export interface Context {
+  readonly brokers?: string
+}
+
+interface Tagged {
+  readonly _tag: string
+  readonly message: string
+}
+
+const isTagged = (u: unknown): u is Tagged =>
+  Predicate.hasProperty(u, "_tag") &&
+  typeof u._tag === "string" &&
+  Predicate.hasProperty(u, "message") &&
+  typeof u.message === "string"
 
 /** A hint for the errors whose usual cause we know. */
-export const hintFor = (error: { readonly _tag: string; readonly message: string }): string | undefined => {
+export const hintFor = (error: unknown, _context: Context = {}): string | undefined => {
+  if (!isTagged(error)) return undefined
   const m = error.message
   switch (error._tag) {
     case "KafkaError":
@@ -51,16 +67,32 @@ const known = new Set([
   "JoinRunFailed"
 ])
 
-/** Prints known failures as `error: ...` plus a hint on stderr and fails with `Reported` (exit code 1). */
-export const reportErrors = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.catchIf(
-    effect,
-    (e): e is E => hasTag(e) && known.has(e._tag),
-    (e) =>
-      Effect.gen(function* () {
-        const message = hasTag(e) ? e.message : String(e)
-        const hint = hasTag(e) ? hintFor(e) : undefined
-        yield* Console.error(`error: ${message}${hint === undefined ? "" : `\nhint: ${hint}`}`)
-        return yield* new Reported({ message, exitCode: hasTag(e) && e._tag === "ConfigInvalid" ? 2 : 1 })
-      })
-  )
+/** An argument effect/cli could not parse: it has printed the help and the error already. */
+const isUsageError = (u: unknown): u is CliError.ShowHelp =>
+  CliError.isCliError(u) && u._tag === "ShowHelp" && u.errors.length > 0
+
+/**
+ * Prints known failures as `error: ...` plus a hint on stderr and fails with `Reported`: exit code 2 for invalid
+ * arguments (`ConfigInvalid`, and arguments effect/cli rejected, which it has printed itself), 1 otherwise.
+ */
+export const reportErrors =
+  (context: Context = {}) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.catchIf(
+      effect,
+      (e): e is E => (isTagged(e) && known.has(e._tag)) || isUsageError(e),
+      (e) =>
+        Effect.gen(function* () {
+          if (isUsageError(e)) {
+            return yield* new Reported({
+              message: e.errors.map((x) => x.message).join("\n"),
+              exitCode: Main.exitCodes.usage
+            })
+          }
+          const message = isTagged(e) ? e.message : String(e)
+          const hint = hintFor(e, context)
+          yield* Console.error(`error: ${message}${hint === undefined ? "" : `\nhint: ${hint}`}`)
+          const usage = isTagged(e) && e._tag === "ConfigInvalid"
+          return yield* new Reported({ message, exitCode: usage ? Main.exitCodes.usage : Main.exitCodes.failed })
+        })
+    )

@@ -14,18 +14,23 @@ const group = Flag.String("group").pipe(
   Flag.withDescription("consumer group id (default: the topology's name)"),
   Flag.optional
 )
-const metricsPort = Flag.Int("metrics-port").pipe(
-  Flag.withDescription("serve Prometheus metrics on http://127.0.0.1:PORT/metrics (and /health); default: off"),
-  Flag.optional
-)
+const metricsPort = Flags.int("metrics-port", {
+  description: "serve Prometheus metrics on http://127.0.0.1:PORT/metrics, and /health there too",
+  min: 1,
+  max: 65_535,
+  whenAbsent: "off"
+})
 
 /** The metrics endpoint when asked for, nothing otherwise. */
 const metricsLayer = (port: Option.Option<number>) => (Option.isSome(port) ? Http.layer(port.value) : Layer.empty)
 
-const shutdownTimeout = Flag.Int("shutdown-timeout-ms").pipe(
-  Flag.withDescription("bound on the graceful stop: drain, flush, commit, leave (default 5000)"),
-  Flag.withDefault(5_000)
-)
+const shutdownTimeout = Flags.int("shutdown-timeout-ms", {
+  description: "bound on the graceful stop: drain, flush, commit, leave",
+  min: 1,
+  // An hour is longer than any orchestrator waits; the bound also has to fit a Node timer (2^31 - 1 ms).
+  max: 3_600_000,
+  default: 5_000
+})
 
 const runOptions = (o: {
   readonly group: Option.Option<string>
@@ -50,7 +55,7 @@ export const progress = (extra: Effect.Effect<string> = Effect.succeed("")) =>
     yield* Effect.logInfo(`in=${t.in} out=${t.out} dead-lettered=${t.deadLettered}${more ? ` ${more}` : ""}`)
   }).pipe(Effect.repeat(Schedule.spaced("5 seconds")), Effect.delay("5 seconds"))
 
-const userEvents = Command.make(
+const userEvents = Flags.command(
   "user-events",
   { brokers: Flags.brokers, prefix: Flags.prefix, group, shutdownTimeoutMs: shutdownTimeout, metricsPort },
   (o) =>
@@ -72,7 +77,7 @@ const userEvents = Command.make(
     )
 ).pipe(Command.withDescription("Consume user-events: a handler per event type, counts per type, activity records out"))
 
-const clickEnrichment = Command.make(
+const clickEnrichment = Flags.command(
   "click-enrichment",
   {
     brokers: Flags.brokers,

@@ -22,7 +22,7 @@ const Logging = Layer.mergeAll(
 
 export const main = (argv: ReadonlyArray<string>) =>
   Command.runWith(sluice, { version: "0.1.0" })(argv).pipe(
-    Report.reportErrors,
+    Report.reportErrors(),
     Effect.provide(Layer.mergeAll(NodeServices.layer, Logging))
   )
 

@@ -1,5 +1,5 @@
 /**
- * The pure half of `sluice bench join` (src/BenchReport.ts, used by src/Bench.ts): flag validation, the run plan and
+ * The pure half of `sluice bench join` (src/BenchReport.ts, used by src/Bench.ts): the settings, the run plan and
  * sweep sizes, the ratios, the JSON line's shape, the text table, and the outcome, where a wrong output fails the
  * benchmark.
  */
@@ -43,26 +43,12 @@ const settings = (overrides: Partial<BenchReport.Settings> = {}): BenchReport.Se
   ...overrides
 })
 
-describe("validate", () => {
+describe("settings", () => {
   it("defaults --rescan-events to min(--events, 200) and caps it at --events", () => {
-    expect(Result.getOrThrow(BenchReport.validate(flags)).rescanEvents).toBe(200)
-    expect(Result.getOrThrow(BenchReport.validate({ ...flags, events: 50 })).rescanEvents).toBe(50)
-    expect(Result.getOrThrow(BenchReport.validate({ ...flags, rescanEvents: Option.some(5000) })).rescanEvents).toBe(
-      1000
-    )
-    expect(Result.getOrThrow(BenchReport.validate({ ...flags, rescanEvents: Option.some(30) })).rescanEvents).toBe(30)
-  })
-
-  it("rejects events, users or rescan events below 1 with a ConfigInvalid that says what to pass", () => {
-    const result = BenchReport.validate({ ...flags, events: 0, users: -1, rescanEvents: Option.some(0) })
-    expect(Result.isFailure(result)).toBe(true)
-    if (Result.isFailure(result)) {
-      expect(result.failure._tag).toBe("ConfigInvalid")
-      expect(result.failure.message).toContain("--events must be at least 1 (got 0)")
-      expect(result.failure.message).toContain("--users must be at least 1 (got -1)")
-      expect(result.failure.message).toContain("--rescan-events must be at least 1")
-      expect(result.failure.message).toContain("e.g. --events 1000")
-    }
+    expect(BenchReport.settings(flags).rescanEvents).toBe(200)
+    expect(BenchReport.settings({ ...flags, events: 50 }).rescanEvents).toBe(50)
+    expect(BenchReport.settings({ ...flags, rescanEvents: Option.some(5000) }).rescanEvents).toBe(1000)
+    expect(BenchReport.settings({ ...flags, rescanEvents: Option.some(30) }).rescanEvents).toBe(30)
   })
 })
 
