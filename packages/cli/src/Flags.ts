@@ -38,7 +38,9 @@ export const kafkaLayer = (brokers: string): Layer.Layer<Kafka, KafkaError> =>
       })
 
 export const prefix = Flag.String("topic-prefix").pipe(
-  Flag.withDescription("prefix for every topic name, to isolate environments and tests (default: none)"),
+  Flag.withDescription(
+    "prefix for every topic name and for the default consumer group of `sluice run`, to isolate environments and tests (default: none)"
+  ),
   Flag.withDefault("")
 )
 

@@ -11,7 +11,9 @@ import * as Flags from "./Flags.ts"
 import * as Strategy from "./Strategy.ts"
 
 const group = Flag.String("group").pipe(
-  Flag.withDescription("consumer group id (default: the topology's name)"),
+  Flag.withDescription(
+    "consumer group id (default: --topic-prefix followed by the topology's name, e.g. staging-user-events, so each prefix has a group of its own)"
+  ),
   Flag.optional
 )
 const metricsPort = Flags.int("metrics-port", {
@@ -32,15 +34,23 @@ const shutdownTimeout = Flags.int("shutdown-timeout-ms", {
   default: 5_000
 })
 
-const runOptions = (o: {
-  readonly group: Option.Option<string>
-  readonly shutdownTimeoutMs: number
-}): Runner.RunOptions => {
+/**
+ * The consumer group a run joins: `--group`, else the topic prefix followed by the topology's name. The prefix is
+ * part of it because it is what isolates deployments: two workers with different prefixes read different topics,
+ * and in one group each would be assigned partitions of the other's topic that it never reads.
+ */
+export const groupId = (o: { readonly group: Option.Option<string>; readonly prefix: string }, topology: string) =>
+  Option.getOrElse(o.group, () => `${o.prefix}${topology}`)
+
+export const runOptions = (
+  o: { readonly group: Option.Option<string>; readonly prefix: string; readonly shutdownTimeoutMs: number },
+  topology: string
+): Runner.RunOptions => {
   // The process exits hard if the graceful stop outlives its bound by more than the margin the clients need to
   // disconnect (each bounded by the Kafka layer's close timeout).
   Main.setGracePeriod(o.shutdownTimeoutMs + 2_000)
   return {
-    ...(Option.isSome(o.group) ? { groupId: o.group.value } : {}),
+    groupId: groupId(o, topology),
     shutdownTimeout: `${o.shutdownTimeoutMs} millis`,
     sessionTimeoutMs: 6_000,
     onUncleanStop: Main.markUncleanStop
@@ -63,11 +73,13 @@ const userEvents = Flags.command(
       const counts = yield* UserEvents.EventCounts
       const show = Effect.map(Ref.get(counts), (c) => `login=${c.login} purchase=${c.purchase} logout=${c.logout}`)
       const topics = UserEvents.named(o.prefix)
+      const topology = UserEvents.topology(topics)
+      const options = runOptions(o, topology.name)
       yield* Effect.logInfo(
-        `running user-events on ${o.brokers}: ${topics.events.name} -> ${topics.activity.name} (dead letters: ${topics.events.name}.dlq)`
+        `running user-events on ${o.brokers} in group ${options.groupId}: ${topics.events.name} -> ${topics.activity.name} (dead letters: ${topology.deadLetterTopic})`
       )
       yield* Effect.forkChild(progress(show))
-      return yield* Runner.run(UserEvents.topology(topics), runOptions(o)).pipe(
+      return yield* Runner.run(topology, options).pipe(
         Effect.onInterrupt(() => Effect.flatMap(show, (s) => Console.log(`counts: ${s}`)))
       )
     }).pipe(
@@ -100,18 +112,13 @@ const clickEnrichment = Flags.command(
   (o) =>
     Effect.gen(function* () {
       const topics = ClickEnrichment.named(o.prefix)
+      const topology = ClickEnrichment.topology({ unknownUsers: o.unknownUsers, print: o.print, topics })
+      const options = runOptions(o, topology.name)
       yield* Effect.logInfo(
-        `running click-enrichment on ${o.brokers} with the ${o.strategy} strategy: ${topics.clicks.name} + ${topics.profiles.name} -> ${topics.enriched.name}`
+        `running click-enrichment on ${o.brokers} in group ${options.groupId} with the ${o.strategy} strategy: ${topics.clicks.name} + ${topics.profiles.name} -> ${topics.enriched.name}`
       )
       yield* Effect.forkChild(progress())
-      return yield* Runner.run(
-        ClickEnrichment.topology({
-          unknownUsers: o.unknownUsers,
-          print: o.print,
-          topics: ClickEnrichment.named(o.prefix)
-        }),
-        runOptions(o)
-      )
+      return yield* Runner.run(topology, options)
     }).pipe(
       Effect.provide(
         Layer.mergeAll(
