@@ -7,10 +7,17 @@ import { Effect, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import * as Postgres from "../src/Postgres.ts"
 
-const url = "postgres://sluice:sluice@127.0.0.1:5432/sluice"
+// DATABASE_URL as the code reads it (default: the development database of `scripts/postgres.sh`).
+const url = Effect.runSync(Postgres.urlConfig)
+/** The server's URL with one part changed: another port, another password. */
+const changed = (change: (u: URL) => void): string => {
+  const u = new URL(Redacted.value(url))
+  change(u)
+  return u.toString()
+}
 const table = `sluice_test_${process.pid}_${Date.now()}`
 
-layer(Postgres.layer({ url: Redacted.make(url) }), { excludeTestServices: true })("Postgres (live server)", (it) => {
+layer(Postgres.layer({ url }), { excludeTestServices: true })("Postgres (live server)", (it) => {
   it.effect("insert rows into a temporary table and read them back", () =>
     Effect.gen(function* () {
       const sql = yield* SqlClient.SqlClient
@@ -41,7 +48,11 @@ describe("Postgres (unreachable)", () => {
   it.live("a layer on a closed port fails quickly with a SqlError (ConnectionError)", () =>
     Effect.gen(function* () {
       const started = Date.now()
-      const error = yield* build("postgres://sluice:sluice@127.0.0.1:1/sluice")
+      const error = yield* build(
+        changed((u) => {
+          u.port = "1"
+        })
+      )
       const elapsed = Date.now() - started
       if (error._tag !== "SqlError") return assert.fail(`expected a SqlError, got ${error._tag}`)
       assert.strictEqual(error.reason._tag, "ConnectionError")
@@ -52,7 +63,11 @@ describe("Postgres (unreachable)", () => {
 
   it.live("wrong credentials fail with a SqlError (AuthenticationError) that is not retryable", () =>
     Effect.gen(function* () {
-      const error = yield* build("postgres://sluice:wrong-password@127.0.0.1:5432/sluice")
+      const error = yield* build(
+        changed((u) => {
+          u.password = "wrong-password"
+        })
+      )
       if (error._tag !== "SqlError") return assert.fail(`expected a SqlError, got ${error._tag}`)
       assert.strictEqual(error.reason._tag, "AuthenticationError")
       assert.isFalse(error.isRetryable)

@@ -1,5 +1,6 @@
 /**
- * The Redis service against the real server on 127.0.0.1:6379 (`scripts/redis.sh start`), plus the failure path
+ * The Redis service against the real server at REDIS_URL (default redis://127.0.0.1:6379, read by `Redis.urlConfig`
+ * as the code reads it; `scripts/redis.sh start`), plus the failure path
  * against a closed port. Keys live under a prefix unique to the run and are deleted afterwards.
  */
 import { assert, describe, it, layer } from "@effect/vitest"
@@ -9,7 +10,7 @@ import * as Redis from "../src/Redis.ts"
 const prefix = `sluice-test:${process.pid}:${Date.now()}:`
 const key = (name: string) => `${prefix}${name}`
 
-const RedisLive = Redis.layer({ url: "redis://127.0.0.1:6379" })
+const RedisLive = Redis.layerConfig
 
 layer(RedisLive, { excludeTestServices: true })("Redis (live server)", (it) => {
   it.effect("set then get round-trips a value; a missing key is null", () =>

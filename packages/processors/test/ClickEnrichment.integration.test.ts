@@ -7,7 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as DeadLetter from "@sluice/core/DeadLetter"
 import type { KafkaError, LookupError, SinkError } from "@sluice/core/Errors"
 import type { ComponentFailed } from "@sluice/core/Health"
-import { Kafka } from "@sluice/core/Kafka"
+import { brokersConfig, Kafka } from "@sluice/core/Kafka"
 import * as KafkaJs from "@sluice/core/KafkaJs"
 import * as Lookup from "@sluice/core/Lookup"
 import * as Reader from "@sluice/core/Reader"
@@ -20,12 +20,12 @@ import { type Duration, Effect, Fiber, Layer, Schedule, Schema, type Scope, Stre
 import * as ClickData from "../src/ClickData.ts"
 import * as ClickEnrichment from "../src/ClickEnrichment.ts"
 
-const brokers = (process.env.SLUICE_BROKERS ?? "127.0.0.1:9092").split(",").map((b) => b.trim())
-const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
+// The addresses as the code reads them: SLUICE_BROKERS and REDIS_URL through core's configs, with their defaults.
+const brokers = Effect.runSync(brokersConfig)
 
 const Services = Layer.mergeAll(
   KafkaJs.layer({ brokers, clientId: "sluice-click-enrichment-test" }),
-  Redis.layer({ url: redisUrl })
+  Redis.layer({ url: Effect.runSync(Redis.urlConfig) })
 )
 
 class TestTimeout extends Schema.TaggedError<TestTimeout>()("TestTimeout", { what: Schema.String }) {

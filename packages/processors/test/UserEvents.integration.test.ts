@@ -10,7 +10,7 @@
  */
 import { assert, layer } from "@effect/vitest"
 import * as DeadLetter from "@sluice/core/DeadLetter"
-import { Kafka } from "@sluice/core/Kafka"
+import { brokersConfig, Kafka } from "@sluice/core/Kafka"
 import * as KafkaJs from "@sluice/core/KafkaJs"
 import * as Reader from "@sluice/core/Reader"
 import { type ConsumerRecord, header, type ProducerRecord, type RecordMetadata } from "@sluice/core/Record"
@@ -20,7 +20,8 @@ import { afterEach } from "vitest"
 import * as UserEvents from "../src/UserEvents.ts"
 import * as Workers from "./support/workers.ts"
 
-const brokers = (process.env.SLUICE_BROKERS ?? "127.0.0.1:9092").split(",").map((b) => b.trim())
+// SLUICE_BROKERS as the code reads it (core's `brokersConfig`, default 127.0.0.1:9092).
+const brokers = Effect.runSync(brokersConfig)
 
 afterEach(() => Workers.killAll())
 
@@ -192,7 +193,7 @@ const processedBy = (worker: Workers.Worker): number => {
   return Number(match[1]) + Number(match[2]) + Number(match[3])
 }
 
-/** Sends SIGTERM and waits for a graceful exit: code 0 (a clean stop), "stopped ... in N ms" logged. */
+/** Sends SIGTERM and waits for a graceful exit: code 0 (a clean stop, see core Main.ts), "stopped ... in N ms" logged. */
 const stopGracefully = (worker: Workers.Worker) =>
   Effect.gen(function* () {
     yield* worker.signal("SIGTERM")
