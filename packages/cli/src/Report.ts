@@ -1,8 +1,13 @@
 /**
  * How the CLI reports a failure: one line saying what went wrong and, where we can tell, one saying what to do,
- * instead of a stack trace. Errors the CLI does not know pass through to the runtime's default report.
+ * instead of a stack trace. Hints are chosen by the error's tag and its reason's tag (`UnknownTopic`,
+ * `Unavailable`, `MessageTooLarge`, ...), never by the wording of a message, and name the thing that is wrong: the
+ * topic, the brokers, the sizes. Errors the CLI does not know pass through to the runtime's default report.
  */
+import * as DeadLetter from "@sluice/core/DeadLetter"
 import * as Main from "@sluice/core/Main"
+import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
+import * as UserEvents from "@sluice/processors/UserEvents"
 import { Console, Effect, Predicate, Runtime, Schema } from "effect"
 import { CliError } from "effect/cli"
 
@@ -33,23 +38,90 @@ const isTagged = (u: unknown): u is Tagged =>
   Predicate.hasProperty(u, "message") &&
   typeof u.message === "string"
 
+/** The reason of a boundary error (`KafkaError`, `RedisError`, `SqlError`, ...) as its tag and its fields. */
+const reasonOf = (error: unknown): Tagged | undefined =>
+  Predicate.hasProperty(error, "reason") && isTagged(error.reason) ? error.reason : undefined
+
+/** A field of a reason (`topic`, `size`) as text, when it is set. */
+const field = (reason: Tagged | undefined, name: string): string | undefined => {
+  const value = Predicate.hasProperty(reason, name) ? reason[name] : undefined
+  return typeof value === "string" || typeof value === "number" ? String(value) : undefined
+}
+
+/** The topics Sluice's commands create, by their unprefixed name, with the command that creates each one. */
+const creators = (
+  [
+    [UserEvents.defaultTopics.events.name, "sluice produce user-events"],
+    [UserEvents.defaultTopics.activity.name, "sluice run user-events"],
+    [DeadLetter.topicFor(UserEvents.defaultTopics.events.name), "sluice run user-events"],
+    [ClickEnrichment.defaultTopics.profiles.name, "sluice produce profiles"],
+    [ClickEnrichment.defaultTopics.clicks.name, "sluice produce clicks"],
+    [ClickEnrichment.defaultTopics.enriched.name, "sluice run click-enrichment"],
+    [DeadLetter.topicFor(ClickEnrichment.defaultTopics.clicks.name), "sluice run click-enrichment"]
+  ] satisfies ReadonlyArray<readonly [topic: string, command: string]>
+)
+  // Longest first: should one name ever end with another, the longer (more specific) one wins.
+  .toSorted(([a], [b]) => b.length - a.length)
+
+/** The command that creates `topic`, with the topic's prefix, if one of Sluice's commands does. */
+export const creatorOf = (topic: string): string | undefined => {
+  const found = creators.find(([name]) => topic.endsWith(name))
+  if (found === undefined) return undefined
+  const [name, command] = found
+  const prefix = topic.slice(0, topic.length - name.length)
+  return prefix === "" ? command : `${command} --topic-prefix ${prefix}`
+}
+
+const kafkaAt = (context: Context) => (context.brokers === undefined ? "" : ` at ${context.brokers}`)
+
+const kafkaHint = (reason: Tagged | undefined, context: Context): string | undefined => {
+  switch (reason?._tag) {
+    case "UnknownTopic": {
+      const topic = field(reason, "topic")
+      const creator = topic === undefined ? undefined : creatorOf(topic)
+      const create = creator === undefined ? "create it" : `create it (\`${creator}\`)`
+      return `${topic === undefined ? "the topic" : `topic ${topic}`} does not exist: ${create}, or check --topic-prefix and --brokers`
+    }
+    case "Unavailable":
+    case "Timeout":
+      return `is Kafka running${kafkaAt(context)}? \`bash scripts/services.sh start\`, or point --brokers / SLUICE_BROKERS at your cluster`
+    case "MessageTooLarge": {
+      const topic = field(reason, "topic")
+      const size = field(reason, "size")
+      const limit = field(reason, "limit")
+      const what = `a record${size === undefined ? "" : ` of ${size} bytes`} is larger than ${
+        topic === undefined ? "the topic" : `topic ${topic}`
+      } accepts${limit === undefined ? "" : ` (${limit} bytes)`}`
+      return `${what}: make the records smaller, or raise the topic's max.message.bytes (and the broker's message.max.bytes and replica.fetch.max.bytes to match)`
+    }
+    default:
+      return undefined
+  }
+}
+
+const redisHint = (reason: Tagged | undefined): string | undefined =>
+  reason?._tag === "Unavailable" || reason?._tag === "Timeout"
+    ? "is Redis running? `bash scripts/services.sh start`, or set REDIS_URL"
+    : undefined
+
 /** A hint for the errors whose usual cause we know. */
-export const hintFor = (error: unknown, _context: Context = {}): string | undefined => {
+export const hintFor = (error: unknown, context: Context = {}): string | undefined => {
   if (!isTagged(error)) return undefined
-  const m = error.message
+  const reason = reasonOf(error)
   switch (error._tag) {
     case "KafkaError":
-      if (/unknown topic/.test(m)) {
-        return "create it by producing to it first (e.g. `sluice produce ...`), or check --topic-prefix and --brokers"
-      }
-      if (/connect|ECONNREFUSED|broker/i.test(m)) {
-        return "is Kafka running? `bash scripts/services.sh start`, or point --brokers / SLUICE_BROKERS at your cluster"
-      }
-      return undefined
+      return kafkaHint(reason, context)
     case "RedisError":
-      return "is Redis running? `bash scripts/services.sh start`, or set REDIS_URL"
+      return redisHint(reason)
+    case "LookupError":
+      // The redis strategy looks profiles up in Redis; the others read the profile topic.
+      return Predicate.hasProperty(error, "strategy") && error.strategy === "redis"
+        ? redisHint(reason)
+        : kafkaHint(reason, context)
     case "SqlError":
-      return "is Postgres running? `bash scripts/services.sh start`, or set DATABASE_URL"
+      return reason?._tag === "AuthenticationError"
+        ? "check the user and password in DATABASE_URL"
+        : "is Postgres running? `bash scripts/services.sh start`, or set DATABASE_URL"
     case "ConfigInvalid":
       return "see --help for the accepted values"
     default:
