@@ -42,13 +42,16 @@ const shutdownTimeout = Flags.int("shutdown-timeout-ms", {
 export const groupId = (o: { readonly group: Option.Option<string>; readonly prefix: string }, topology: string) =>
   Option.getOrElse(o.group, () => `${o.prefix}${topology}`)
 
+/** How long past `--shutdown-timeout-ms` the process waits for the clients to disconnect before exiting hard. */
+const graceMarginMs = 2_000
+
 export const runOptions = (
   o: { readonly group: Option.Option<string>; readonly prefix: string; readonly shutdownTimeoutMs: number },
   topology: string
 ): Runner.RunOptions => {
   // The process exits hard if the graceful stop outlives its bound by more than the margin the clients need to
   // disconnect (each bounded by the Kafka layer's close timeout).
-  Main.setGracePeriod(o.shutdownTimeoutMs + 2_000)
+  Main.setGracePeriod(o.shutdownTimeoutMs + graceMarginMs)
   return {
     groupId: groupId(o, topology),
     shutdownTimeout: `${o.shutdownTimeoutMs} millis`,
@@ -56,6 +59,39 @@ export const runOptions = (
     onUncleanStop: Main.markUncleanStop
   }
 }
+
+const code = (n: number | string, text: string) => `  ${String(n).padEnd(9)}${text}`
+
+/** What `sluice run` and its topologies say in `--help` about how a run ends (the codes are core Main.ts's). */
+export const exitCodesHelp = [
+  "Exit codes:",
+  code(Main.exitCodes.ok, "finished, or stopped cleanly by SIGINT/SIGTERM (drained, committed, left the group)"),
+  code(Main.exitCodes.failed, "failed (the error is printed)"),
+  code(Main.exitCodes.usage, "invalid arguments or configuration"),
+  code(
+    Main.exitCodes.uncleanStop,
+    "a signal stopped it, but not cleanly: work in flight was abandoned at --shutdown-timeout-ms, or the"
+  ),
+  code("", "final commit failed; what was not committed is re-delivered to the group's next owner"),
+  code(
+    Main.exitCodes.hardExit,
+    `the graceful stop outlived --shutdown-timeout-ms plus a ${graceMarginMs / 1000} s margin and the process exited hard`
+  ),
+  code("128+n", "a second signal n arrived during the stop and the process exited at once (130 SIGINT, 143 SIGTERM)")
+].join("\n")
+
+/**
+ * The description of `sluice run` and its topologies: the summary, more lines if any, then the exit codes.
+ * effect/cli indents only the first line of a description, so the others are indented here (blank lines stay
+ * blank); subcommand lists show the summary alone.
+ */
+const describedWithExitCodes =
+  (summary: string, ...more: ReadonlyArray<string>) =>
+  <const Name extends string, Input, E, R, ContextInput>(self: Command.Command<Name, Input, ContextInput, E, R>) =>
+    self.pipe(
+      Command.withDescription([summary, ...more, "", exitCodesHelp].join("\n").replace(/\n(?=.)/g, "\n  ")),
+      Command.withShortDescription(summary)
+    )
 
 /** Logs records in/out/dead-lettered every few seconds while something runs. */
 export const progress = (extra: Effect.Effect<string> = Effect.succeed("")) =>
@@ -87,7 +123,7 @@ const userEvents = Flags.command(
         Layer.mergeAll(Flags.kafkaLayer(o.brokers), UserEvents.EventCounts.layer, metricsLayer(o.metricsPort))
       )
     )
-).pipe(Command.withDescription("Consume user-events: a handler per event type, counts per type, activity records out"))
+).pipe(describedWithExitCodes("Consume user-events: a handler per event type, counts per type, activity records out"))
 
 const clickEnrichment = Flags.command(
   "click-enrichment",
@@ -129,9 +165,13 @@ const clickEnrichment = Flags.command(
         )
       )
     )
-).pipe(Command.withDescription("Enrich clicks with user profiles; the join strategy is a layer (table, rescan, redis)"))
+).pipe(describedWithExitCodes("Enrich clicks with user profiles; the join strategy is a layer (table, rescan, redis)"))
 
 export const command = Command.make("run").pipe(
-  Command.withDescription("Run a topology against Kafka until SIGINT or SIGTERM (graceful: drain, commit, leave)"),
+  describedWithExitCodes(
+    "Run a topology against Kafka until SIGINT or SIGTERM (graceful: drain, commit, leave)",
+    "Each run joins the consumer group --group; by default that is --topic-prefix followed by the topology's name",
+    "(staging-user-events for --topic-prefix staging-), so deployments under different prefixes never share a group."
+  ),
   Command.withSubcommands([userEvents, clickEnrichment])
 )
