@@ -111,8 +111,9 @@ const bench = (
         const report = yield* runOne(run, settings, runId)
         done.push({ run, report })
         if (o.json && run.headline) {
-          const line = BenchReport.jsonLine(report, run.requested, BenchReport.tableFor(run.requested, headlines()))
-          yield* Console.log(JSON.stringify(line))
+          yield* Console.log(
+            BenchReport.jsonText(report, run.requested, BenchReport.tableFor(run.requested, headlines()))
+          )
         }
       }
     }).pipe(

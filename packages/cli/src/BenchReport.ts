@@ -177,6 +177,10 @@ export const jsonLine = (report: Measured, requestedEvents: number, table: Measu
   problems: report.verification.problems
 })
 
+/** The line `--json` prints for a run: the JSON line as one line of text, for scripts that read line by line. */
+export const jsonText = (report: Measured, requestedEvents: number, table: Measured | undefined): string =>
+  JSON.stringify(jsonLine(report, requestedEvents, table))
+
 // ---------------------------------------------------------------------------------------------------------------
 // Text
 // ---------------------------------------------------------------------------------------------------------------

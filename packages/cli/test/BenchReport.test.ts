@@ -146,9 +146,27 @@ describe("jsonLine", () => {
     expect(BenchReport.jsonLine(redis, 1000, undefined).vsTable).toBeNull()
   })
 
-  it("is one line of JSON", () => {
-    const text = JSON.stringify(BenchReport.jsonLine(table, 1000, table))
-    expect(text).not.toContain("\n")
+  it("is one line of JSON, with the required keys and the run's values", () => {
+    // A failed run's problems are free text, possibly over several lines: they must not break the line.
+    const wrong = report({
+      strategy: "redis",
+      events: 1000,
+      correct: false,
+      verification: { expected: 1000, present: 999, correct: 998, duplicates: 0, problems: ["missing 3:14\nand more"] }
+    })
+    for (const [r, t] of [
+      [table, table],
+      [rescan, table],
+      [wrong, undefined]
+    ] as const) {
+      const text = BenchReport.jsonText(r, 1000, t)
+      expect(text.split(/\r?\n/)).toHaveLength(1)
+      expect(text.trim()).toBe(text)
+      const parsed: unknown = JSON.parse(text)
+      expect(typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)).toBe(true)
+      for (const key of BenchReport.requiredJsonKeys) expect(parsed).toHaveProperty(key, r[key])
+      expect(parsed).toEqual(BenchReport.jsonLine(r, 1000, t))
+    }
   })
 })
 
