@@ -31,21 +31,26 @@ class Timeout extends Data.TaggedError("Timeout")<{ readonly what: string; reado
   }
 }
 
-/** A fresh deployment: topics under a random prefix and a fresh consumer group. */
-const fresh = () => {
+/**
+ * A fresh deployment: topics under a random prefix and a fresh consumer group, named with `--group`, or with
+ * `defaultGroup` the one `sluice run` derives from the prefix (the prefix followed by the topology's name).
+ */
+const fresh = (options: { readonly defaultGroup?: boolean } = {}) => {
   const id = `${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 6)}`
   const prefix = `it-${id}-`
   const topics = UserEvents.named(prefix)
+  const topology = UserEvents.topology(topics)
+  const group = options.defaultGroup === true ? `${prefix}${topology.name}` : `it-group-${id}`
   return {
     prefix,
     topics,
-    group: `it-group-${id}`,
-    dlq: UserEvents.topology(topics).deadLetterTopic,
+    group,
+    dlq: topology.deadLetterTopic,
     worker: (name: string, shutdownTimeoutMs?: number) =>
       Workers.userEvents(name, {
         brokers,
         prefix,
-        group: `it-group-${id}`,
+        ...(options.defaultGroup === true ? {} : { group }),
         ...(shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs })
       })
   }
@@ -301,6 +306,46 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-user-events-it" }), {
         assert.isAbove(nb, 0, "worker-b processed records")
         assert.isAtLeast(na + nb, 6_000, `a=${na} b=${nb}`)
         console.log(`two workers: a=${pa} (${na} records), b=${pb} (${nb} records); ${summary(c)}`)
+      }).pipe(Effect.scoped),
+    90_000
+  )
+
+  it.effect(
+    "--topic-prefix isolates consumer groups: two workers under different prefixes each process all of their own records",
+    () =>
+      Effect.gen(function* () {
+        // No --group: each worker is in the group the CLI derives. If both were in one group (the topology's name
+        // alone), each would be assigned partitions of the other's topic, which it never reads.
+        const deployments = [fresh({ defaultGroup: true }), fresh({ defaultGroup: true })] as const
+        const written = yield* Effect.forEach(deployments, (d, i) =>
+          produce(
+            d.topics.events.name,
+            UserEvents.generate({ count: 3_000, topic: d.topics.events.name, seed: 10 + i })
+          )
+        )
+        const workers = yield* Effect.forEach(deployments, (d, i) => d.worker(`worker-${"ab"[i]}`))
+        const counts = Effect.forEach(deployments, (d) => count(d.topics.activity.name))
+        yield* waitUntil(
+          "each prefix's activity topic holds an output for each of its 3,000 records",
+          "45 seconds",
+          Effect.map(counts, (ns) => ns.every((n) => n >= 3_000)),
+          workers,
+          Effect.map(counts, (ns) => `activity records per prefix: ${ns.join(", ")}`)
+        )
+        // Committed in the group the CLI derives, which each worker names when it starts.
+        yield* Effect.forEach(deployments, (d, i) => awaitCommittedToEnd(d, "30 seconds", [workers[i]!]))
+        for (const [i, w] of workers.entries()) assert.include(w.output(), `in group ${deployments[i]!.group}:`)
+        yield* Effect.forEach(workers, stopGracefully, { concurrency: "unbounded" })
+
+        for (const [i, d] of deployments.entries()) {
+          const w = workers[i]!
+          assert.deepStrictEqual(w.assignments().at(-1), [0, 1, 2], `${w.name} owns all of its topic's partitions`)
+          const c = coverage(d, written[i]!, yield* readAll(d.topics.activity.name))
+          assert.strictEqual(c.missing.length, 0, `${w.name}: ${summary(c)}`)
+          assert.strictEqual(c.unexpected.length, 0, `${w.name}: ${summary(c)}`)
+          assert.strictEqual(c.duplicates, 0, `${w.name}: ${summary(c)}`)
+          assert.strictEqual(processedBy(w), 3_000, `${w.name} processed exactly its own prefix's records`)
+        }
       }).pipe(Effect.scoped),
     90_000
   )

@@ -177,13 +177,16 @@ export const start = (name: string, args: ReadonlyArray<string>): Effect.Effect<
       })
   ).pipe(Effect.map(({ worker }) => worker))
 
-/** `run user-events` on the given topics and group against `brokers`. */
+/**
+ * `run user-events` on the given topics against `brokers`, in `group` or, without one, in the CLI's default group
+ * (the prefix followed by the topology's name).
+ */
 export const userEvents = (
   name: string,
   options: {
     readonly brokers: ReadonlyArray<string>
     readonly prefix: string
-    readonly group: string
+    readonly group?: string
     readonly shutdownTimeoutMs?: number
   }
 ): Effect.Effect<Worker, never, Scope.Scope> =>
@@ -195,7 +198,6 @@ export const userEvents = (
     options.brokers.join(","),
     "--topic-prefix",
     options.prefix,
-    "--group",
-    options.group,
+    ...(options.group === undefined ? [] : ["--group", options.group]),
     ...(options.shutdownTimeoutMs === undefined ? [] : ["--shutdown-timeout-ms", String(options.shutdownTimeoutMs)])
   ])
