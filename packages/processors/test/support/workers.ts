@@ -6,8 +6,12 @@
  * `afterEach`) does the same for every worker this process started, so a failed test never leaves a member in a
  * consumer group that the next test's group could see. Output (stdout and stderr, interleaved) is kept for
  * assertions and is appended to every failure, since a worker's log is what explains a failed integration test.
+ *
+ * `kafkaProxy` puts a TCP proxy between a worker and the broker, so a test can slow the worker's network down or
+ * take the broker away from it while it runs.
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import * as Net from "node:net"
 import { fileURLToPath } from "node:url"
 import { Data, Deferred, Duration, Effect, type Scope } from "effect"
 
@@ -201,3 +205,192 @@ export const userEvents = (
     ...(options.group === undefined ? [] : ["--group", options.group]),
     ...(options.shutdownTimeoutMs === undefined ? [] : ["--shutdown-timeout-ms", String(options.shutdownTimeoutMs)])
   ])
+
+// ---------------------------------------------------------------------------------------------------------------
+// A Kafka proxy
+// ---------------------------------------------------------------------------------------------------------------
+
+export interface KafkaProxy {
+  /** `127.0.0.1:<port>`: what to pass the worker as `--brokers`. */
+  readonly address: string
+  /** Connections accepted so far. */
+  readonly connections: () => number
+  /**
+   * Makes the broker unreachable through the proxy: stops listening (new connections are refused) and resets
+   * every open connection, in both directions.
+   */
+  readonly stop: Effect.Effect<void>
+}
+
+/** Splits a byte stream into Kafka frames (a 4-byte big-endian size, then that many bytes). */
+const frames = () => {
+  let chunks: Array<Buffer> = []
+  let length = 0
+  return (chunk: Buffer): ReadonlyArray<Buffer> => {
+    chunks.push(chunk)
+    length += chunk.length
+    const out: Array<Buffer> = []
+    while (length >= 4) {
+      const head = chunks[0]!.length >= 4 ? chunks[0]! : Buffer.concat(chunks)
+      const size = 4 + head.readInt32BE(0)
+      if (length < size) break
+      // One copy per frame once it is complete, however many chunks it arrived in.
+      const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
+      out.push(all.subarray(0, size))
+      const rest = all.subarray(size)
+      chunks = rest.length > 0 ? [rest] : []
+      length = rest.length
+    }
+    return out
+  }
+}
+
+/** A socket without an encoding emits Buffers; the type also allows strings. */
+const bytesOf = (chunk: string | Buffer): Buffer => (typeof chunk === "string" ? Buffer.from(chunk) : chunk)
+
+const apiKeys = { metadata: 3, findCoordinator: 10 } as const
+
+/**
+ * A response with every broker address in it replaced by the proxy's, so the client keeps talking through the
+ * proxy after bootstrap: Metadata (v0-v8) and FindCoordinator (v0-v2), the versions kafkajs 2 uses, which are the
+ * non-flexible encodings. Anything else passes unchanged.
+ */
+const rewriteAddresses = (frame: Buffer, api: { readonly key: number; readonly version: number }, port: number) => {
+  const host = Buffer.from("127.0.0.1")
+  const parts: Array<Buffer> = []
+  let from = 0
+  let at = 8 // size, correlation id
+  const skipString = () => {
+    const n = frame.readInt16BE(at)
+    at += 2 + Math.max(0, n)
+  }
+  // Copies what lies before the broker's host, then writes the proxy's host and port in place of the broker's.
+  const address = () => {
+    parts.push(frame.subarray(from, at))
+    skipString()
+    at += 4
+    const hostAndPort = Buffer.alloc(2 + host.length + 4)
+    hostAndPort.writeInt16BE(host.length, 0)
+    host.copy(hostAndPort, 2)
+    hostAndPort.writeInt32BE(port, 2 + host.length)
+    parts.push(hostAndPort)
+    from = at
+  }
+  if (api.key === apiKeys.metadata && api.version <= 8) {
+    if (api.version >= 3) at += 4 // throttle_time_ms
+    const brokers = frame.readInt32BE(at)
+    at += 4
+    for (let i = 0; i < brokers; i++) {
+      at += 4 // node_id
+      address()
+      if (api.version >= 1) skipString() // rack
+    }
+  } else if (api.key === apiKeys.findCoordinator && api.version <= 2) {
+    if (api.version >= 1) at += 4 // throttle_time_ms
+    at += 2 // error_code
+    if (api.version >= 1) skipString() // error_message
+    at += 4 // node_id
+    address()
+  } else {
+    return frame
+  }
+  parts.push(frame.subarray(from))
+  const out = Buffer.concat(parts)
+  out.writeInt32BE(out.length - 4, 0)
+  return out
+}
+
+/** Writes to `socket` at most `bytesPerSecond`, in slices every 20 ms; unlimited without a rate. */
+const pacedWriter = (socket: Net.Socket, bytesPerSecond: number | undefined) => {
+  if (bytesPerSecond === undefined) return (data: Buffer) => void socket.write(data)
+  const tickMs = 20
+  const perTick = Math.max(1, Math.floor((bytesPerSecond * tickMs) / 1000))
+  const queue: Array<Buffer> = []
+  let timer: ReturnType<typeof setInterval> | undefined
+  const tick = () => {
+    let budget = perTick
+    while (budget > 0 && queue.length > 0 && !socket.destroyed) {
+      const head = queue[0]!
+      const part = head.subarray(0, budget)
+      socket.write(part)
+      budget -= part.length
+      if (part.length === head.length) queue.shift()
+      else queue[0] = head.subarray(part.length)
+    }
+    if (queue.length === 0 || socket.destroyed) {
+      clearInterval(timer)
+      timer = undefined
+    }
+  }
+  socket.on("close", () => clearInterval(timer))
+  return (data: Buffer) => {
+    queue.push(data)
+    timer ??= setInterval(tick, tickMs)
+  }
+}
+
+/**
+ * A proxy on 127.0.0.1 to the (single) broker `upstream`, with the broker addresses in Metadata and
+ * FindCoordinator responses rewritten to its own, so a client bootstrapped through it never connects to the
+ * broker directly. With `bytesPerSecond`, what the broker sends reaches each client connection at that rate at
+ * most (a slow network: a consumer then waits for fetches rather than buffering them). Stopped when the scope
+ * closes.
+ */
+export const kafkaProxy = (
+  upstream: string,
+  options: { readonly bytesPerSecond?: number } = {}
+): Effect.Effect<KafkaProxy, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.callback<{ readonly server: Net.Server; readonly proxy: KafkaProxy }>((resume) => {
+      const [upstreamHost, upstreamPort] = [
+        upstream.slice(0, upstream.lastIndexOf(":")),
+        upstream.slice(upstream.lastIndexOf(":") + 1)
+      ]
+      const sockets = new Set<Net.Socket>()
+      let accepted = 0
+      let port = 0
+      const server = Net.createServer((client) => {
+        accepted++
+        const broker = Net.connect(Number(upstreamPort), upstreamHost)
+        for (const socket of [client, broker]) {
+          sockets.add(socket)
+          socket.on("close", () => sockets.delete(socket))
+          socket.on("error", () => {
+            client.destroy()
+            broker.destroy()
+          })
+        }
+        client.on("close", () => broker.destroy())
+        broker.on("close", () => client.destroy())
+        // What each request asked for, by correlation id: a response names only its correlation id.
+        const asked = new Map<number, { readonly key: number; readonly version: number }>()
+        const requests = frames()
+        client.on("data", (chunk) => {
+          for (const frame of requests(bytesOf(chunk))) {
+            asked.set(frame.readInt32BE(8), { key: frame.readInt16BE(4), version: frame.readInt16BE(6) })
+            broker.write(frame)
+          }
+        })
+        const responses = frames()
+        const toClient = pacedWriter(client, options.bytesPerSecond)
+        broker.on("data", (chunk) => {
+          for (const frame of responses(bytesOf(chunk))) {
+            const correlationId = frame.readInt32BE(4)
+            const api = asked.get(correlationId)
+            asked.delete(correlationId)
+            toClient(api === undefined ? frame : rewriteAddresses(frame, api, port))
+          }
+        })
+      })
+      server.listen(0, "127.0.0.1", () => {
+        const bound = server.address()
+        port = typeof bound === "object" && bound !== null ? bound.port : 0
+        const stop = Effect.sync(() => {
+          server.close()
+          for (const socket of sockets) socket.resetAndDestroy()
+        })
+        resume(Effect.succeed({ server, proxy: { address: `127.0.0.1:${port}`, connections: () => accepted, stop } }))
+      })
+    }),
+    ({ proxy }) => proxy.stop
+  ).pipe(Effect.map(({ proxy }) => proxy))
