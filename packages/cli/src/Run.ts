@@ -101,6 +101,15 @@ export const progress = (extra: Effect.Effect<string> = Effect.succeed("")) =>
     yield* Effect.logInfo(`in=${t.in} out=${t.out} dead-lettered=${t.deadLettered}${more ? ` ${more}` : ""}`)
   }).pipe(Effect.repeat(Schedule.spaced("5 seconds")), Effect.delay("5 seconds"))
 
+/**
+ * Runs a topology with progress lines beside it. A signal interrupts both at once, so no line is logged while the
+ * topology stops and its clients disconnect (by then its partitions' counters are gone, and a line would read in=0).
+ */
+const withProgress =
+  (extra?: Effect.Effect<string>) =>
+  <A, E, R>(run: Effect.Effect<A, E, R>) =>
+    Effect.raceFirst(run, Effect.andThen(progress(extra), Effect.never))
+
 const userEvents = Flags.command(
   "user-events",
   { brokers: Flags.brokers, prefix: Flags.prefix, group, shutdownTimeoutMs: shutdownTimeout, metricsPort },
@@ -114,8 +123,8 @@ const userEvents = Flags.command(
       yield* Effect.logInfo(
         `running user-events on ${o.brokers} in group ${options.groupId}: ${topics.events.name} -> ${topics.activity.name} (dead letters: ${topology.deadLetterTopic})`
       )
-      yield* Effect.forkChild(progress(show))
       return yield* Runner.run(topology, options).pipe(
+        withProgress(show),
         Effect.onInterrupt(() => Effect.flatMap(show, (s) => Console.log(`counts: ${s}`)))
       )
     }).pipe(
@@ -153,8 +162,7 @@ const clickEnrichment = Flags.command(
       yield* Effect.logInfo(
         `running click-enrichment on ${o.brokers} in group ${options.groupId} with the ${o.strategy} strategy: ${topics.clicks.name} + ${topics.profiles.name} -> ${topics.enriched.name}`
       )
-      yield* Effect.forkChild(progress())
-      return yield* Runner.run(topology, options)
+      return yield* Runner.run(topology, options).pipe(withProgress())
     }).pipe(
       Effect.provide(
         Layer.mergeAll(
