@@ -22,9 +22,8 @@ import {
   text,
   textHeaders
 } from "../src/Record.ts"
+import { brokers, unique } from "./brokers.ts"
 
-const brokers = (process.env.SLUICE_BROKERS ?? "127.0.0.1:9092").split(",").map((b) => b.trim())
-const unique = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 8)}`
 const at = (partition: number, offset: number) => `${partition}@${offset}`
 const repoRoot = fileURLToPath(new URL("../../..", import.meta.url))
 
