@@ -3,14 +3,15 @@
  *
  * One idempotent producer and one admin client live as long as the layer; every `consume` and `read` gets its own
  * kafkajs consumer for its scope. No kafkajs type leaves this module and `internal/kafkajs*`; every kafkajs failure
- * becomes a `KafkaError`, and kafkajs' log goes to Effect's logger.
+ * becomes a `KafkaError`, and kafkajs' log goes to Effect's logger, summarised (`internal/kafkajsLog.ts`).
  */
 
-import { type Config, type Context, Effect, Layer, type LogLevel, Semaphore } from "effect"
+import { type Config, type Context, Effect, Layer, Semaphore } from "effect"
 import * as KafkaJS from "kafkajs"
 import { KafkaError, Transient, UnknownTopic } from "./Errors.ts"
 import * as Consumer from "./internal/kafkajsConsumer.ts"
 import { attempt, backoff, errorType } from "./internal/kafkajsErrors.ts"
+import { logCreator, toKafkaJsLevel } from "./internal/kafkajsLog.ts"
 import * as Producer from "./internal/kafkajsProducer.ts"
 import * as Reader from "./internal/kafkajsRead.ts"
 import { brokersConfig, Kafka, type PartitionOffsets, type TopicSpec } from "./Kafka.ts"
@@ -40,50 +41,12 @@ export interface Options {
   readonly allowAutoTopicCreation?: boolean
   /** Partitions whose batches a consumer processes at the same time. Default 16. */
   readonly partitionsConsumedConcurrently?: number
-  /** The least severe kafkajs log entry passed on to Effect's logger. Default `"Error"`. */
+  /**
+   * The least severe kafkajs log entry passed on to Effect's logger (where most of them arrive at Debug, see
+   * `internal/kafkajsLog.ts`). Default `"Error"`.
+   */
   readonly logLevel?: "None" | "Error" | "Warn" | "Info" | "Debug"
 }
-
-const toKafkaJsLevel = (level: NonNullable<Options["logLevel"]>): KafkaJS.logLevel => {
-  switch (level) {
-    case "None":
-      return KafkaJS.logLevel.NOTHING
-    case "Error":
-      return KafkaJS.logLevel.ERROR
-    case "Warn":
-      return KafkaJS.logLevel.WARN
-    case "Info":
-      return KafkaJS.logLevel.INFO
-    case "Debug":
-      return KafkaJS.logLevel.DEBUG
-  }
-}
-
-const toSeverity = (namespace: string, level: KafkaJS.logLevel, message: string): LogLevel.Severity => {
-  // kafkajs logs every error response of the broker as an error, also the ones it retries or that the caller gets
-  // as a KafkaError anyway (coordinator loading, topic already exists, unknown topic).
-  if (namespace === "Connection") return message.startsWith("Response ") ? "Debug" : "Warn"
-  return level <= KafkaJS.logLevel.ERROR
-    ? "Error"
-    : level === KafkaJS.logLevel.WARN
-      ? "Warn"
-      : level === KafkaJS.logLevel.INFO
-        ? "Info"
-        : "Debug"
-}
-
-/** Routes kafkajs' log entries to the Effect logger of the context the layer was built in. */
-const logCreator =
-  (context: Context.Context<never>): KafkaJS.logCreator =>
-  () =>
-  ({ namespace, level, log }) => {
-    const { message, timestamp: _, ...extra } = log
-    Effect.runForkWith(context)(
-      Effect.logWithLevel(toSeverity(namespace, level, message))(`kafkajs ${namespace}: ${message}`).pipe(
-        Effect.annotateLogs(extra)
-      )
-    )
-  }
 
 const unknownTopic = (name: string) =>
   new KafkaError({
