@@ -14,7 +14,7 @@ import * as KafkaJs from "../src/KafkaJs.ts"
 import * as Reader from "../src/Reader.ts"
 import * as Table from "../src/Table.ts"
 import * as Topic from "../src/Topic.ts"
-import { brokers } from "./brokers.ts"
+import { brokers, connectRetry } from "./brokers.ts"
 
 const produceTransactionally = (topic: string, records: ReadonlyArray<readonly [string, string]>) =>
   Effect.promise(async () => {
@@ -63,6 +63,6 @@ describe("Reader (real broker)", () => {
       assert.strictEqual(yield* table.size, 2)
       assert.strictEqual(yield* table.get("2"), "bob")
       yield* kafka.deleteTopics([name])
-    }).pipe(Effect.scoped, Effect.provide(KafkaJs.layer({ brokers })))
+    }).pipe(Effect.scoped, Effect.provide(KafkaJs.layer({ brokers, connectRetry })))
   )
 })

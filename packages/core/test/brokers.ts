@@ -8,6 +8,9 @@ export const brokers: ReadonlyArray<string> = Result.getOrThrow(
   parseBrokers(process.env.SLUICE_BROKERS ?? "127.0.0.1:9092")
 )
 
+/** Tests fail after 10 s without a broker, rather than wait for one as a worker would. */
+export const connectRetry = { maxDurationMs: 10_000 }
+
 /** The first broker's host and port, for tests that put a proxy in front of it. */
 export const firstBroker = (() => {
   const first = brokers[0]!
