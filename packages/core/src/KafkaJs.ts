@@ -10,9 +10,9 @@
  * waits out a broker that went away. Closing never waits more than about `closeTimeoutMs` per client.
  */
 
-import { type Config, type Context, Effect, Layer, Scope } from "effect"
+import { type Config, type Context, Effect, Layer, Result, Scope } from "effect"
 import * as KafkaJS from "kafkajs"
-import type { KafkaError } from "./Errors.ts"
+import { ConfigInvalid, type KafkaError } from "./Errors.ts"
 import * as Admin from "./internal/kafkajsAdmin.ts"
 import { connectWithRetry, disconnectWithin } from "./internal/kafkajsClient.ts"
 import * as Consumer from "./internal/kafkajsConsumer.ts"
@@ -20,9 +20,10 @@ import { attempt } from "./internal/kafkajsErrors.ts"
 import { logCreator, toKafkaJsLevel } from "./internal/kafkajsLog.ts"
 import * as Producer from "./internal/kafkajsProducer.ts"
 import * as Reader from "./internal/kafkajsRead.ts"
-import { brokersConfig, Kafka } from "./Kafka.ts"
+import { brokersConfig, Kafka, parseBrokers } from "./Kafka.ts"
 
 export interface Options {
+  /** `host:port` each (see `Kafka.parseBrokers`); an invalid one fails the layer at once with `ConfigInvalid`. */
   readonly brokers: ReadonlyArray<string>
   readonly clientId?: string
   /** TCP connect timeout per attempt. Default 3000 ms. */
@@ -62,7 +63,9 @@ export interface Options {
 }
 
 const make = Effect.fnUntraced(function* (options: Options) {
-  const brokers = options.brokers
+  const parsed = parseBrokers(options.brokers.join(","))
+  if (Result.isFailure(parsed)) return yield* new ConfigInvalid({ reason: parsed.failure })
+  const brokers = parsed.success
   const context: Context.Context<never> = yield* Effect.context<never>()
   const closeTimeoutMs = options.closeTimeoutMs ?? 1000
   const retry: KafkaJS.RetryOptions = {
@@ -136,12 +139,14 @@ const make = Effect.fnUntraced(function* (options: Options) {
 })
 
 /**
- * The kafkajs-backed `Kafka` service. Fails with a retryable `KafkaError` when the brokers cannot be reached within
- * `connectRetry.maxDurationMs` (by default it keeps trying until interrupted).
+ * The kafkajs-backed `Kafka` service. Fails with `ConfigInvalid` at once for an invalid broker address, and with a
+ * retryable `KafkaError` when the brokers cannot be reached within `connectRetry.maxDurationMs` (by default it keeps
+ * trying until interrupted).
  */
-export const layer = (options: Options): Layer.Layer<Kafka, KafkaError> => Layer.effect(Kafka, make(options))
+export const layer = (options: Options): Layer.Layer<Kafka, KafkaError | ConfigInvalid> =>
+  Layer.effect(Kafka, make(options))
 
 /** `layer` with the brokers from `SLUICE_BROKERS` (default `127.0.0.1:9092`), validated like `Kafka.parseBrokers`. */
-export const layerConfig: Layer.Layer<Kafka, KafkaError | Config.ConfigError> = Layer.unwrap(
+export const layerConfig: Layer.Layer<Kafka, KafkaError | ConfigInvalid | Config.ConfigError> = Layer.unwrap(
   Effect.map(brokersConfig, (brokers) => layer({ brokers }))
 )
