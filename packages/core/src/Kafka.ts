@@ -3,11 +3,20 @@
  *
  * Everything in Sluice depends on this interface and never on a client library's types, so a topology runs
  * unchanged on the kafkajs layer (`KafkaJs.layer`) and on the in-memory broker (`MemoryBroker.layer`), and another
- * client can become a third layer later.
+ * client can become a third layer later. The rules both layers must agree on live here too: which broker addresses
+ * are valid (`parseBrokers`), the pre-check of `send` (`oversized`), and the error for a missing topic
+ * (`unknownTopic`).
  */
-import { Config, Context, type Effect, type Scope, type Stream } from "effect"
-import type { KafkaError } from "./Errors.ts"
-import type { ProducerRecord, RecordBatch, RecordMetadata, TopicPartition, TopicPartitionOffset } from "./Record.ts"
+import { Config, Context, Effect, Result, Schema, SchemaIssue, type Scope, type Stream } from "effect"
+import { KafkaError, MessageTooLarge, UnknownTopic } from "./Errors.ts"
+import {
+  type ProducerRecord,
+  type RecordBatch,
+  type RecordMetadata,
+  sizeOf,
+  type TopicPartition,
+  type TopicPartitionOffset
+} from "./Record.ts"
 
 export interface TopicSpec {
   readonly name: string
@@ -71,6 +80,11 @@ export interface ReadOptions {
   readonly maxWaitMs?: number
 }
 
+/**
+ * The service. Every call about a topic that does not exist (`consume`, `read`, `maxRecordBytes`, `describeTopic`,
+ * `offsets`, `committedOffsets`, and `send` unless the layer auto-creates topics) fails at once with `unknownTopic`:
+ * reason `UnknownTopic`, message `topic <name> does not exist`, not retryable.
+ */
 export interface KafkaShape {
   /**
    * Produces records and succeeds once every one of them is acknowledged by all in-sync replicas (acks=all) by an
@@ -103,7 +117,6 @@ export interface KafkaShape {
   readonly createTopics: (topics: ReadonlyArray<TopicSpec>) => Effect.Effect<void, KafkaError>
   readonly deleteTopics: (names: ReadonlyArray<string>) => Effect.Effect<void, KafkaError>
   readonly listTopics: Effect.Effect<ReadonlyArray<string>, KafkaError>
-  /** Fails with a non-retryable KafkaError (reason "unknown topic ...") when the topic does not exist. */
   readonly describeTopic: (name: string) => Effect.Effect<TopicDescription, KafkaError>
   readonly offsets: (topic: string) => Effect.Effect<ReadonlyArray<PartitionOffsets>, KafkaError>
   /** The group's committed offsets for a topic's partitions; a partition without a commit is left out. */
@@ -115,13 +128,93 @@ export interface KafkaShape {
 
 export class Kafka extends Context.Service<Kafka, KafkaShape>()("@sluice/core/Kafka") {}
 
+/** The failure of an operation on a topic that does not exist, the same on every layer. Not retryable. */
+export const unknownTopic = (operation: string, topic: string): KafkaError =>
+  new KafkaError({ operation, reason: new UnknownTopic({ message: `topic ${topic} does not exist`, topic }) })
+
+/**
+ * The pre-check of `send`, the same on every layer: the KafkaError (reason `MessageTooLarge`) that the whole call
+ * fails with when a record's `sizeOf` is over its topic's limit, or `undefined` when every record fits. The reason
+ * describes the first offending record and lists the indices of all of them.
+ */
+export const oversized = (
+  records: ReadonlyArray<ProducerRecord>,
+  limitOf: (topic: string) => number
+): KafkaError | undefined => {
+  let offending: Array<number> | undefined
+  let first: { readonly topic: string; readonly size: number; readonly limit: number } | undefined
+  for (let i = 0; i < records.length; i++) {
+    const record = records[i]!
+    const limit = limitOf(record.topic)
+    const size = sizeOf(record)
+    if (size <= limit) continue
+    first ??= { topic: record.topic, size, limit }
+    offending ??= []
+    offending.push(i)
+  }
+  if (first === undefined || offending === undefined) return undefined
+  const others = offending.length - 1
+  const message =
+    `record ${offending[0]} is ${first.size} bytes, over the ${first.limit}-byte limit (max.message.bytes) of topic ` +
+    `${first.topic}${others === 0 ? "" : `, and ${others} more record${others === 1 ? " is" : "s are"} over their topic's limit`}; nothing was sent`
+  return new KafkaError({
+    operation: "send",
+    reason: new MessageTooLarge({
+      message,
+      topic: first.topic,
+      size: first.size,
+      limit: first.limit,
+      records: offending
+    })
+  })
+}
+
+const hostPattern = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?)$/
+
+const parseBroker = (entry: string): Result.Result<string, string> => {
+  const colon = entry.lastIndexOf(":")
+  const host = colon < 0 ? "" : entry.slice(0, colon)
+  const port = colon < 0 ? "" : entry.slice(colon + 1)
+  const portNumber = /^[0-9]{1,5}$/.test(port) ? Number(port) : Number.NaN
+  return hostPattern.test(host) && portNumber >= 1 && portNumber <= 65535
+    ? Result.succeed(`${host}:${portNumber}`)
+    : Result.fail(
+        `invalid broker address "${entry}": expected host:port with a port from 1 to 65535 ` +
+          "(e.g. 127.0.0.1:9092 or [::1]:9092; several separated by commas)"
+      )
+}
+
+/**
+ * Broker addresses from their usual spelling, `host:port,host:port`: a host name, an IPv4 address or an IPv6 address
+ * in brackets, and a port from 1 to 65535. Blanks around entries are ignored; the failure names the first bad entry.
+ */
+export const parseBrokers = (input: string): Result.Result<ReadonlyArray<string>, string> => {
+  const entries = input
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter((entry) => entry.length > 0)
+  if (entries.length === 0) return Result.fail(`no broker address in "${input}": expected host:port[,host:port...]`)
+  const brokers: Array<string> = []
+  for (const entry of entries) {
+    const parsed = parseBroker(entry)
+    if (Result.isFailure(parsed)) return Result.fail(parsed.failure)
+    brokers.push(parsed.success)
+  }
+  return Result.succeed(brokers)
+}
+
 /** Where the real broker is: `SLUICE_BROKERS` (comma-separated `host:port`), default `127.0.0.1:9092`. */
-export const brokersConfig = Config.String("SLUICE_BROKERS").pipe(
+export const brokersConfig: Config.Config<ReadonlyArray<string>> = Config.String("SLUICE_BROKERS").pipe(
   Config.withDefault("127.0.0.1:9092"),
-  Config.map((s) =>
-    s
-      .split(",")
-      .map((b) => b.trim())
-      .filter((b) => b.length > 0)
+  Config.mapEffect((input) =>
+    Result.match(parseBrokers(input), {
+      onSuccess: (brokers) => Effect.succeed(brokers),
+      onFailure: (message) =>
+        Effect.fail(
+          new Config.ConfigError(
+            new Schema.SchemaError(new SchemaIssue.InvalidValue({ message: `SLUICE_BROKERS: ${message}` }, input))
+          )
+        )
+    })
   )
 )

@@ -3,20 +3,27 @@
  *
  * One idempotent producer and one admin client live as long as the layer; every `consume` and `read` gets its own
  * kafkajs consumer for its scope. No kafkajs type leaves this module and `internal/kafkajs*`; every kafkajs failure
- * becomes a `KafkaError`, and kafkajs' log goes to Effect's logger.
+ * becomes a `KafkaError`, and kafkajs' log goes to Effect's logger, summarised (`internal/kafkajsLog.ts`).
+ *
+ * Starting waits for the broker: the layer retries connecting with capped exponential backoff (one Warn line per
+ * attempt) until it succeeds, `connectRetry.maxDurationMs` passes, or it is interrupted, just as a running worker
+ * waits out a broker that went away. Closing never waits more than about `closeTimeoutMs` per client.
  */
 
-import { type Config, type Context, Effect, Layer, type LogLevel, Semaphore } from "effect"
+import { type Config, type Context, Effect, Layer, Result, Scope } from "effect"
 import * as KafkaJS from "kafkajs"
-import { KafkaError, Transient, UnknownTopic } from "./Errors.ts"
+import { ConfigInvalid, type KafkaError } from "./Errors.ts"
+import * as Admin from "./internal/kafkajsAdmin.ts"
+import { connectWithRetry, disconnectWithin } from "./internal/kafkajsClient.ts"
 import * as Consumer from "./internal/kafkajsConsumer.ts"
-import { attempt, backoff, errorType } from "./internal/kafkajsErrors.ts"
+import { attempt } from "./internal/kafkajsErrors.ts"
+import { logCreator, toKafkaJsLevel } from "./internal/kafkajsLog.ts"
 import * as Producer from "./internal/kafkajsProducer.ts"
 import * as Reader from "./internal/kafkajsRead.ts"
-import { brokersConfig, Kafka, type PartitionOffsets, type TopicSpec } from "./Kafka.ts"
-import { defaultMaxMessageBytes } from "./Record.ts"
+import { brokersConfig, Kafka, parseBrokers } from "./Kafka.ts"
 
 export interface Options {
+  /** `host:port` each (see `Kafka.parseBrokers`); an invalid one fails the layer at once with `ConfigInvalid`. */
   readonly brokers: ReadonlyArray<string>
   readonly clientId?: string
   /** TCP connect timeout per attempt. Default 3000 ms. */
@@ -32,6 +39,14 @@ export interface Options {
     readonly initialRetryTimeMs?: number
     readonly maxRetryTimeMs?: number
   }
+  /**
+   * How long building the layer keeps trying to reach the brokers, with backoff from 250 ms doubling to 5 s; then it
+   * fails with the last (retryable) KafkaError. Default: no limit, until it connects or is interrupted. `0`: one
+   * attempt.
+   */
+  readonly connectRetry?: { readonly maxDurationMs?: number }
+  /** How long closing waits for each kafkajs client (producer, admin, each consumer) to disconnect. Default 1000 ms. */
+  readonly closeTimeoutMs?: number
   /** How long `send` retries a retryable failure (capped exponential backoff) before failing. Default 30000 ms. */
   readonly sendRetryMs?: number
   /** Upper bound of the record bytes in one produce request. Default 512 KiB. */
@@ -40,79 +55,19 @@ export interface Options {
   readonly allowAutoTopicCreation?: boolean
   /** Partitions whose batches a consumer processes at the same time. Default 16. */
   readonly partitionsConsumedConcurrently?: number
-  /** The least severe kafkajs log entry passed on to Effect's logger. Default `"Error"`. */
+  /**
+   * The least severe kafkajs log entry passed on to Effect's logger (where most of them arrive at Debug, see
+   * `internal/kafkajsLog.ts`). Default `"Error"`.
+   */
   readonly logLevel?: "None" | "Error" | "Warn" | "Info" | "Debug"
 }
 
-const toKafkaJsLevel = (level: NonNullable<Options["logLevel"]>): KafkaJS.logLevel => {
-  switch (level) {
-    case "None":
-      return KafkaJS.logLevel.NOTHING
-    case "Error":
-      return KafkaJS.logLevel.ERROR
-    case "Warn":
-      return KafkaJS.logLevel.WARN
-    case "Info":
-      return KafkaJS.logLevel.INFO
-    case "Debug":
-      return KafkaJS.logLevel.DEBUG
-  }
-}
-
-const toSeverity = (namespace: string, level: KafkaJS.logLevel, message: string): LogLevel.Severity => {
-  // kafkajs logs every error response of the broker as an error, also the ones it retries or that the caller gets
-  // as a KafkaError anyway (coordinator loading, topic already exists, unknown topic).
-  if (namespace === "Connection") return message.startsWith("Response ") ? "Debug" : "Warn"
-  return level <= KafkaJS.logLevel.ERROR
-    ? "Error"
-    : level === KafkaJS.logLevel.WARN
-      ? "Warn"
-      : level === KafkaJS.logLevel.INFO
-        ? "Info"
-        : "Debug"
-}
-
-/** Routes kafkajs' log entries to the Effect logger of the context the layer was built in. */
-const logCreator =
-  (context: Context.Context<never>): KafkaJS.logCreator =>
-  () =>
-  ({ namespace, level, log }) => {
-    const { message, timestamp: _, ...extra } = log
-    Effect.runForkWith(context)(
-      Effect.logWithLevel(toSeverity(namespace, level, message))(`kafkajs ${namespace}: ${message}`).pipe(
-        Effect.annotateLogs(extra)
-      )
-    )
-  }
-
-const unknownTopic = (name: string) =>
-  new KafkaError({
-    operation: "describeTopic",
-    reason: new UnknownTopic({ message: `unknown topic ${name}`, topic: name })
-  })
-
-/** Waits until the broker's metadata lists every partition of the topics with a leader (kafkajs#770). */
-const awaitLeaders = (admin: KafkaJS.Admin, names: ReadonlyArray<string>) =>
-  attempt("createTopics", () => admin.fetchTopicMetadata({ topics: [...names] })).pipe(
-    Effect.flatMap(({ topics }) => {
-      const missing = names.filter((name) => {
-        const topic = topics.find((t) => t.name === name)
-        return topic === undefined || topic.partitions.length === 0 || topic.partitions.some((p) => p.leader < 0)
-      })
-      return missing.length === 0
-        ? Effect.void
-        : Effect.fail(
-            new KafkaError({
-              operation: "createTopics",
-              reason: new Transient({ message: `no leader yet for every partition of ${missing.join(", ")}` })
-            })
-          )
-    }),
-    Effect.retry({ schedule: backoff(30_000), while: (e) => e.isRetryable })
-  )
-
 const make = Effect.fnUntraced(function* (options: Options) {
+  const parsed = parseBrokers(options.brokers.join(","))
+  if (Result.isFailure(parsed)) return yield* new ConfigInvalid({ reason: parsed.failure })
+  const brokers = parsed.success
   const context: Context.Context<never> = yield* Effect.context<never>()
+  const closeTimeoutMs = options.closeTimeoutMs ?? 1000
   const retry: KafkaJS.RetryOptions = {
     retries: options.retry?.retries ?? 5,
     initialRetryTime: options.retry?.initialRetryTimeMs ?? 300,
@@ -121,8 +76,8 @@ const make = Effect.fnUntraced(function* (options: Options) {
     factor: 0.2
   }
   const allowAutoTopicCreation = options.allowAutoTopicCreation ?? false
-  const kafka = new KafkaJS.Kafka({
-    brokers: [...options.brokers],
+  const config: KafkaJS.KafkaConfig = {
+    brokers: [...brokers],
     clientId: options.clientId ?? "sluice",
     connectionTimeout: options.connectionTimeoutMs ?? 3000,
     requestTimeout: options.requestTimeoutMs ?? 30_000,
@@ -130,116 +85,68 @@ const make = Effect.fnUntraced(function* (options: Options) {
     retry,
     logLevel: toKafkaJsLevel(options.logLevel ?? "Error"),
     logCreator: logCreator(context)
-  })
+  }
+  const kafka = new KafkaJS.Kafka(config)
 
-  const admin = kafka.admin()
-  const disconnectAdmin = Effect.promise(() => admin.disconnect().catch(() => undefined))
-  yield* Effect.acquireRelease(
-    attempt("connect", () => admin.connect()).pipe(Effect.onError(() => disconnectAdmin)),
-    () => disconnectAdmin
-  )
-
-  // kafkajs' admin shares one metadata cache, and a metadata call for some topics replaces it: a concurrent
-  // `fetchTopicOffsets` for another topic then finds no partitions (kafkajs#461). Admin calls go one at a time.
-  const adminLock = yield* Semaphore.make(1)
-  const serially = <A, E>(effect: Effect.Effect<A, E>) => adminLock.withPermits(1)(effect)
-  const listTopicsUnlocked = attempt("listTopics", () => admin.listTopics())
-  const listTopics = serially(listTopicsUnlocked)
-  const send = yield* Producer.make(kafka, {
+  // The admin and the producer close side by side, so that closing takes one `closeTimeoutMs`, not two.
+  const clients = yield* Scope.fork(yield* Effect.scope, "parallel")
+  const admin = yield* Admin.make(kafka, { closeTimeoutMs }).pipe(Scope.provide(yield* Scope.fork(clients)))
+  const producer = yield* Producer.make((producerConfig) => kafka.producer(producerConfig), {
     sendRetryMs: options.sendRetryMs ?? 30_000,
     maxBatchBytes: options.maxBatchBytes ?? 512 * 1024,
     allowAutoTopicCreation,
-    listTopics
-  })
+    closeTimeoutMs,
+    listTopics: admin.listTopics,
+    maxRecordBytes: admin.maxRecordBytes,
+    forgetLimit: admin.forgetLimit
+  }).pipe(Scope.provide(yield* Scope.fork(clients)))
+
+  // One quick attempt per round: a throwaway admin without kafkajs' own retries (which a client takes from its
+  // Kafka instance), so that the backoff and the log line are Sluice's. Once it gets through, the real clients
+  // connect, with kafkajs' retries, for a broker that is up but busy.
+  const probing = new KafkaJS.Kafka({ ...config, retry: { ...retry, retries: 0 } })
+  const probe = Effect.acquireUseRelease(
+    Effect.sync(() => probing.admin()),
+    (client) => attempt("connect", () => client.connect()),
+    (client) => disconnectWithin(client, closeTimeoutMs, Effect.void)
+  )
+  yield* connectWithRetry(
+    brokers,
+    options.connectRetry?.maxDurationMs,
+    probe.pipe(Effect.andThen(admin.connect), Effect.andThen(producer.connect))
+  )
+
   const consumerSettings: Consumer.ConsumerSettings = {
     partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 16,
     retry,
-    allowAutoTopicCreation
+    allowAutoTopicCreation,
+    closeTimeoutMs,
+    missingTopics: admin.missingTopics
   }
 
-  const createTopics = (specs: ReadonlyArray<TopicSpec>) =>
-    specs.length === 0
-      ? Effect.void
-      : serially(
-          attempt("createTopics", () =>
-            admin.createTopics({
-              waitForLeaders: true,
-              topics: specs.map((spec) => {
-                const config: KafkaJS.ITopicConfig = { topic: spec.name, numPartitions: spec.partitions }
-                if (spec.replicationFactor !== undefined) config.replicationFactor = spec.replicationFactor
-                if (spec.config !== undefined) {
-                  config.configEntries = Object.entries(spec.config).map(([name, value]) => ({ name, value }))
-                }
-                return config
-              })
-            })
-          ).pipe(
-            Effect.andThen(
-              awaitLeaders(
-                admin,
-                specs.map((s) => s.name)
-              )
-            )
-          )
-        )
-
   return Kafka.of({
-    send,
+    send: producer.send,
     consume: Consumer.consume(kafka, consumerSettings),
     read: Reader.read(kafka, consumerSettings),
-    // Placeholder until the topic config is read.
-    maxRecordBytes: () => Effect.succeed(defaultMaxMessageBytes),
-    createTopics,
-    deleteTopics: (names) =>
-      // Deleting a topic that is already gone succeeds: the caller wanted it gone.
-      serially(
-        Effect.flatMap(listTopicsUnlocked, (existing) => {
-          const present = names.filter((name) => existing.includes(name))
-          return present.length === 0
-            ? Effect.void
-            : attempt("deleteTopics", () => admin.deleteTopics({ topics: present }))
-        })
-      ),
-    listTopics,
-    describeTopic: (name) =>
-      serially(attempt("describeTopic", () => admin.fetchTopicMetadata({ topics: [name] }))).pipe(
-        Effect.mapError((error) =>
-          errorType(error.cause) === "UNKNOWN_TOPIC_OR_PARTITION" ? unknownTopic(name) : error
-        ),
-        Effect.flatMap(({ topics }) => {
-          const topic = topics.find((t) => t.name === name)
-          return topic === undefined
-            ? Effect.fail(unknownTopic(name))
-            : Effect.succeed({ name, partitions: topic.partitions.length })
-        })
-      ),
-    offsets: (topic) =>
-      serially(attempt("offsets", () => admin.fetchTopicOffsets(topic))).pipe(
-        Effect.map((partitions) =>
-          partitions
-            .map((p): PartitionOffsets => ({ partition: p.partition, low: Number(p.low), high: Number(p.high) }))
-            .sort((a, b) => a.partition - b.partition)
-        )
-      ),
-    committedOffsets: (groupId, topic) =>
-      serially(attempt("committedOffsets", () => admin.fetchOffsets({ groupId, topics: [topic] }))).pipe(
-        Effect.map((topics) =>
-          topics.flatMap((t) =>
-            t.partitions
-              // -1: the group has no commit for this partition.
-              .filter((p) => Number(p.offset) >= 0)
-              .map((p) => ({ topic: t.topic, partition: p.partition, offset: Number(p.offset) }))
-              .sort((a, b) => a.partition - b.partition)
-          )
-        )
-      )
+    maxRecordBytes: admin.maxRecordBytes,
+    createTopics: admin.createTopics,
+    deleteTopics: admin.deleteTopics,
+    listTopics: admin.listTopics,
+    describeTopic: admin.describeTopic,
+    offsets: admin.offsets,
+    committedOffsets: admin.committedOffsets
   })
 })
 
-/** The kafkajs-backed `Kafka` service. Fails with a (retryable) `KafkaError` when the brokers cannot be reached. */
-export const layer = (options: Options): Layer.Layer<Kafka, KafkaError> => Layer.effect(Kafka, make(options))
+/**
+ * The kafkajs-backed `Kafka` service. Fails with `ConfigInvalid` at once for an invalid broker address, and with a
+ * retryable `KafkaError` when the brokers cannot be reached within `connectRetry.maxDurationMs` (by default it keeps
+ * trying until interrupted).
+ */
+export const layer = (options: Options): Layer.Layer<Kafka, KafkaError | ConfigInvalid> =>
+  Layer.effect(Kafka, make(options))
 
-/** `layer` with the brokers from `SLUICE_BROKERS` (default `127.0.0.1:9092`). */
-export const layerConfig: Layer.Layer<Kafka, KafkaError | Config.ConfigError> = Layer.unwrap(
+/** `layer` with the brokers from `SLUICE_BROKERS` (default `127.0.0.1:9092`), validated like `Kafka.parseBrokers`. */
+export const layerConfig: Layer.Layer<Kafka, KafkaError | ConfigInvalid | Config.ConfigError> = Layer.unwrap(
   Effect.map(brokersConfig, (brokers) => layer({ brokers }))
 )

@@ -4,8 +4,10 @@
  * `MemoryBroker` service lets tests look inside and inject faults.
  *
  * Where it knowingly differs from a real broker:
- * - A send is atomic: a bad record (unknown partition, no key on a compacted topic) fails the call, nothing is
- *   appended. Topics are auto-created on first send with `defaultPartitions` (auto.create.topics.enable).
+ * - A send is atomic: a bad record (unknown partition, no key on a compacted topic, over the topic's
+ *   `max.message.bytes` as `Record.sizeOf` measures it) fails the call, nothing is appended. Topics are
+ *   auto-created on first send with `defaultPartitions` and the default `max.message.bytes`
+ *   (auto.create.topics.enable); `consume`, `read` and the admin calls fail for a topic that does not exist.
  * - Compaction is modelled at read time: `read` from `earliest` on a topic created with `cleanup.policy=compact`
  *   first delivers, per partition, only the latest record of each key (tombstones included, at their original
  *   offsets) among the records present when the read starts, then every record appended afterwards. Group
@@ -24,7 +26,7 @@ import { Clock, Context, Deferred, Effect, Layer, Stream } from "effect"
 import { KafkaError, Rejected, Unavailable } from "./Errors.ts"
 import * as Group from "./internal/memoryGroup.ts"
 import * as Log from "./internal/memoryLog.ts"
-import { Kafka, type KafkaShape, type ReadOptions, type TopicSpec } from "./Kafka.ts"
+import { Kafka, type KafkaShape, oversized, type ReadOptions, type TopicSpec, unknownTopic } from "./Kafka.ts"
 import * as Partitioner from "./Partitioner.ts"
 import {
   type ConsumerRecord,
@@ -44,6 +46,16 @@ export interface MemoryBrokerShape {
   readonly records: (topic: string) => Effect.Effect<ReadonlyArray<ConsumerRecord>>
   /** The next `n` calls of `send` fail with a KafkaError with this `retryable` flag, appending nothing. */
   readonly failSends: (n: number, retryable: boolean) => Effect.Effect<void>
+  /**
+   * From now on every `send` suspends before appending anything, unacknowledged, until `releaseSends`: a broker
+   * that stopped answering. A send whose records are over their topic's limit still fails at once (that check is the
+   * client's).
+   */
+  readonly holdSends: Effect.Effect<void>
+  /** Lets the held sends through, in the order they were called, and every later one. */
+  readonly releaseSends: Effect.Effect<void>
+  /** How many `send` calls are waiting (held, or released and not yet appended). */
+  readonly heldSends: Effect.Effect<number>
   /** The group's current members in join order, with their assignments. */
   readonly members: (groupId: string) => Effect.Effect<ReadonlyArray<Group.MemberInfo>>
   /** Waits until the group has committed every partition of `topic` up to the partition's current end. */
@@ -73,6 +85,8 @@ const make = Effect.fnUntraced(function* (options: Options) {
   const env: Group.Env = { topics, groups: new Map(), scope: yield* Effect.scope, maxBatchSize }
   const partitioner = Partitioner.make()
   const faults = { remaining: 0, retryable: false }
+  // Sends wait here, in call order, while `holding` and until those before them have appended.
+  const gate: { holding: boolean; readonly waiting: Array<Deferred.Deferred<void>> } = { holding: false, waiting: [] }
 
   const sendError = (message: string, retryable = false) =>
     new KafkaError({
@@ -103,7 +117,33 @@ const make = Effect.fnUntraced(function* (options: Options) {
     return targets
   }
 
+  // A held send leaving (appended, failed or interrupted) lets the next one go unless sends are held again.
+  const leaveGate = (turn: Deferred.Deferred<void>) =>
+    Effect.sync(() => {
+      const at = gate.waiting.indexOf(turn)
+      if (at >= 0) gate.waiting.splice(at, 1)
+      const next = gate.waiting[0]
+      if (at === 0 && !gate.holding && next !== undefined) Deferred.doneUnsafe(next, Effect.void)
+    })
+
+  const throughGate = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.suspend(() => {
+      if (!gate.holding && gate.waiting.length === 0) return effect
+      const turn = Deferred.makeUnsafe<void>()
+      gate.waiting.push(turn)
+      return Deferred.await(turn).pipe(Effect.andThen(effect), Effect.ensuring(leaveGate(turn)))
+    })
+
+  const limitOf = (topic: string) => topics.get(topic)?.maxMessageBytes ?? defaultMaxMessageBytes
+
   const send = (records: ReadonlyArray<ProducerRecord>) =>
+    Effect.suspend(() => {
+      // Before anything else, as the kafkajs layer's client-side check is.
+      const tooLarge = oversized(records, limitOf)
+      return tooLarge === undefined ? throughGate(append(records)) : Effect.fail(tooLarge)
+    })
+
+  const append = (records: ReadonlyArray<ProducerRecord>) =>
     Effect.flatMap(Clock.currentTimeMillis, (now) =>
       Effect.suspend(() => {
         if (faults.remaining > 0) {
@@ -145,7 +185,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
         const fromLatest = options.from === "latest"
         for (const name of options.topics) {
           const topic = topics.get(name)
-          if (topic === undefined) return Effect.fail(Log.unknownTopic("read", name))
+          if (topic === undefined) return Effect.fail(unknownTopic("read", name))
           for (const log of topic.partitions) {
             const end = log.records.length
             const compact = topic.compacted && !fromLatest
@@ -168,18 +208,26 @@ const make = Effect.fnUntraced(function* (options: Options) {
 
   const createTopics = (specs: ReadonlyArray<TopicSpec>) =>
     Effect.suspend(() => {
+      const limits: Array<number> = []
       for (const spec of specs) {
         if (!Number.isInteger(spec.partitions) || spec.partitions < 1) {
           return Effect.fail(adminError("createTopics", `invalid partition count ${spec.partitions} for ${spec.name}`))
         }
+        const limit = spec.config?.["max.message.bytes"]
+        const bytes = limit === undefined ? defaultMaxMessageBytes : /^[0-9]+$/.test(limit) ? Number(limit) : Number.NaN
+        if (!Number.isSafeInteger(bytes) || bytes < 1) {
+          return Effect.fail(adminError("createTopics", `invalid max.message.bytes ${limit} for ${spec.name}`))
+        }
+        limits.push(bytes)
       }
       const created: Array<string> = []
-      for (const spec of specs) {
-        if (topics.has(spec.name)) continue
+      specs.forEach((spec, i) => {
+        if (topics.has(spec.name)) return
         const policy = spec.config?.["cleanup.policy"] ?? "delete"
-        topics.set(spec.name, Log.makeTopic(spec.name, spec.partitions, policy.split(",").includes("compact")))
+        const compacted = policy.split(",").includes("compact")
+        topics.set(spec.name, Log.makeTopic(spec.name, spec.partitions, compacted, limits[i]))
         created.push(spec.name)
-      }
+      })
       return Group.topicsChanged(env, created)
     })
 
@@ -203,7 +251,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
   const topicOf = (operation: string, name: string) =>
     Effect.suspend(() => {
       const topic = topics.get(name)
-      return topic === undefined ? Effect.fail(Log.unknownTopic(operation, name)) : Effect.succeed(topic)
+      return topic === undefined ? Effect.fail(unknownTopic(operation, name)) : Effect.succeed(topic)
     })
 
   const committed = (groupId: string, topic: string): ReadonlyArray<TopicPartitionOffset> => {
@@ -220,10 +268,15 @@ const make = Effect.fnUntraced(function* (options: Options) {
 
   const kafka: KafkaShape = {
     send,
-    consume: (options, handlers) => Group.consume(env, options, handlers),
+    consume: (options, handlers) =>
+      Effect.suspend(() => {
+        const missing = options.topics.find((name) => !topics.has(name))
+        return missing === undefined
+          ? Group.consume(env, options, handlers)
+          : Effect.fail(unknownTopic("subscribe", missing))
+      }),
     read,
-    // Placeholder until topics carry their max.message.bytes.
-    maxRecordBytes: () => Effect.succeed(defaultMaxMessageBytes),
+    maxRecordBytes: (name) => Effect.map(topicOf("maxRecordBytes", name), (t) => t.maxMessageBytes),
     createTopics,
     deleteTopics,
     listTopics: Effect.sync(() => [...topics.keys()].sort()),
@@ -233,7 +286,8 @@ const make = Effect.fnUntraced(function* (options: Options) {
       Effect.map(topicOf("offsets", name), (t) =>
         t.partitions.map((log) => ({ partition: log.partition, low: 0, high: log.records.length }))
       ),
-    committedOffsets: (groupId, topic) => Effect.sync(() => committed(groupId, topic))
+    committedOffsets: (groupId, topic) =>
+      Effect.map(topicOf("committedOffsets", topic), () => committed(groupId, topic))
   }
 
   const caughtUp = (group: Group.Group, topic: string): boolean =>
@@ -248,6 +302,15 @@ const make = Effect.fnUntraced(function* (options: Options) {
         faults.remaining = n
         faults.retryable = retryable
       }),
+    holdSends: Effect.sync(() => {
+      gate.holding = true
+    }),
+    releaseSends: Effect.sync(() => {
+      gate.holding = false
+      const next = gate.waiting[0]
+      if (next !== undefined) Deferred.doneUnsafe(next, Effect.void)
+    }),
+    heldSends: Effect.sync(() => gate.waiting.length),
     members: (groupId) =>
       Effect.sync(() => {
         const group = env.groups.get(groupId)

@@ -1,6 +1,6 @@
 /**
  * The in-memory broker against the semantics of `Kafka.ts`: partitioning, consumer groups and rebalances,
- * pause/resume, compacted reads, fault injection.
+ * pause/resume, compacted reads, record limits, fault injection (failed and held sends), unknown topics.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Queue, Scope, Stream } from "effect"
@@ -8,7 +8,16 @@ import { TestClock } from "effect/testing"
 import { type GroupConsumer, Kafka } from "../src/Kafka.ts"
 import * as MemoryBroker from "../src/MemoryBroker.ts"
 import { partitionForKey } from "../src/Partitioner.ts"
-import { bytes, type ConsumerRecord, type RecordBatch, type TopicPartition, text } from "../src/Record.ts"
+import {
+  bytes,
+  type ConsumerRecord,
+  defaultMaxMessageBytes,
+  type RecordBatch,
+  sizeOf,
+  type TopicPartition,
+  text
+} from "../src/Record.ts"
+import { recordOfSize } from "./recordOfSize.ts"
 
 const record = (topic: string, key: string | null, value: string | null, partition?: number) => ({
   topic,
@@ -116,16 +125,31 @@ describe("MemoryBroker", () => {
     }).pipe(Effect.provide(MemoryBroker.layer))
   )
 
-  it.effect("unknown topics fail describeTopic and offsets with a non-retryable KafkaError", () =>
+  it.effect("every call about a topic that does not exist fails with UnknownTopic naming it", () =>
     Effect.gen(function* () {
       const kafka = yield* Kafka
-      for (const error of [
-        yield* kafka.describeTopic("nope").pipe(Effect.flip),
-        yield* kafka.offsets("nope").pipe(Effect.flip)
-      ]) {
+      const failures = [
+        ["describeTopic", yield* kafka.describeTopic("nope").pipe(Effect.flip)],
+        ["offsets", yield* kafka.offsets("nope").pipe(Effect.flip)],
+        ["committedOffsets", yield* kafka.committedOffsets("g", "nope").pipe(Effect.flip)],
+        ["maxRecordBytes", yield* kafka.maxRecordBytes("nope").pipe(Effect.flip)],
+        ["read", yield* kafka.read({ topics: ["nope"] }).pipe(Stream.runDrain, Effect.flip)],
+        [
+          "subscribe",
+          yield* kafka
+            .consume(
+              { groupId: "g", topics: ["nope"] },
+              { onBatch: () => Effect.void, onAssignment: () => Effect.void }
+            )
+            .pipe(Effect.scoped, Effect.flip)
+        ]
+      ] as const
+      for (const [operation, error] of failures) {
         assert.strictEqual(error._tag, "KafkaError")
+        assert.strictEqual(error.operation, operation)
         assert.strictEqual(error.reason._tag, "UnknownTopic")
-        assert.strictEqual(error.reason.message, "unknown topic nope")
+        assert.strictEqual(error.reason.message, "topic nope does not exist")
+        assert.strictEqual(error.reason._tag === "UnknownTopic" ? error.reason.topic : undefined, "nope")
         assert.isFalse(error.isRetryable)
       }
       yield* kafka.createTopics([{ name: "a", partitions: 2 }])
@@ -404,12 +428,15 @@ describe("MemoryBroker", () => {
     }).pipe(Effect.provide(MemoryBroker.layer))
   )
 
-  it.live("a member subscribed to a topic that does not exist yet gets it once it is created", () =>
+  it.live("a member whose topic is deleted loses its partitions and gets them back once it is created again", () =>
     Effect.gen(function* () {
       const kafka = yield* Kafka
       const broker = yield* MemoryBroker.MemoryBroker
+      yield* kafka.createTopics([{ name: "later", partitions: 1 }])
       const a = yield* member("g", ["later"])
-      assert.deepStrictEqual(yield* Queue.take(a.assignments), [])
+      assert.deepStrictEqual(partitions(yield* assignmentOf(a.assignments, 1)), [0])
+      yield* kafka.deleteTopics(["later"])
+      assert.deepStrictEqual(yield* assignmentOf(a.assignments, 0), [])
       yield* kafka.send([record("later", "k", "v")])
       assert.deepStrictEqual(partitions(yield* assignmentOf(a.assignments, 1)), [0])
       const [got] = yield* takeRecords(a.batches, 1)
@@ -486,6 +513,125 @@ describe("MemoryBroker", () => {
       yield* broker.failSends(1, false)
       assert.isFalse((yield* kafka.send([record("t", "k", "lost")]).pipe(Effect.flip)).isRetryable)
       assert.deepStrictEqual((yield* broker.records("t")).map(valueText), ["kept"])
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+
+  it.effect("topics carry max.message.bytes: from createTopics, else the default, also when auto-created", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      yield* kafka.createTopics([
+        { name: "small", partitions: 1, config: { "max.message.bytes": "20000" } },
+        { name: "plain", partitions: 1 }
+      ])
+      yield* kafka.send([record("auto", "k", "v")])
+      assert.strictEqual(yield* kafka.maxRecordBytes("small"), 20_000)
+      assert.strictEqual(yield* kafka.maxRecordBytes("plain"), defaultMaxMessageBytes)
+      assert.strictEqual(yield* kafka.maxRecordBytes("auto"), defaultMaxMessageBytes)
+      const invalid = yield* kafka
+        .createTopics([{ name: "bad", partitions: 1, config: { "max.message.bytes": "lots" } }])
+        .pipe(Effect.flip)
+      assert.strictEqual(invalid.reason._tag, "Rejected")
+      assert.include(invalid.reason.message, "max.message.bytes")
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+
+  it.effect("a send with a record over its topic's limit fails whole, naming every offending record", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const broker = yield* MemoryBroker.MemoryBroker
+      const limit = 20_000
+      yield* kafka.createTopics([{ name: "small", partitions: 2, config: { "max.message.bytes": String(limit) } }])
+      const sized = (size: number) =>
+        recordOfSize({ topic: "small", key: bytes("k"), headers: { trace: new Uint8Array([0xff, 0xfe, 0x00]) } }, size)
+      assert.strictEqual(sizeOf(sized(limit)), limit)
+      assert.strictEqual(sizeOf(sized(limit + 1)), limit + 1)
+
+      const [ok] = yield* kafka.send([sized(limit)])
+      assert.strictEqual(ok?.offset, 0, "a record of exactly the limit is accepted")
+
+      const error = yield* kafka
+        .send([record("small", "a", "fine"), sized(limit + 1), record("other", "b", "fine"), sized(limit + 5)])
+        .pipe(Effect.flip)
+      assert.strictEqual(error.operation, "send")
+      assert.isFalse(error.isRetryable)
+      const reason = error.reason
+      assert.strictEqual(reason._tag, "MessageTooLarge")
+      if (reason._tag !== "MessageTooLarge") return
+      assert.deepStrictEqual(reason.records, [1, 3])
+      assert.strictEqual(reason.topic, "small")
+      assert.strictEqual(reason.size, limit + 1)
+      assert.strictEqual(reason.limit, limit)
+      assert.include(reason.message, "small")
+      assert.include(reason.message, String(limit + 1))
+      assert.include(reason.message, String(limit))
+      assert.strictEqual((yield* broker.records("small")).length, 1, "nothing of the failed send is appended")
+      assert.notInclude(yield* kafka.listTopics, "other", "nor is a topic auto-created for it")
+
+      // An auto-created topic gets the default limit.
+      const big = yield* kafka
+        .send([{ topic: "new", key: null, value: new Uint8Array(defaultMaxMessageBytes) }])
+        .pipe(Effect.flip)
+      assert.strictEqual(big.reason._tag, "MessageTooLarge")
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+
+  /** Yields until `n` sends are held (they run in forked fibers). */
+  const untilHeld = (broker: MemoryBroker.MemoryBrokerShape, n: number) =>
+    Effect.gen(function* () {
+      for (let i = 0; i < 1000 && (yield* broker.heldSends) !== n; i++) yield* Effect.yieldNow
+      assert.strictEqual(yield* broker.heldSends, n)
+    })
+
+  it.effect("holdSends keeps sends waiting, unacknowledged, until releaseSends lets them through in order", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const broker = yield* MemoryBroker.MemoryBroker
+      yield* kafka.createTopics([{ name: "t", partitions: 1, config: { "max.message.bytes": "100" } }])
+      yield* broker.holdSends
+      const acked: Array<string> = []
+      const sendOne = (value: string) =>
+        kafka.send([record("t", null, value)]).pipe(
+          Effect.tap(() =>
+            Effect.sync(() => {
+              acked.push(value)
+            })
+          )
+        )
+      const fibers = []
+      for (const value of ["a", "b", "c"]) {
+        fibers.push(yield* Effect.forkChild(sendOne(value)))
+        yield* Effect.yieldNow
+      }
+      const dropped = yield* Effect.forkChild(sendOne("dropped"))
+      yield* untilHeld(broker, 4)
+      yield* Fiber.interrupt(dropped)
+      yield* untilHeld(broker, 3)
+      assert.deepStrictEqual(yield* broker.records("t"), [], "nothing is appended while held")
+      assert.deepStrictEqual(acked, [], "nothing is acknowledged while held")
+
+      // The size check is the client's: it fails at once, held or not.
+      const tooLarge = yield* kafka.send([record("t", null, "x".repeat(100))]).pipe(Effect.flip)
+      assert.strictEqual(tooLarge.reason._tag, "MessageTooLarge")
+      assert.strictEqual(yield* broker.heldSends, 3)
+
+      yield* broker.releaseSends
+      // Sent after the release but before the held ones ran: still after them.
+      const late = yield* Effect.forkChild(sendOne("d"))
+      const offsets = []
+      for (const fiber of [...fibers, late]) offsets.push((yield* Fiber.join(fiber))[0]?.offset)
+      assert.deepStrictEqual(offsets, [0, 1, 2, 3])
+      assert.sameMembers(acked, ["a", "b", "c", "d"])
+      assert.deepStrictEqual((yield* broker.records("t")).map(valueText), ["a", "b", "c", "d"])
+      assert.strictEqual(yield* broker.heldSends, 0)
+
+      // Held again: from now on, until released.
+      yield* broker.holdSends
+      const again = yield* Effect.forkChild(sendOne("e"))
+      yield* untilHeld(broker, 1)
+      assert.strictEqual((yield* broker.records("t")).length, 4)
+      yield* broker.releaseSends
+      yield* Fiber.join(again)
+      assert.deepStrictEqual((yield* broker.records("t")).map(valueText), ["a", "b", "c", "d", "e"])
     }).pipe(Effect.provide(MemoryBroker.layer))
   )
 })

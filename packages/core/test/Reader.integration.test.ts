@@ -1,7 +1,8 @@
 /**
- * Bounded reads on the real broker when a partition ends in a transaction marker, as every topic written by an
- * exactly-once producer (Kafka Streams, a transactional Java app, Sluice's planned exactly-once mode) does. The
- * marker takes an offset that is never delivered, so "read to the end" must not wait for a record there.
+ * Bounded reads on the real broker (SLUICE_BROKERS, default 127.0.0.1:9092) when a partition ends in a transaction
+ * marker, as every topic written by an exactly-once producer (Kafka Streams, a transactional Java app, Sluice's
+ * planned exactly-once mode) does. The marker takes an offset that is never delivered, so "read to the end" must not
+ * wait for a record there.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schedule, Schema, Stream } from "effect"
@@ -13,12 +14,11 @@ import * as KafkaJs from "../src/KafkaJs.ts"
 import * as Reader from "../src/Reader.ts"
 import * as Table from "../src/Table.ts"
 import * as Topic from "../src/Topic.ts"
-
-const brokers = ["127.0.0.1:9092"]
+import { brokers, connectRetry } from "./brokers.ts"
 
 const produceTransactionally = (topic: string, records: ReadonlyArray<readonly [string, string]>) =>
   Effect.promise(async () => {
-    const producer = new KafkaJsClient({ brokers, logLevel: logLevel.NOTHING }).producer({
+    const producer = new KafkaJsClient({ brokers: [...brokers], logLevel: logLevel.NOTHING }).producer({
       transactionalId: `${topic}-tx`,
       idempotent: true,
       maxInFlightRequests: 1
@@ -63,6 +63,6 @@ describe("Reader (real broker)", () => {
       assert.strictEqual(yield* table.size, 2)
       assert.strictEqual(yield* table.get("2"), "bob")
       yield* kafka.deleteTopics([name])
-    }).pipe(Effect.scoped, Effect.provide(KafkaJs.layer({ brokers })))
+    }).pipe(Effect.scoped, Effect.provide(KafkaJs.layer({ brokers, connectRetry })))
   )
 })

@@ -8,14 +8,19 @@
 import { Cause, type Context, Deferred, Effect, Exit, type Scope } from "effect"
 import type * as KafkaJS from "kafkajs"
 import { Closed, KafkaError, Transient } from "../Errors.ts"
-import type { ConsumeHandlers, ConsumeOptions, GroupConsumer } from "../Kafka.ts"
+import { type ConsumeHandlers, type ConsumeOptions, type GroupConsumer, unknownTopic } from "../Kafka.ts"
 import { type ConsumerRecord, type Headers, type RecordBatch, type TopicPartition, tpKey } from "../Record.ts"
+import { disconnectWithin } from "./kafkajsClient.ts"
 import { attempt, toKafkaError } from "./kafkajsErrors.ts"
 
 export interface ConsumerSettings {
   readonly partitionsConsumedConcurrently: number
   readonly retry: KafkaJS.RetryOptions
   readonly allowAutoTopicCreation: boolean
+  /** How long closing waits for a consumer to disconnect (leave its group). */
+  readonly closeTimeoutMs: number
+  /** Which of these topics do not exist: names the topic when a subscription fails on a missing one. */
+  readonly missingTopics: (topics: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, KafkaError>
 }
 
 const noHeaders: Headers = {}
@@ -157,22 +162,58 @@ const makeInFlight = () => {
   }
 }
 
-const disconnect = (consumer: KafkaJS.Consumer, log: (message: string) => void) =>
-  Effect.promise(() =>
-    consumer.disconnect().catch((error: unknown) => log(`kafkajs consumer disconnect failed: ${String(error)}`))
-  ).pipe(Effect.timeoutOption("30 seconds"), Effect.asVoid)
+/** Disconnects within the bound; a consumer that cannot leave its group in time is left to the session timeout. */
+export const disconnect = (consumer: KafkaJS.Consumer, settings: ConsumerSettings, groupId: string) =>
+  disconnectWithin(
+    consumer,
+    settings.closeTimeoutMs,
+    Effect.logWarning(
+      `the consumer of group ${groupId} did not leave it within ${settings.closeTimeoutMs} ms; ` +
+        "its partitions move to other members after its session timeout"
+    )
+  )
 
 /** Connects on acquire; on release aborts the handlers still running, then disconnects (leaving the group). */
-export const connectScoped = (consumer: KafkaJS.Consumer, abort: AbortController, log: (message: string) => void) =>
+export const connectScoped = (
+  consumer: KafkaJS.Consumer,
+  abort: AbortController,
+  settings: ConsumerSettings,
+  groupId: string
+) =>
   Effect.acquireRelease(
-    attempt("connect", () => consumer.connect()).pipe(Effect.onError(() => disconnect(consumer, log))),
+    attempt("connect", () => consumer.connect()).pipe(Effect.onError(() => disconnect(consumer, settings, groupId))),
     () =>
       Effect.suspend(() => {
         // The scope is closing: whoever would take what a suspended handler offers is gone, and kafkajs waits for
         // every eachBatch to return before it leaves the group.
         abort.abort()
-        return disconnect(consumer, log)
+        return disconnect(consumer, settings, groupId)
       })
+  )
+
+/**
+ * Subscribes to the topics. kafkajs fails on a missing topic without naming it (and retries it when it is one the
+ * consumer already knew); the failure names the first missing topic.
+ */
+export const subscribe = (
+  consumer: KafkaJS.Consumer,
+  settings: ConsumerSettings,
+  operation: string,
+  topics: ReadonlyArray<string>,
+  fromBeginning: boolean
+) =>
+  attempt(operation, () => consumer.subscribe({ topics: [...topics], fromBeginning })).pipe(
+    Effect.catchIf(
+      (error) => error.reason._tag === "UnknownTopic",
+      (error) =>
+        settings
+          .missingTopics(topics)
+          .pipe(
+            Effect.flatMap((missing) =>
+              Effect.fail(missing.length === 0 ? error : unknownTopic(operation, missing[0]!))
+            )
+          )
+    )
   )
 
 type Phase =
@@ -196,6 +237,7 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
     const annotate = Effect.annotateLogs({ groupId: options.groupId })
     const logError = (message: string, cause?: Cause.Cause<unknown>) =>
       fork(Effect.logError(message, ...(cause === undefined ? [] : [cause])).pipe(annotate))
+    const logWarning = (message: string) => fork(Effect.logWarning(message).pipe(annotate))
 
     const sessionTimeoutMs = options.sessionTimeoutMs ?? 10_000
     const consumer = kafka.consumer(
@@ -270,8 +312,10 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
       const error = toKafkaError("consume", event.payload.error)
       phase = event.payload.restart ? { _tag: "restarting", error } : { _tag: "crashed", error }
       if (!event.payload.restart) Deferred.doneUnsafe(crashed, Effect.fail(error))
-      // kafkajs logs the stack itself; this line says what it means for Sluice.
-      logError(
+      // kafkajs' own entries about the crash go to Debug (kafkajsLog.ts); this line says what it means for Sluice:
+      // a warning while kafkajs rejoins, an error once it gives up.
+      const log = event.payload.restart ? logWarning : logError
+      log(
         `kafkajs consumer crashed and ${event.payload.restart ? "will rejoin" : "stays down"}; ` +
           `its partitions are revoked: ${error.reason.message}`
       )
@@ -315,18 +359,16 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
       }
     }
 
-    yield* connectScoped(consumer, abort, (message) => logError(message))
+    yield* connectScoped(consumer, abort, settings, options.groupId)
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         phase = { _tag: "closed" }
         stopped = true
       })
     )
-    yield* attempt("subscribe", () =>
-      consumer.subscribe({ topics, fromBeginning: options.fromBeginning ?? true })
-    ).pipe(
+    yield* subscribe(consumer, settings, "subscribe", topics, options.fromBeginning ?? true).pipe(
       // Leave nothing connected until the caller's scope closes.
-      Effect.onError(() => disconnect(consumer, (message) => logError(message)))
+      Effect.onError(() => disconnect(consumer, settings, options.groupId))
     )
     // `run` resolves only after the first join; consume returns as soon as the consumer runs, and failures to join
     // arrive as CRASH events.

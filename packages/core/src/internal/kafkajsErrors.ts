@@ -1,7 +1,7 @@
 /**
  * How kafkajs failures become Sluice's `KafkaError`: the operation, and a tagged reason (Unavailable, Timeout,
  * Rebalance, MessageTooLarge, ...) whose message names the kafkajs error and the broker error type it wraps, with
- * the original error as its cause.
+ * the original error as its cause; and the backoff Sluice retries them with.
  */
 import { Effect, Predicate, Schedule } from "effect"
 import * as Errors from "../Errors.ts"
@@ -92,9 +92,13 @@ export const toReason = (error: unknown, topic?: string): Errors.Reason => {
 export const toKafkaError = (operation: string, error: unknown, topic?: string): Errors.KafkaError =>
   error instanceof Errors.KafkaError ? error : new Errors.KafkaError({ operation, reason: toReason(error, topic) })
 
-/** Runs a kafkajs call, mapping its rejection (or synchronous throw) to a `KafkaError`. */
-export const attempt = <A>(operation: string, f: () => Promise<A>): Effect.Effect<A, Errors.KafkaError> =>
-  Effect.tryPromise({ try: f, catch: (error) => toKafkaError(operation, error) })
+/** Runs a kafkajs call, mapping its rejection (or synchronous throw) to a `KafkaError` (about `topic`, when known). */
+export const attempt = <A>(
+  operation: string,
+  f: () => Promise<A>,
+  topic?: string
+): Effect.Effect<A, Errors.KafkaError> =>
+  Effect.tryPromise({ try: f, catch: (error) => toKafkaError(operation, error, topic) })
 
 /** Capped exponential backoff: 100 ms doubling to 5 s, for `limitMs` in total. */
 export const backoff = (limitMs: number) =>

@@ -3,29 +3,58 @@
  *
  * kafkajs corrupts the sequence numbers of an idempotent producer when `send` calls overlap (OUT_OF_ORDER_SEQUENCE_NUMBER,
  * tulios/kafkajs#598), so a single sender fiber owns the producer. It takes every request waiting in the queue and
- * sends them as one `sendBatch`, which also coalesces concurrent callers into one produce request per broker, then
- * hands each caller the metadata of its own records.
+ * sends them as one `sendBatch` per chunk, which also coalesces concurrent callers into one produce request per
+ * broker, then hands each caller the metadata of its own records.
+ *
+ * Before a request is queued, every record is checked against its topic's `max.message.bytes` (`Kafka.oversized`),
+ * so an oversized record fails the call with nothing sent. kafkajs puts all records of one partition of a
+ * `sendBatch` into one record batch, which the broker measures against the same limit; chunks therefore also keep
+ * the records of each topic under its limit.
+ *
+ * The sender is supervised: a defect while processing some requests fails those callers with it and the sender goes
+ * on; if the sender ever ends other than by the layer closing, every waiting and later `send` fails with `Closed`.
  */
 
-import { Deferred, Effect, Exit, Queue, type Scope } from "effect"
+import { Cause, Deferred, Effect, Exit, type Fiber, Queue, type Scope } from "effect"
 import type * as KafkaJS from "kafkajs"
-import { Closed, KafkaError, Rejected } from "../Errors.ts"
+import { Closed, KafkaError, MessageTooLarge, messageOf, Rejected, Transient } from "../Errors.ts"
+import { oversized, unknownTopic } from "../Kafka.ts"
 import * as Partitioner from "../Partitioner.ts"
-import { bytes, type ProducerRecord, type RecordMetadata, tpKey } from "../Record.ts"
-import { attempt, backoff, errorType } from "./kafkajsErrors.ts"
+import { bytes, defaultMaxMessageBytes, type ProducerRecord, type RecordMetadata, sizeOf, tpKey } from "../Record.ts"
+import { makeClient } from "./kafkajsClient.ts"
+import { attempt, backoff } from "./kafkajsErrors.ts"
+
+/** What the producer needs of a kafkajs producer (a narrow type, so tests can stand in for kafkajs). */
+export type ProducerClient = Pick<KafkaJS.Producer, "connect" | "disconnect" | "sendBatch">
 
 export interface ProducerOptions {
   /** How long `send` retries retryable failures before it fails. */
   readonly sendRetryMs: number
-  /** Upper bound for the payload of one `sendBatch`; the broker rejects record batches over `message.max.bytes`. */
+  /** Upper bound for the payload of one `sendBatch` (a single larger record still goes alone). */
   readonly maxBatchBytes: number
   readonly allowAutoTopicCreation: boolean
+  /** How long closing waits for the kafkajs producer to disconnect. */
+  readonly closeTimeoutMs: number
   /** The topics that exist; used to notice that a topic this producer wrote to was deleted. */
   readonly listTopics: Effect.Effect<ReadonlyArray<string>, KafkaError>
+  /** A topic's limit for one record batch (`max.message.bytes`); fails with UnknownTopic for a missing topic. */
+  readonly maxRecordBytes: (topic: string) => Effect.Effect<number, KafkaError>
+  /** Forgets a topic's cached limit, after the broker refused a batch it let through. */
+  readonly forgetLimit: (topic: string) => void
+}
+
+export interface Producer {
+  /** Connects the kafkajs producer; a no-op once connected. */
+  readonly connect: Effect.Effect<void, KafkaError>
+  readonly send: (records: ReadonlyArray<ProducerRecord>) => Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError>
+  /** The sender fiber, exposed so that tests can check its supervision. */
+  readonly sender: Fiber.Fiber<never>
 }
 
 interface Request {
   readonly records: ReadonlyArray<ProducerRecord>
+  /** The limit of each topic of `records`. */
+  readonly limits: ReadonlyMap<string, number>
   readonly results: Array<RecordMetadata>
   readonly deferred: Deferred.Deferred<ReadonlyArray<RecordMetadata>, KafkaError>
 }
@@ -53,20 +82,21 @@ const toMessage = (record: ProducerRecord): KafkaJS.Message => {
   return message
 }
 
-const estimateBytes = (record: ProducerRecord): number => {
-  let size = 64 + (record.key?.byteLength ?? 0) + (record.value?.byteLength ?? 0)
-  if (record.headers !== undefined) for (const k in record.headers) size += k.length + record.headers[k]!.byteLength + 8
-  return size
-}
+/** The record batch header that `Record.sizeOf` counts once per record. */
+const batchHeaderBytes = 61
+/**
+ * What a record adds to a batch it shares beyond what `sizeOf` counts for it alone: its offset and timestamp deltas
+ * are no longer 0 (at most 5 and 10 bytes as varints instead of 1 each), which may lengthen its length varint by 1.
+ */
+const sharedBatchSlack = 14
+
+const describeCause = (cause: Cause.Cause<unknown>): string =>
+  Cause.hasInterruptsOnly(cause) ? "it was interrupted" : messageOf(Cause.squash(cause))
 
 export const make = Effect.fnUntraced(function* (
-  kafka: KafkaJS.Kafka,
+  createProducer: (config: KafkaJS.ProducerConfig) => ProducerClient,
   options: ProducerOptions
-): Effect.fn.Return<
-  (records: ReadonlyArray<ProducerRecord>) => Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError>,
-  KafkaError,
-  Scope.Scope
-> {
+): Effect.fn.Return<Producer, never, Scope.Scope> {
   // The partition chosen for each message object. kafkajs calls the partitioner again on each of its own retries,
   // and ours re-send the same objects: a retried record must land where its first attempt went, or the broker's
   // idempotence check would match a different record against the sequence number.
@@ -92,39 +122,42 @@ export const make = Effect.fnUntraced(function* (
     // by `retrySchedule` below, where they are visible and bounded.
     retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 }
   }
-  let producer = kafka.producer(config)
-  let connected = false
-  const disconnect = (p: KafkaJS.Producer) => Effect.promise(() => p.disconnect().catch(() => undefined))
-  const connect = Effect.suspend(() =>
-    connected
-      ? Effect.void
-      : attempt("connect", () => producer.connect()).pipe(
-          Effect.tap(() =>
-            Effect.sync(() => {
-              connected = true
-            })
-          )
-        )
-  )
-  yield* Effect.acquireRelease(connect.pipe(Effect.onError(() => disconnect(producer))), () =>
-    Effect.suspend(() => disconnect(producer))
-  )
+  const producer = yield* makeClient("producer", () => createProducer(config), options.closeTimeoutMs)
 
   // kafkajs keeps refreshing the metadata of every topic it ever produced to, and once one of them is deleted every
   // refresh fails with UNKNOWN_TOPIC_OR_PARTITION, for sends to any topic. A fresh producer forgets the topic.
   const sentTopics = new Set<string>()
-  const dropDeletedTopics = Effect.gen(function* () {
+  const recoverUnknownTopic = Effect.fnUntraced(function* (error: KafkaError, topics: ReadonlyArray<string>) {
     const existing = new Set(yield* options.listTopics)
     const gone = [...sentTopics].filter((topic) => !existing.has(topic))
-    if (gone.length === 0) return
-    for (const topic of gone) sentTopics.delete(topic)
-    yield* Effect.logInfo(`replacing the kafkajs producer: topics it produced to were deleted (${gone.join(", ")})`)
-    const old = producer
-    producer = kafka.producer(config)
-    connected = false
-    yield* disconnect(old)
-    yield* connect
+    if (gone.length > 0) {
+      for (const topic of gone) sentTopics.delete(topic)
+      yield* Effect.logInfo(`replacing the kafkajs producer: topics it produced to were deleted (${gone.join(", ")})`)
+      yield* producer.replace
+    }
+    const missing = topics.filter((topic) => !existing.has(topic))
+    for (const topic of missing) options.forgetLimit(topic)
+    if (missing.length > 0 && !options.allowAutoTopicCreation) return yield* unknownTopic("send", missing[0]!)
+    // Every topic exists (or is being created): the producer was stale, or the metadata had not caught up yet.
+    return yield* new KafkaError({
+      operation: "send",
+      reason: new Transient({ message: `the producer's metadata was stale: ${error.reason.message}`, cause: error })
+    })
   })
+
+  // The broker measured a batch against a limit the pre-check did not know (the topic's config changed, or a
+  // broker-wide limit is lower): never retried, and the cached limits are read again next time.
+  const tooLarge = (error: KafkaError, topics: ReadonlyArray<string>) => {
+    for (const topic of topics) options.forgetLimit(topic)
+    return new KafkaError({
+      operation: "send",
+      reason: new MessageTooLarge({
+        message: `the broker refused records for topic ${topics.join(", ")} as too large: ${error.reason.message}`,
+        cause: error,
+        ...(topics.length === 1 ? { topic: topics[0]! } : {})
+      })
+    })
+  }
 
   const retrySchedule = backoff(options.sendRetryMs)
   const sendChunk = (entries: ReadonlyArray<Entry>) => {
@@ -137,17 +170,30 @@ export const make = Effect.fnUntraced(function* (
     }
     // One entry per topic: kafkajs keeps only the last entry of a topic that appears twice.
     const topicMessages = Array.from(byTopic, ([topic, messages]) => ({ topic, messages }))
-    return connect.pipe(
-      Effect.andThen(attempt("send", () => producer.sendBatch({ topicMessages, acks: -1 }))),
-      Effect.tapError((e) =>
-        errorType(e.cause) === "UNKNOWN_TOPIC_OR_PARTITION" ? Effect.ignore(dropDeletedTopics) : Effect.void
+    const topics = [...byTopic.keys()]
+    return producer.connect.pipe(
+      Effect.andThen(
+        Effect.suspend(() =>
+          attempt(
+            "send",
+            () => producer.current().sendBatch({ topicMessages, acks: -1 }),
+            topics.length === 1 ? topics[0] : undefined
+          )
+        )
+      ),
+      Effect.catch((error) =>
+        error.reason._tag === "UnknownTopic"
+          ? recoverUnknownTopic(error, topics)
+          : error.reason._tag === "MessageTooLarge"
+            ? Effect.fail(tooLarge(error, topics))
+            : Effect.fail(error)
       ),
       // A topic missing from the metadata right after it was created (or after a deleted topic was dropped above)
       // is worth retrying, within the same bound.
       Effect.retry({ schedule: retrySchedule, while: (e) => e.isRetryable || e.reason._tag === "UnknownTopic" }),
       Effect.tap(() =>
         Effect.sync(() => {
-          for (const topic of byTopic.keys()) sentTopics.add(topic)
+          for (const topic of topics) sentTopics.add(topic)
         })
       ),
       Effect.flatMap((metadata) => assignOffsets(entries, metadata))
@@ -181,13 +227,15 @@ export const make = Effect.fnUntraced(function* (
       return Effect.void
     })
 
-  // Sends the requests in chunks of at most `maxBatchBytes`. A request whose chunk fails is failed as a whole; its
-  // later records are not sent (earlier chunks may already be written: the caller's retry may duplicate them).
+  // Sends the requests in chunks of at most `maxBatchBytes`, in which the records of each topic stay under the
+  // topic's limit. A request whose chunk fails is failed as a whole; its later records are not sent (earlier chunks
+  // may already be written: the caller's retry may duplicate them).
   const sendAll = Effect.fnUntraced(function* (requests: ReadonlyArray<Request>) {
     let i = 0
     let j = 0
     while (i < requests.length) {
       const entries: Array<Entry> = []
+      const topicBytes = new Map<string, number>()
       let size = 0
       while (i < requests.length) {
         const request = requests[i]!
@@ -196,10 +244,16 @@ export const make = Effect.fnUntraced(function* (
           continue
         }
         const record = request.records[j]!
-        const recordSize = estimateBytes(record)
+        const recordSize = sizeOf(record)
+        const shared = recordSize - batchHeaderBytes + sharedBatchSlack
+        const inTopic = topicBytes.get(record.topic)
+        const limit = request.limits.get(record.topic) ?? defaultMaxMessageBytes
         if (entries.length > 0 && size + recordSize > options.maxBatchBytes) break
+        // The first record of a topic always fits: the pre-check saw to it.
+        if (inTopic !== undefined && inTopic + shared > limit) break
         entries.push({ request, index: j, message: toMessage(record) })
         size += recordSize
+        topicBytes.set(record.topic, (inTopic ?? batchHeaderBytes) + shared)
         if (++j === request.records.length) {
           i++
           j = 0
@@ -227,31 +281,87 @@ export const make = Effect.fnUntraced(function* (
   })
 
   const queue = yield* Queue.unbounded<Request>()
-  let closed = false
-  const closedError = new KafkaError({ operation: "send", reason: new Closed({ message: "the producer is closed" }) })
+  let closing = false
+  // Set once the sender has ended: every later `send` fails with it.
+  let stopped: KafkaError | undefined
+  let inFlight: ReadonlyArray<Request> = []
+  const failAll = (requests: Iterable<Request>, error: KafkaError) =>
+    Effect.forEach(requests, (r) => Deferred.fail(r.deferred, error), { discard: true })
 
-  yield* Effect.forkScoped(
-    Effect.gen(function* () {
-      const requests = yield* Queue.takeAll(queue)
-      yield* sendAll(requests).pipe(
-        // Interrupted mid-send (the layer is closing): nobody else will complete these callers.
-        Effect.onInterrupt(() => Effect.forEach(requests, (r) => Deferred.fail(r.deferred, closedError)))
+  const step = Effect.gen(function* () {
+    const requests = yield* Queue.takeAll(queue)
+    inFlight = requests
+    yield* sendAll(requests).pipe(
+      // A defect (a bug, a record kafkajs cannot take) fails the callers of these requests with it, and only them.
+      Effect.catchCause((cause) =>
+        Cause.hasInterruptsOnly(cause)
+          ? Effect.failCause(cause)
+          : Effect.logError("the kafkajs producer failed a send with a defect", cause).pipe(
+              Effect.andThen(Effect.forEach(requests, (r) => Deferred.failCause(r.deferred, cause), { discard: true }))
+            )
       )
-    }).pipe(Effect.forever)
-  )
-  yield* Effect.addFinalizer(() =>
+    )
+    inFlight = []
+  })
+
+  const stop = (exit: Exit.Exit<never>) =>
     Effect.gen(function* () {
-      closed = true
-      const waiting = yield* Queue.clear(queue)
-      yield* Effect.forEach(waiting, (r) => Deferred.fail(r.deferred, closedError), { discard: true })
+      const error = closing
+        ? new KafkaError({ operation: "send", reason: new Closed({ message: "the producer is closed" }) })
+        : new KafkaError({
+            operation: "send",
+            reason: new Closed({
+              message: `the producer's sender stopped (${Exit.isFailure(exit) ? describeCause(exit.cause) : "it ended"}); no record can be sent`,
+              ...(Exit.isFailure(exit) ? { cause: Cause.squash(exit.cause) } : {})
+            })
+          })
+      // First, so that no send queues behind the requests failed below.
+      stopped = error
+      if (!closing && Exit.isFailure(exit)) {
+        yield* Effect.logError("the kafkajs producer's sender stopped; every send fails from now on", exit.cause)
+      }
+      const waiting = [...inFlight, ...(yield* Queue.clear(queue))]
+      inFlight = []
+      yield* failAll(waiting, error)
+    })
+
+  const sender = yield* Effect.forkScoped(Effect.forever(step).pipe(Effect.onExit(stop)))
+  // Runs before the sender is interrupted (finalizers run in reverse order), so its end counts as closing.
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      closing = true
     })
   )
 
-  return (records: ReadonlyArray<ProducerRecord>) =>
+  // The limit of every topic of `records`, each looked up once. With auto-creation, a topic that does not exist yet
+  // will get the broker's default.
+  const limitsOf = (records: ReadonlyArray<ProducerRecord>) => {
+    const topics = new Set<string>()
+    for (const r of records) topics.add(r.topic)
+    return Effect.forEach(topics, (topic) =>
+      options.maxRecordBytes(topic).pipe(
+        Effect.catchIf(
+          (e) => options.allowAutoTopicCreation && e.reason._tag === "UnknownTopic",
+          () => Effect.succeed(defaultMaxMessageBytes)
+        ),
+        Effect.map((limit) => [topic, limit] as const)
+      )
+    ).pipe(Effect.map((entries) => new Map(entries)))
+  }
+
+  const send = (records: ReadonlyArray<ProducerRecord>) =>
     Effect.suspend(() => {
-      if (closed) return Effect.fail(closedError)
-      const deferred = Deferred.makeUnsafe<ReadonlyArray<RecordMetadata>, KafkaError>()
-      Queue.offerUnsafe(queue, { records, results: new Array<RecordMetadata>(records.length), deferred })
-      return Deferred.await(deferred)
+      if (stopped !== undefined) return Effect.fail(stopped)
+      if (records.length === 0) return Effect.succeed([])
+      return Effect.flatMap(limitsOf(records), (limits) => {
+        const error = oversized(records, (topic) => limits.get(topic) ?? defaultMaxMessageBytes)
+        if (error !== undefined) return Effect.fail(error)
+        if (stopped !== undefined) return Effect.fail(stopped)
+        const deferred = Deferred.makeUnsafe<ReadonlyArray<RecordMetadata>, KafkaError>()
+        Queue.offerUnsafe(queue, { records, limits, results: new Array<RecordMetadata>(records.length), deferred })
+        return Deferred.await(deferred)
+      })
     })
+
+  return { connect: producer.connect, send, sender }
 })

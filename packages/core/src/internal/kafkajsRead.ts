@@ -16,10 +16,11 @@ import {
   consumerConfig,
   heartbeatIntervalFor,
   startRunning,
+  subscribe,
   toRecordBatch,
   whileHeartbeating
 } from "./kafkajsConsumer.ts"
-import { attempt, toKafkaError } from "./kafkajsErrors.ts"
+import { toKafkaError } from "./kafkajsErrors.ts"
 
 export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (options: ReadOptions) =>
   Stream.callback<RecordBatch, KafkaError>(
@@ -28,9 +29,10 @@ export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (optio
         const context: Context.Context<never> = yield* Effect.context<never>()
         const abort = new AbortController()
         const sessionTimeoutMs = 10_000
+        const groupId = `sluice-reader-${crypto.randomUUID()}`
         const consumer = kafka.consumer(
           consumerConfig(
-            `sluice-reader-${crypto.randomUUID()}`,
+            groupId,
             sessionTimeoutMs,
             options.maxWaitMs ?? 100,
             settings,
@@ -60,10 +62,8 @@ export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (optio
         const log = (message: string) => {
           Effect.runForkWith(context)(Effect.logError(message))
         }
-        yield* connectScoped(consumer, abort, log)
-        yield* attempt("subscribe", () =>
-          consumer.subscribe({ topics: [...options.topics], fromBeginning: options.from !== "latest" })
-        )
+        yield* connectScoped(consumer, abort, settings, groupId)
+        yield* subscribe(consumer, settings, "read", options.topics, options.from !== "latest")
         yield* startRunning(
           consumer,
           settings,

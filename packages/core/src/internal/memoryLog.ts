@@ -8,8 +8,9 @@
  */
 import { Buffer } from "node:buffer"
 import { Deferred, Effect } from "effect"
-import { KafkaError, UnknownTopic } from "../Errors.ts"
-import type { ConsumerRecord, RecordBatch } from "../Record.ts"
+import type { KafkaError } from "../Errors.ts"
+import { unknownTopic } from "../Kafka.ts"
+import { type ConsumerRecord, defaultMaxMessageBytes, type RecordBatch } from "../Record.ts"
 
 export interface PartitionLog {
   readonly topic: string
@@ -24,12 +25,20 @@ export interface PartitionLog {
 export interface TopicLog {
   readonly name: string
   readonly compacted: boolean
+  /** The topic's `max.message.bytes`: the largest record, as `Record.sizeOf` measures it, that `send` accepts. */
+  readonly maxMessageBytes: number
   readonly partitions: ReadonlyArray<PartitionLog>
 }
 
-export const makeTopic = (name: string, partitions: number, compacted: boolean): TopicLog => ({
+export const makeTopic = (
+  name: string,
+  partitions: number,
+  compacted: boolean,
+  maxMessageBytes: number = defaultMaxMessageBytes
+): TopicLog => ({
   name,
   compacted,
+  maxMessageBytes,
   partitions: Array.from({ length: partitions }, (_, partition) => ({
     topic: name,
     partition,
@@ -53,9 +62,6 @@ export const drop = (topic: TopicLog): void => {
     wake(log)
   }
 }
-
-export const unknownTopic = (operation: string, name: string): KafkaError =>
-  new KafkaError({ operation, reason: new UnknownTopic({ message: `unknown topic ${name}`, topic: name }) })
 
 export const batchOf = (log: PartitionLog, records: ReadonlyArray<ConsumerRecord>): RecordBatch => ({
   topic: log.topic,
