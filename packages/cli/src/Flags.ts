@@ -26,15 +26,20 @@ export const brokers = Flag.String("brokers").pipe(
   Flag.withDefault("127.0.0.1:9092")
 )
 
-export const kafkaLayer = (brokers: string): Layer.Layer<Kafka, KafkaError> =>
+/**
+ * The Kafka layer for `--brokers`. A worker (`sluice run`) waits for its broker as long as it takes; the one-shot
+ * commands give up after 30 s of trying to connect.
+ */
+export const kafkaLayer = (
+  brokers: string,
+  options: { readonly waitForBroker?: "forever" | "30 s" } = {}
+): Layer.Layer<Kafka, KafkaError | ConfigInvalid> =>
   brokers === "memory"
     ? MemoryBroker.layer
     : KafkaJs.layer({
-        brokers: brokers
-          .split(",")
-          .map((b) => b.trim())
-          .filter((b) => b.length > 0),
-        clientId: "sluice-cli"
+        brokers: brokers.split(","),
+        clientId: "sluice-cli",
+        ...(options.waitForBroker === "forever" ? {} : { connectRetry: { maxDurationMs: 30_000 } })
       })
 
 export const prefix = Flag.String("topic-prefix").pipe(

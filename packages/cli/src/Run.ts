@@ -129,7 +129,11 @@ const userEvents = Flags.command(
       )
     }).pipe(
       Effect.provide(
-        Layer.mergeAll(Flags.kafkaLayer(o.brokers), UserEvents.EventCounts.layer, metricsLayer(o.metricsPort))
+        Layer.mergeAll(
+          Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }),
+          UserEvents.EventCounts.layer,
+          metricsLayer(o.metricsPort)
+        )
       )
     )
 ).pipe(describedWithExitCodes("Consume user-events: a handler per event type, counts per type, activity records out"))
@@ -167,7 +171,7 @@ const clickEnrichment = Flags.command(
       Effect.provide(
         Layer.mergeAll(
           Strategy.layer(o.strategy, ClickEnrichment.named(o.prefix)).pipe(
-            Layer.provideMerge(Flags.kafkaLayer(o.brokers))
+            Layer.provideMerge(Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }))
           ),
           metricsLayer(o.metricsPort)
         )
