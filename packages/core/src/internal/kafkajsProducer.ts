@@ -188,9 +188,7 @@ export const make = Effect.fnUntraced(function* (
             ? Effect.fail(tooLarge(error, topics))
             : Effect.fail(error)
       ),
-      // A topic missing from the metadata right after it was created (or after a deleted topic was dropped above)
-      // is worth retrying, within the same bound.
-      Effect.retry({ schedule: retrySchedule, while: (e) => e.isRetryable || e.reason._tag === "UnknownTopic" }),
+      Effect.retry({ schedule: retrySchedule, while: (e) => e.isRetryable }),
       Effect.tap(() =>
         Effect.sync(() => {
           for (const topic of topics) sentTopics.add(topic)

@@ -16,7 +16,14 @@ import * as DeadLetter from "../DeadLetter.ts"
 import type { PartitionDelivery } from "../Delivery.ts"
 import { isRetryable, KafkaError, MessageTooLarge, messageOf, type SinkError } from "../Errors.ts"
 import * as Metrics from "../Metrics.ts"
-import { type ConsumerRecord, type ProducerRecord, type RecordBatch, sizeOf, type TopicPartition } from "../Record.ts"
+import {
+  type ConsumerRecord,
+  defaultMaxMessageBytes,
+  type ProducerRecord,
+  type RecordBatch,
+  sizeOf,
+  type TopicPartition
+} from "../Record.ts"
 import * as Topic from "../Topic.ts"
 import type { Topology } from "../Topology.ts"
 
@@ -60,8 +67,14 @@ export const make = Effect.fnUntraced(function* <K, V, E, R>(
     const known = limits.get(topic)
     return known !== undefined
       ? Effect.succeed(known)
-      : Effect.tap(Effect.retry(options.maxRecordBytes(topic), retryable), (limit) =>
-          Effect.sync(() => limits.set(topic, limit))
+      : Effect.retry(options.maxRecordBytes(topic), retryable).pipe(
+          Effect.tap((limit) => Effect.sync(() => limits.set(topic, limit))),
+          // A topic that does not exist yet is created with the broker's defaults by the send (where the broker
+          // allows it; otherwise the send fails and says so): check against the default, and read it again later.
+          Effect.catchIf(
+            (e) => e.reason._tag === "UnknownTopic",
+            () => Effect.succeed(defaultMaxMessageBytes)
+          )
         )
   }
   /** Makes sure the limit of every topic written to is known, so the per-record check is a plain loop. */
@@ -111,7 +124,7 @@ export const make = Effect.fnUntraced(function* <K, V, E, R>(
     yield* knowLimits(result.outputs)
     for (let i = 0; i < result.outputs.length; i++) {
       const output = result.outputs[i]!
-      const limit = limits.get(output.topic)!
+      const limit = limits.get(output.topic) ?? defaultMaxMessageBytes
       const size = sizeOf(output)
       if (size <= limit) continue
       const source = result.sources?.[i]
