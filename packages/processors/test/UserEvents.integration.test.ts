@@ -73,12 +73,13 @@ const produce = (topic: string, records: ReadonlyArray<ProducerRecord>) =>
   })
 
 /** How many records a topic holds (sum of high - low over its partitions); 0 while it does not exist. */
+/** Records in a topic; 0 while the topic does not exist yet (the worker creates its outputs when it starts). */
 const count = (topic: string) =>
   Effect.gen(function* () {
     const kafka = yield* Kafka
     const offsets = yield* kafka.offsets(topic)
     return offsets.reduce((n, p) => n + p.high - p.low, 0)
-  })
+  }).pipe(Effect.catchReason("KafkaError", "UnknownTopic", () => Effect.succeed(0)))
 
 /** The group's committed offset and the high-water mark of each partition of the deployment's input. */
 const progress = (d: Deployment) =>
