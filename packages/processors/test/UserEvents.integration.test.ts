@@ -539,4 +539,47 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-user-events-it" }), {
       }).pipe(Effect.scoped),
     120_000
   )
+
+  it.effect(
+    "SIGTERM with the broker unreachable: the process exits within --shutdown-timeout-ms + 2.5 s, with code 3 (unclean)",
+    () =>
+      Effect.gen(function* () {
+        // The worker reaches the broker only through this proxy, so stopping it takes the broker away mid-run.
+        const proxy = yield* Workers.kafkaProxy(brokers[0]!)
+        const d = fresh({ brokers: [proxy.address] })
+        const total = 200_000
+        yield* produce(
+          d.topics.events.name,
+          UserEvents.generate({ count: total, topic: d.topics.events.name, seed: 6 })
+        )
+        const shutdownTimeoutMs = 3_000
+        const w = yield* d.worker("worker", shutdownTimeoutMs)
+        yield* w.waitForLog(joined, "30 seconds")
+        yield* waitUntil(
+          "the worker has processed some records",
+          "60 seconds",
+          Effect.map(count(d.topics.activity.name), (n) => n > 0),
+          [w]
+        )
+        // Mid-stream, with fetched batches waiting: their outputs can no longer be written, nor offsets committed.
+        yield* proxy.stop
+        yield* Effect.sleep("500 millis")
+        assert.isTrue(w.isRunning(), `the worker rides out the outage until it is stopped\n${w.output().slice(-3000)}`)
+        yield* w.signal("SIGTERM")
+        const exit = yield* w.exit("30 seconds")
+        const output = w.output().slice(-3000)
+        console.log(`SIGTERM with the broker unreachable: exit code ${exit.code} after ${exit.msSinceSignal} ms`)
+        assert.isBelow(
+          exit.msSinceSignal ?? Number.POSITIVE_INFINITY,
+          shutdownTimeoutMs + 2_500,
+          `exit within --shutdown-timeout-ms + 2.5 s\n${output}`
+        )
+        const afterStop = w.output().slice(w.output().indexOf("stopped user-events"))
+        assert.notMatch(afterStop, /in=\d+ out=\d+/, `no progress line once the topology has stopped\n${output}`)
+        assert.notStrictEqual(exit.code, 0, `a stop that abandoned work is not clean\n${output}`)
+        assert.strictEqual(exit.code, 3, `exit code 3: stopped, not cleanly\n${output}`)
+        assert.include(output, "stopped, not cleanly")
+      }).pipe(Effect.scoped),
+    120_000
+  )
 })
