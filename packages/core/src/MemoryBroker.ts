@@ -52,6 +52,11 @@ export interface MemoryBrokerShape {
    * client's).
    */
   readonly holdSends: Effect.Effect<void>
+  /**
+   * Like `holdSends`, but only for sends with a record for one of `topics` (a slow output topic); other sends go on.
+   * `releaseSends` ends it.
+   */
+  readonly holdSendsTo: (topics: ReadonlyArray<string>) => Effect.Effect<void>
   /** Lets the held sends through, in the order they were called, and every later one. */
   readonly releaseSends: Effect.Effect<void>
   /** How many `send` calls are waiting (held, or released and not yet appended). */
@@ -86,7 +91,14 @@ const make = Effect.fnUntraced(function* (options: Options) {
   const partitioner = Partitioner.make()
   const faults = { remaining: 0, retryable: false }
   // Sends wait here, in call order, while `holding` and until those before them have appended.
-  const gate: { holding: boolean; readonly waiting: Array<Deferred.Deferred<void>> } = { holding: false, waiting: [] }
+  const gate: {
+    holding: boolean
+    /** When set, only sends with a record for one of these topics are held. */
+    topics: ReadonlySet<string> | undefined
+    readonly waiting: Array<Deferred.Deferred<void>>
+  } = { holding: false, topics: undefined, waiting: [] }
+  const gated = (records: ReadonlyArray<ProducerRecord>) =>
+    gate.topics === undefined || records.some((r) => gate.topics!.has(r.topic))
 
   const sendError = (message: string, retryable = false) =>
     new KafkaError({
@@ -126,9 +138,12 @@ const make = Effect.fnUntraced(function* (options: Options) {
       if (at === 0 && !gate.holding && next !== undefined) Deferred.doneUnsafe(next, Effect.void)
     })
 
-  const throughGate = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  const throughGate = <A, E>(
+    records: ReadonlyArray<ProducerRecord>,
+    effect: Effect.Effect<A, E>
+  ): Effect.Effect<A, E> =>
     Effect.suspend(() => {
-      if (!gate.holding && gate.waiting.length === 0) return effect
+      if ((!gate.holding && gate.waiting.length === 0) || !gated(records)) return effect
       const turn = Deferred.makeUnsafe<void>()
       gate.waiting.push(turn)
       return Deferred.await(turn).pipe(Effect.andThen(effect), Effect.ensuring(leaveGate(turn)))
@@ -140,7 +155,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
     Effect.suspend(() => {
       // Before anything else, as the kafkajs layer's client-side check is.
       const tooLarge = oversized(records, limitOf)
-      return tooLarge === undefined ? throughGate(append(records)) : Effect.fail(tooLarge)
+      return tooLarge === undefined ? throughGate(records, append(records)) : Effect.fail(tooLarge)
     })
 
   const append = (records: ReadonlyArray<ProducerRecord>) =>
@@ -304,9 +319,16 @@ const make = Effect.fnUntraced(function* (options: Options) {
       }),
     holdSends: Effect.sync(() => {
       gate.holding = true
+      gate.topics = undefined
     }),
+    holdSendsTo: (topics) =>
+      Effect.sync(() => {
+        gate.holding = true
+        gate.topics = new Set(topics)
+      }),
     releaseSends: Effect.sync(() => {
       gate.holding = false
+      gate.topics = undefined
       const next = gate.waiting[0]
       if (next !== undefined) Deferred.doneUnsafe(next, Effect.void)
     }),

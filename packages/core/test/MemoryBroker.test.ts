@@ -582,6 +582,28 @@ describe("MemoryBroker", () => {
       assert.strictEqual(yield* broker.heldSends, n)
     })
 
+  it.effect("holdSendsTo holds only the sends that write to those topics", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const broker = yield* MemoryBroker.MemoryBroker
+      yield* kafka.createTopics([
+        { name: "slow", partitions: 1 },
+        { name: "fast", partitions: 1 }
+      ])
+      yield* broker.holdSendsTo(["slow"])
+      const held = yield* Effect.forkChild(kafka.send([record("fast", null, "f1"), record("slow", null, "s1")]))
+      yield* kafka.send([record("fast", null, "f2")])
+      for (let i = 0; i < 100; i++) yield* Effect.yieldNow
+      assert.strictEqual(yield* broker.heldSends, 1)
+      assert.deepStrictEqual((yield* broker.records("fast")).map(valueText), ["f2"])
+      assert.strictEqual((yield* broker.records("slow")).length, 0)
+      yield* broker.releaseSends
+      yield* Fiber.join(held)
+      assert.deepStrictEqual((yield* broker.records("fast")).map(valueText), ["f2", "f1"])
+      assert.deepStrictEqual((yield* broker.records("slow")).map(valueText), ["s1"])
+    }).pipe(Effect.provide(MemoryBroker.layer))
+  )
+
   it.effect("holdSends keeps sends waiting, unacknowledged, until releaseSends lets them through in order", () =>
     Effect.gen(function* () {
       const kafka = yield* Kafka

@@ -323,4 +323,77 @@ describe("Runner", () => {
       assert.strictEqual((yield* broker.records("in.dlq")).length, 0, "a connection error is not the record's fault")
     }).pipe(Effect.provide(memoryBroker))
   )
+
+  it.effect(
+    "while sends are held, no committed offset passes the last acknowledged input; released, every output arrives",
+    () =>
+      Effect.gen(function* () {
+        const kafka = yield* Kafka
+        const broker = yield* MemoryBroker
+        yield* kafka.createTopics([{ name: "in", partitions: 1 }])
+        const produce = (from: number) =>
+          kafka.send(Array.from({ length: 5 }, (_, i) => ({ topic: "in", key: null, value: bytes(`v${from + i}`) })))
+        const committed = Effect.map(kafka.committedOffsets("copy", "in"), (cs) => cs[0]?.offset ?? 0)
+        const outputs = Effect.map(broker.records("out"), (out) => out.length)
+        /** Lets the runner's fibers run until `condition` holds (no time passes). */
+        const settle = Effect.fnUntraced(function* <E>(what: string, condition: Effect.Effect<boolean, E>) {
+          for (let i = 0; i < 2_000; i++) {
+            if (yield* condition) return
+            yield* Effect.yieldNow
+          }
+          return yield* Effect.die(new Error(`never: ${what}`))
+        })
+        const topology = Topology.make({
+          name: "copy",
+          input,
+          outputs: [{ name: "out", partitions: 1 }],
+          process: (records) => Effect.succeed(Batch.forEach(records, (r, out) => out.emit(output, r.key, r.value)))
+        })
+        yield* produce(0)
+        const fiber = yield* Effect.forkChild(Runner.run(topology, { commitInterval: "1 second" }))
+        yield* settle(
+          "the first 5 outputs",
+          Effect.map(outputs, (n) => n === 5)
+        )
+        yield* TestClock.adjust("1 second")
+        yield* settle(
+          "the first 5 committed",
+          Effect.map(committed, (c) => c === 5)
+        )
+
+        // The output topic stops answering; the input goes on. Offsets 5..9 are processed, their outputs are not
+        // acknowledged: commit intervals pass, and the committed offset must stay at 5.
+        yield* broker.holdSendsTo(["out"])
+        yield* produce(5)
+        yield* settle(
+          "the next batch's send is held",
+          Effect.map(broker.heldSends, (n) => n === 1)
+        )
+        for (let s = 0; s < 5; s++) {
+          yield* TestClock.adjust("1 second")
+          for (let i = 0; i < 50; i++) yield* Effect.yieldNow
+          assert.strictEqual(yield* committed, 5, "committed past the last acknowledged input")
+        }
+        assert.strictEqual(yield* outputs, 5)
+
+        yield* broker.releaseSends
+        yield* settle(
+          "all 10 outputs",
+          Effect.map(outputs, (n) => n === 10)
+        )
+        yield* TestClock.adjust("1 second")
+        yield* settle(
+          "all 10 committed",
+          Effect.map(committed, (c) => c === 10)
+        )
+        assert.deepStrictEqual(
+          (yield* broker.records("out")).map((r) => text(r.value ?? new Uint8Array())),
+          Array.from({ length: 10 }, (_, i) => `v${i}`)
+        )
+        // The stop's bounds run on the test clock: move it along until the runner has stopped.
+        const stop = yield* Effect.forkChild(Fiber.interrupt(fiber))
+        for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")
+        yield* Fiber.join(stop)
+      }).pipe(Effect.provide(memoryBroker))
+  )
 })
