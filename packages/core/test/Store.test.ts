@@ -1,0 +1,381 @@
+/** State stores on both backends: typed access, the write buffer, changelog hand-off, restore, persistence. */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Schema, type Scope } from "effect"
+import * as Codec from "../src/Codec.ts"
+import { bytes, type ConsumerRecord, text } from "../src/Record.ts"
+import * as Store from "../src/Store.ts"
+
+const counts = Store.make("counts", { key: Codec.string, value: Codec.json(Schema.Finite) })
+const location = { application: "app", task: 3, store: counts.name }
+
+interface Kind {
+  readonly name: string
+  /** A factory for the test's scope (SQLite: in a temporary directory). */
+  readonly factory: Effect.Effect<Store.BackendFactory, never, Scope.Scope>
+}
+
+const kinds: ReadonlyArray<Kind> = [{ name: "memory", factory: Effect.succeed(Store.memory) }]
+
+/** Opens a backend that is closed when the scope ends. */
+const openBackend = (factory: Store.BackendFactory, at: Store.Location = location) =>
+  Effect.acquireRelease(factory.open(at), (backend) => Effect.sync(() => backend.close()))
+
+const openStore = <K, V>(factory: Store.BackendFactory, spec: Store.StoreSpec<K, V>, at?: Store.Location) =>
+  Effect.map(openBackend(factory, { ...location, store: spec.name, ...at }), (backend) => Store.open(spec, backend))
+
+/** A changelog record as the runtime reads it back: key and value as text (`null` value: a tombstone). */
+const changelog = (offset: number, key: string, value: string | null): ConsumerRecord => ({
+  topic: Store.changelogTopic("app", counts),
+  partition: location.task,
+  offset,
+  timestamp: 0,
+  key: bytes(key),
+  value: value === null ? null : bytes(value),
+  headers: {}
+})
+
+/** Takes the batch's writes and makes them durable at `nextOffset`, as the runtime does once they are acked. */
+const commit = <K, V>(store: Store.TaskStore<K, V>, nextOffset: number) => {
+  const writes = store.takeWrites()
+  store.durable(writes, nextOffset)
+  return writes
+}
+
+const thrown = (f: () => unknown): unknown => {
+  try {
+    f()
+  } catch (error) {
+    return error
+  }
+  return assert.fail("expected a throw")
+}
+
+const entries = <K, V>(iterable: Iterable<readonly [K, V]>) => Array.from(iterable, ([k, v]) => [k, v] as const)
+
+const changes = (writes: ReadonlyArray<Store.Change>) =>
+  writes.map(([k, v]) => [text(k), v === null ? null : text(v)] as const)
+
+describe("Store", () => {
+  it("changelogTopic is <application>-<store>-changelog", () => {
+    assert.strictEqual(Store.changelogTopic("billing", counts), "billing-counts-changelog")
+  })
+
+  for (const kind of kinds) {
+    describe(kind.name, () => {
+      it.effect("get, put, delete and size, typed", () =>
+        Effect.gen(function* () {
+          const store = yield* openStore(yield* kind.factory, counts)
+          assert.strictEqual(store.get("a"), undefined)
+          assert.strictEqual(store.size(), 0)
+          store.put("a", 1)
+          store.put("b", 2.5)
+          store.put("a", 3)
+          assert.strictEqual(store.get("a"), 3)
+          assert.strictEqual(store.size(), 2)
+          commit(store, 1)
+          assert.strictEqual(store.get("a"), 3)
+          assert.strictEqual(store.get("b"), 2.5)
+          assert.strictEqual(store.size(), 2)
+          store.delete("a")
+          store.delete("nope")
+          assert.strictEqual(store.get("a"), undefined)
+          assert.strictEqual(store.size(), 1)
+          commit(store, 2)
+          assert.strictEqual(store.get("a"), undefined)
+          assert.strictEqual(store.size(), 1)
+          assert.strictEqual(store.backend.size(), 1)
+        })
+      )
+
+      it.effect("range: from inclusive, to exclusive, over durable and buffered writes", () =>
+        Effect.gen(function* () {
+          const store = yield* openStore(yield* kind.factory, counts)
+          for (const [k, v] of [
+            ["b", 2],
+            ["d", 4],
+            ["f", 6],
+            ["h", 8]
+          ] as const)
+            store.put(k, v)
+          commit(store, 1)
+          // Buffered: a new key between durable ones, one past the end, an update, and a delete.
+          store.put("c", 3)
+          store.put("i", 9)
+          store.put("d", 40)
+          store.delete("f")
+          assert.deepStrictEqual(entries(store.all()), [
+            ["b", 2],
+            ["c", 3],
+            ["d", 40],
+            ["h", 8],
+            ["i", 9]
+          ])
+          assert.deepStrictEqual(entries(store.range("c", "h")), [
+            ["c", 3],
+            ["d", 40]
+          ])
+          assert.deepStrictEqual(entries(store.range("d")), [
+            ["d", 40],
+            ["h", 8],
+            ["i", 9]
+          ])
+          assert.deepStrictEqual(entries(store.range(undefined, "c")), [["b", 2]])
+          assert.deepStrictEqual(entries(store.range("e", "e")), [])
+          commit(store, 2)
+          assert.deepStrictEqual(entries(store.range("c", "i")), [
+            ["c", 3],
+            ["d", 40],
+            ["h", 8]
+          ])
+        })
+      )
+
+      it.effect("range order is the byte order of the encoded key, not the order of K", () =>
+        Effect.gen(function* () {
+          const factory = yield* kind.factory
+          // UTF-8 bytes: a 61, z 7a, é c3a9, ÿ c3bf, 中 e4b8ad, ！ efbc81, 😀 f09f9880. JavaScript's own string order
+          // (UTF-16) puts 😀 (d83d de00) before ！ (ff01).
+          const inOrder = ["a", "z", "é", "ÿ", "中", "！", "😀"]
+          const names = Store.make("names", { key: Codec.string, value: Codec.json(Schema.Finite) })
+          const store = yield* openStore(factory, names)
+          const shuffled = ["中", "😀", "a", "ÿ", "！", "z", "é"]
+          for (const k of shuffled.slice(0, 4)) store.put(k, 0)
+          commit(store, 1)
+          for (const k of shuffled.slice(4)) store.put(k, 0)
+          assert.deepStrictEqual(
+            entries(store.all()).map(([k]) => k),
+            inOrder
+          )
+          assert.notDeepEqual([...inOrder].sort(), inOrder)
+          commit(store, 2)
+          assert.deepStrictEqual(
+            entries(store.all()).map(([k]) => k),
+            inOrder
+          )
+          assert.deepStrictEqual(
+            entries(store.range("é", "！")).map(([k]) => k),
+            ["é", "ÿ", "中"]
+          )
+
+          // Decimal text keys sort as text: "10" < "100" < "2" < "9".
+          const ids = Store.make("ids", { key: Codec.intString, value: Codec.json(Schema.Finite) })
+          const byId = yield* openStore(factory, ids)
+          for (const id of [9, 100, 2, 10, 1]) byId.put(id, id)
+          commit(byId, 1)
+          assert.deepStrictEqual(
+            entries(byId.all()).map(([k]) => k),
+            [1, 10, 100, 2, 9]
+          )
+          assert.deepStrictEqual(
+            entries(byId.range(10, 9)).map(([k]) => k),
+            [10, 100, 2]
+          )
+        })
+      )
+
+      it.effect("reads see the batch's own writes before they are durable, and until they are", () =>
+        Effect.gen(function* () {
+          const store = yield* openStore(yield* kind.factory, counts)
+          store.put("kept", 1)
+          store.put("gone", 1)
+          commit(store, 1)
+          store.put("new", 5)
+          store.put("kept", (store.get("kept") ?? 0) + 1)
+          store.delete("gone")
+          const check = (size: number) => {
+            assert.strictEqual(store.get("new"), 5)
+            assert.strictEqual(store.get("kept"), 2)
+            assert.strictEqual(store.get("gone"), undefined)
+            assert.strictEqual(store.size(), size)
+          }
+          check(2)
+          // Taken (the changelog records are in flight) but not durable: the backend is as before...
+          const writes = store.takeWrites()
+          assert.strictEqual(store.backend.get(bytes("new")), undefined)
+          assert.strictEqual(text(store.backend.get(bytes("kept"))!), "1")
+          // ...and the store still reads the writes, also under a newer batch's writes.
+          check(2)
+          store.put("newer", 7)
+          store.put("new", 6)
+          assert.strictEqual(store.get("new"), 6)
+          store.put("new", 5)
+          check(3)
+          store.durable(writes, 4)
+          check(3)
+          assert.strictEqual(store.get("newer"), 7)
+          assert.strictEqual(text(store.backend.get(bytes("new"))!), "5")
+        })
+      )
+
+      it.effect("takeWrites: the last write of each key, in the order keys were first written", () =>
+        Effect.gen(function* () {
+          const store = yield* openStore(yield* kind.factory, counts)
+          store.put("a", 1)
+          store.put("b", 1)
+          store.put("a", 2)
+          store.put("c", 1)
+          store.delete("b")
+          store.put("d", 1)
+          store.delete("d")
+          store.put("d", 4)
+          assert.deepStrictEqual(changes(store.takeWrites()), [
+            ["a", "2"],
+            ["b", null],
+            ["c", "1"],
+            ["d", "4"]
+          ])
+          assert.deepStrictEqual(store.takeWrites(), [])
+          store.put("c", 3)
+          assert.deepStrictEqual(changes(store.takeWrites()), [["c", "3"]])
+        })
+      )
+
+      it.effect("durable applies the writes to the backend with the checkpoint", () =>
+        Effect.gen(function* () {
+          const store = yield* openStore(yield* kind.factory, counts)
+          assert.strictEqual(store.checkpoint(), undefined)
+          store.put("a", 1)
+          store.put("b", 2)
+          commit(store, 17)
+          assert.strictEqual(store.checkpoint(), 17)
+          assert.strictEqual(store.backend.checkpoint(), 17)
+          assert.strictEqual(text(store.backend.get(bytes("a"))!), "1")
+          store.delete("a")
+          commit(store, 18)
+          assert.strictEqual(store.backend.get(bytes("a")), undefined)
+          assert.strictEqual(store.checkpoint(), 18)
+          // Durable writes are the backend's: discarding a later batch does not take them away.
+          store.discardWrites()
+          assert.strictEqual(store.get("b"), 2)
+          // Batches taken one after the other are made durable in that order; the other order is refused.
+          store.put("c", 1)
+          const first = store.takeWrites()
+          store.put("c", 2)
+          const second = store.takeWrites()
+          assert.throws(() => store.durable(second, 20), /out of order/)
+          store.durable(first, 19)
+          store.durable(second, 20)
+          assert.strictEqual(store.get("c"), 2)
+          assert.strictEqual(text(store.backend.get(bytes("c"))!), "2")
+          assert.strictEqual(store.checkpoint(), 20)
+        })
+      )
+
+      it.effect("discardWrites drops every write that is not durable", () =>
+        Effect.gen(function* () {
+          const store = yield* openStore(yield* kind.factory, counts)
+          store.put("a", 1)
+          commit(store, 1)
+          store.put("a", 2)
+          store.put("b", 2)
+          store.takeWrites()
+          store.put("c", 3)
+          store.delete("a")
+          store.discardWrites()
+          assert.strictEqual(store.get("a"), 1)
+          assert.strictEqual(store.get("b"), undefined)
+          assert.strictEqual(store.get("c"), undefined)
+          assert.strictEqual(store.size(), 1)
+          assert.deepStrictEqual(entries(store.all()), [["a", 1]])
+          assert.deepStrictEqual(store.takeWrites(), [])
+          assert.strictEqual(store.checkpoint(), 1)
+        })
+      )
+
+      it.effect("restore applies changelog puts and tombstones and sets the checkpoint", () =>
+        Effect.gen(function* () {
+          const store = yield* openStore(yield* kind.factory, counts)
+          store.restore([changelog(0, "a", "1"), changelog(1, "b", "2"), changelog(2, "a", "3")])
+          assert.strictEqual(store.checkpoint(), 3)
+          // The fetch buffer the records' bytes are views of is reused: the store must not see that.
+          const fetched = bytes("xx7yy")
+          store.restore([changelog(5, "b", null), { ...changelog(6, "c", null), value: fetched.subarray(2, 3) }])
+          fetched[2] = 0x38
+          assert.strictEqual(store.checkpoint(), 7)
+          assert.deepStrictEqual(entries(store.all()), [
+            ["a", 3],
+            ["c", 7]
+          ])
+          assert.strictEqual(store.size(), 2)
+          store.restore([])
+          assert.strictEqual(store.checkpoint(), 7)
+          // A batch that ends on a transaction marker: the checkpoint is past the marker.
+          const batch = { topic: "t", partition: 3, highWatermark: 12, lastOffset: 10 }
+          store.restoreBatch({ ...batch, records: [changelog(8, "d", "4")] })
+          assert.strictEqual(store.checkpoint(), 11)
+          store.restoreBatch({ ...batch, records: [], lastOffset: 11 })
+          assert.strictEqual(store.checkpoint(), 12)
+          store.restoreBatch({ ...batch, records: [changelog(12, "a", null)], lastOffset: undefined })
+          assert.strictEqual(store.checkpoint(), 13)
+          assert.deepStrictEqual(entries(store.all()), [
+            ["c", 7],
+            ["d", 4]
+          ])
+        })
+      )
+
+      it.effect("wipe drops the data and the checkpoint", () =>
+        Effect.gen(function* () {
+          const store = yield* openStore(yield* kind.factory, counts)
+          store.put("a", 1)
+          store.put("b", 2)
+          commit(store, 9)
+          assert.deepStrictEqual(entries(store.range("a")), [
+            ["a", 1],
+            ["b", 2]
+          ])
+          store.backend.wipe()
+          assert.strictEqual(store.get("a"), undefined)
+          assert.strictEqual(store.size(), 0)
+          assert.strictEqual(store.checkpoint(), undefined)
+          assert.deepStrictEqual(entries(store.all()), [])
+          store.restore([changelog(0, "c", "1")])
+          assert.deepStrictEqual(entries(store.all()), [["c", 1]])
+          assert.strictEqual(store.size(), 1)
+        })
+      )
+
+      it.effect("a value or key that does not encode throws StoreEncodeError, and nothing is written", () =>
+        Effect.gen(function* () {
+          const store = yield* openStore(yield* kind.factory, counts)
+          store.put("a", 1)
+          const error = thrown(() => store.put("a", Number.NaN))
+          assert.instanceOf(error, Store.StoreEncodeError)
+          if (error instanceof Store.StoreEncodeError) {
+            assert.strictEqual(error.store, "counts")
+            assert.strictEqual(error.part, "value")
+            assert.strictEqual(error.message, "cannot encode a value for store counts: Expected a finite number")
+          }
+          assert.strictEqual(store.get("a"), 1)
+          assert.deepStrictEqual(changes(store.takeWrites()), [["a", "1"]])
+
+          const ids = Store.make("ids", { key: Codec.intString, value: Codec.json(Schema.Finite) })
+          const byId = yield* openStore(yield* kind.factory, ids)
+          assert.throws(() => byId.put(1.5, 1), /cannot encode a key for store ids: not an integer/)
+          assert.throws(() => byId.get(1.5), Store.StoreEncodeError)
+          assert.throws(() => byId.range(0, 0.5), Store.StoreEncodeError)
+          assert.deepStrictEqual(byId.takeWrites(), [])
+        })
+      )
+
+      it.effect("bytes that no longer decode throw StoreDecodeError; a value encoded as null is a delete", () =>
+        Effect.gen(function* () {
+          const store = yield* openStore(yield* kind.factory, counts)
+          store.restore([changelog(0, "a", "not json"), changelog(1, "b", "2")])
+          assert.throws(() => store.get("a"), Store.StoreDecodeError)
+          assert.strictEqual(store.get("b"), 2)
+
+          const optional = Store.make("optional", { key: Codec.string, value: Codec.nullable(Codec.string) })
+          const maybe = yield* openStore(yield* kind.factory, optional)
+          maybe.put("x", "1")
+          maybe.put("", "")
+          commit(maybe, 1)
+          assert.strictEqual(maybe.get(""), "")
+          maybe.put("x", null)
+          assert.strictEqual(maybe.get("x"), undefined)
+          assert.deepStrictEqual(changes(maybe.takeWrites()), [["x", null]])
+        })
+      )
+    })
+  }
+})
