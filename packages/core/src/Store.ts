@@ -25,6 +25,7 @@ import { Effect } from "effect"
 import type * as Codec from "./Codec.ts"
 import { StoreError } from "./internal/storeErrors.ts"
 import * as memoryBackend from "./internal/storeMemory.ts"
+import * as sqliteBackend from "./internal/storeSqlite.ts"
 import * as taskStore from "./internal/storeTask.ts"
 import type { ConsumerRecord, RecordBatch } from "./Record.ts"
 
@@ -132,6 +133,16 @@ export const memory: BackendFactory = {
   open: () => Effect.sync(memoryBackend.make),
   remove: () => Effect.void
 }
+
+/**
+ * Stores in SQLite files (`node:sqlite`), one database per task and store at
+ * `<dir>/<application>/<task>/<store>.sqlite`. The checkpoint is written in the same transaction as the data, so
+ * a process that restarts with the same `dir` restores only the changelog's tail.
+ */
+export const sqlite = (options: { readonly dir: string }): BackendFactory => ({
+  open: (location) => sqliteBackend.open(options.dir, location),
+  remove: (location) => sqliteBackend.remove(options.dir, location)
+})
 
 /** A task's store as the runtime sees it: the handler's view, plus what moves its writes to the changelog. */
 export interface TaskStore<K, V> extends KeyValueStore<K, V> {

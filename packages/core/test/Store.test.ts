@@ -1,9 +1,13 @@
 /** State stores on both backends: typed access, the write buffer, changelog hand-off, restore, persistence. */
+import { existsSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schema, type Scope } from "effect"
+import { Effect, Exit, Schema, type Scope } from "effect"
 import * as Codec from "../src/Codec.ts"
+import * as Errors from "../src/Errors.ts"
 import { bytes, type ConsumerRecord, text } from "../src/Record.ts"
 import * as Store from "../src/Store.ts"
+import { tempDir } from "./support/tempDir.ts"
 
 const counts = Store.make("counts", { key: Codec.string, value: Codec.json(Schema.Finite) })
 const location = { application: "app", task: 3, store: counts.name }
@@ -14,7 +18,10 @@ interface Kind {
   readonly factory: Effect.Effect<Store.BackendFactory, never, Scope.Scope>
 }
 
-const kinds: ReadonlyArray<Kind> = [{ name: "memory", factory: Effect.succeed(Store.memory) }]
+const kinds: ReadonlyArray<Kind> = [
+  { name: "memory", factory: Effect.succeed(Store.memory) },
+  { name: "sqlite", factory: Effect.map(tempDir("sluice-store-"), (dir) => Store.sqlite({ dir })) }
+]
 
 /** Opens a backend that is closed when the scope ends. */
 const openBackend = (factory: Store.BackendFactory, at: Store.Location = location) =>
@@ -378,4 +385,106 @@ describe("Store", () => {
       )
     })
   }
+
+  describe("sqlite", () => {
+    it.effect("a store opened again from the same dir has its data and checkpoint", () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir("sluice-store-")
+        const factory = Store.sqlite({ dir })
+        const first = Store.open(counts, yield* factory.open(location))
+        assert.isTrue(first.backend.closedCleanly)
+        first.put("a", 1)
+        first.put("b", 2)
+        commit(first, 41)
+        first.put("b", 3)
+        first.delete("a")
+        commit(first, 42)
+        first.put("c", 4) // never durable
+        first.backend.close()
+        assert.isTrue(existsSync(join(dir, "app", "3", "counts.sqlite")))
+
+        const second = Store.open(counts, yield* factory.open(location))
+        assert.isTrue(second.backend.closedCleanly)
+        assert.strictEqual(second.checkpoint(), 42)
+        assert.deepStrictEqual(entries(second.all()), [["b", 3]])
+        assert.strictEqual(second.size(), 1)
+        // The tail read from the checkpoint on.
+        second.restore([changelog(42, "c", "5")])
+        assert.strictEqual(second.size(), 2)
+        // Not closed (a crash): the next open can tell, and the runtime wipes it under exactly-once.
+        const third = yield* openBackend(factory)
+        assert.isFalse(third.closedCleanly)
+        assert.strictEqual(third.checkpoint(), 43)
+        assert.strictEqual(third.size(), 2)
+        third.wipe()
+        second.backend.close()
+        third.close()
+        const fourth = yield* openBackend(factory)
+        assert.isTrue(fourth.closedCleanly)
+        assert.strictEqual(fourth.checkpoint(), undefined)
+        assert.strictEqual(fourth.size(), 0)
+        // Another task's store is another file.
+        const other = yield* openBackend(factory, { ...location, task: 4 })
+        assert.strictEqual(other.size(), 0)
+      })
+    )
+
+    it.effect("a file that is not a database fails to open with a StoreError naming it; remove clears it", () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir("sluice-store-")
+        const factory = Store.sqlite({ dir })
+        yield* Effect.sync(() => Store.open(counts, Effect.runSync(factory.open(location))).backend.close())
+        const file = join(dir, "app", "3", "counts.sqlite")
+        writeFileSync(file, "not a database ".repeat(512))
+        const error = yield* Effect.flip(factory.open(location))
+        assert.strictEqual(error._tag, "StoreError")
+        assert.strictEqual(error.store, "counts")
+        assert.strictEqual(error.path, file)
+        assert.instanceOf(error.reason, Errors.Rejected)
+        assert.isFalse(error.isRetryable)
+        assert.include(error.message, file)
+        assert.include(error.message, "store counts")
+        yield* factory.remove(location)
+        const fresh = yield* openBackend(factory)
+        assert.strictEqual(fresh.size(), 0)
+
+        const outside = yield* Effect.flip(factory.open({ ...location, store: "../../etc" }))
+        assert.include(outside.message, "not a plain file name")
+        assert.isFalse(existsSync(join(dir, "etc.sqlite")))
+      })
+    )
+
+    it.effect("ranges can be nested and abandoned", () =>
+      Effect.gen(function* () {
+        const store = yield* openStore(Store.sqlite({ dir: yield* tempDir("sluice-store-") }), counts)
+        for (const k of ["a", "b", "c"]) store.put(k, 1)
+        commit(store, 1)
+        const pairs: Array<string> = []
+        for (const [x] of store.all()) for (const [y] of store.all()) pairs.push(x + y)
+        assert.strictEqual(pairs.join(" "), "aa ab ac ba bb bc ca cb cc")
+        for (const _ of store.range("a")) break
+        assert.deepStrictEqual(
+          entries(store.range("a")).map(([k]) => k),
+          ["a", "b", "c"]
+        )
+      })
+    )
+  })
+
+  it.effect("attempt: a StoreError fails the Effect, anything else is a defect", () =>
+    Effect.gen(function* () {
+      const backend = yield* openBackend(Store.sqlite({ dir: yield* tempDir("sluice-store-") }))
+      backend.close()
+      const failed = yield* Effect.exit(Store.attempt(() => backend.get(bytes("a"))))
+      assert.isTrue(Exit.isFailure(failed))
+      const error = yield* Effect.flip(Store.attempt(() => backend.get(bytes("a"))))
+      assert.instanceOf(error.reason, Errors.Closed)
+      const defect = yield* Effect.exit(
+        Store.attempt(() => {
+          throw new Error("bug")
+        })
+      )
+      assert.isTrue(Exit.hasDies(defect))
+    })
+  )
 })
