@@ -180,6 +180,43 @@ describe("Store", () => {
         })
       )
 
+      it.effect("any bytes round-trip, short or long, and order as unsigned bytes with a prefix first", () =>
+        Effect.gen(function* () {
+          const blobs = Store.make("blobs", { key: Codec.raw, value: Codec.raw })
+          const store = yield* openStore(yield* kind.factory, blobs)
+          const every = Uint8Array.from({ length: 256 }, (_, i) => 255 - i)
+          const long = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 255)
+          const keys = [
+            Uint8Array.of(0x80),
+            Uint8Array.of(0x00),
+            Uint8Array.of(0x7f, 0xff),
+            Uint8Array.of(0x7f),
+            Uint8Array.of(0x7f, 0x00),
+            Uint8Array.of(0xff, 0xff),
+            new Uint8Array(0),
+            long(5000, 1)
+          ]
+          const blobOf = (i: number) => (i === 0 ? every : long(1000 + i * 700, i))
+          keys.forEach((key, i) => {
+            store.put(key, blobOf(i))
+          })
+          // The long key starts with 0x01.
+          const expected = [[], [0x00], Array.from(keys[7]!), [0x7f], [0x7f, 0x00], [0x7f, 0xff], [0x80], [0xff, 0xff]]
+          const check = () => {
+            assert.deepStrictEqual(
+              entries(store.all()).map(([k]) => (k === null ? null : Array.from(k))),
+              expected
+            )
+            keys.forEach((key, i) => {
+              assert.deepStrictEqual(store.get(key), blobOf(i))
+            })
+          }
+          check()
+          commit(store, 1)
+          check()
+        })
+      )
+
       it.effect("reads see the batch's own writes before they are durable, and until they are", () =>
         Effect.gen(function* () {
           const store = yield* openStore(yield* kind.factory, counts)

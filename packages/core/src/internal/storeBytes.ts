@@ -24,7 +24,8 @@ export const toBinary = (bytes: Uint8Array): string => {
 export const fromBinary = (s: string): Uint8Array => {
   const n = s.length
   const bytes = new Uint8Array(n)
-  for (let i = 0; i < n; i++) bytes[i] = s.charCodeAt(i)
+  if (n > applyLimit) Buffer.from(bytes.buffer).write(s, "latin1")
+  else for (let i = 0; i < n; i++) bytes[i] = s.charCodeAt(i)
   return bytes
 }
 
@@ -37,11 +38,3 @@ export const compareBytes = (a: Uint8Array, b: Uint8Array): number => {
   }
   return a.length - b.length
 }
-
-/**
- * `bytes` itself when it owns its whole buffer, else a copy. A key or value that is a view into a larger buffer (a
- * fetched record's bytes inside the fetch response, a pooled Buffer) would keep that whole buffer alive for as long
- * as the store holds it.
- */
-export const owned = (bytes: Uint8Array): Uint8Array =>
-  bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice()
