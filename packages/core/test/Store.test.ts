@@ -1,6 +1,7 @@
 /** State stores on both backends: typed access, the write buffer, changelog hand-off, restore, persistence. */
 import { existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import { DatabaseSync } from "node:sqlite"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Schema, type Scope } from "effect"
 import * as Codec from "../src/Codec.ts"
@@ -133,6 +134,24 @@ describe("Store", () => {
             ["c", 3],
             ["d", 40],
             ["h", 8]
+          ])
+          // A key deleted and written again, in one batch and across two, is one entry.
+          store.delete("c")
+          store.put("h", 80)
+          commit(store, 3)
+          store.put("c", 30)
+          store.delete("h")
+          store.put("h", 81)
+          commit(store, 4)
+          store.delete("b")
+          store.put("b", 20)
+          commit(store, 5)
+          assert.deepStrictEqual(entries(store.all()), [
+            ["b", 20],
+            ["c", 30],
+            ["d", 40],
+            ["h", 81],
+            ["i", 9]
           ])
         })
       )
@@ -488,6 +507,39 @@ describe("Store", () => {
         const outside = yield* Effect.flip(factory.open({ ...location, store: "../../etc" }))
         assert.include(outside.message, "not a plain file name")
         assert.isFalse(existsSync(join(dir, "etc.sqlite")))
+      })
+    )
+
+    it.effect("a failed apply changes nothing, data or checkpoint, and is retryable when the file is locked", () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir("sluice-store-")
+        const store = yield* openStore(Store.sqlite({ dir }), counts)
+        store.put("a", 1)
+        commit(store, 1)
+        // Another connection holds the write lock.
+        const other = new DatabaseSync(join(dir, "app", "3", "counts.sqlite"))
+        other.exec("BEGIN IMMEDIATE")
+        store.put("a", 2)
+        store.put("b", 2)
+        const writes = store.takeWrites()
+        const error = thrown(() => store.durable(writes, 2))
+        assert.instanceOf(error, Store.StoreError)
+        if (error instanceof Store.StoreError) {
+          assert.strictEqual(error.operation, "apply")
+          assert.instanceOf(error.reason, Errors.Transient)
+          assert.isTrue(error.isRetryable)
+        }
+        assert.strictEqual(store.checkpoint(), 1)
+        assert.strictEqual(text(store.backend.get(bytes("a"))!), "1")
+        assert.strictEqual(store.backend.size(), 1)
+        // Still buffered: the retry succeeds once the lock is gone.
+        assert.strictEqual(store.get("b"), 2)
+        other.exec("ROLLBACK")
+        other.close()
+        store.durable(writes, 2)
+        assert.strictEqual(store.checkpoint(), 2)
+        assert.strictEqual(store.backend.size(), 2)
+        assert.strictEqual(text(store.backend.get(bytes("a"))!), "2")
       })
     )
 
