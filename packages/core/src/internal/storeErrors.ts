@@ -29,15 +29,18 @@ export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
   }
 }
 
+/** What does not encode or decode: which store, the key or the value, and the codec's issue. */
+const CodecFailure = {
+  store: Schema.String,
+  part: Schema.Literals(["key", "value"]),
+  issue: Schema.String
+}
+
 /**
  * A key or value given to a store does not encode with the store's codec: a bug in the topology. Thrown, not
  * returned, because store calls run inside a batch handler's plain loop, where a throw dead-letters the record.
  */
-export class StoreEncodeError extends Schema.TaggedError<StoreEncodeError>()("StoreEncodeError", {
-  store: Schema.String,
-  part: Schema.Literals(["key", "value"]),
-  issue: Schema.String
-}) {
+export class StoreEncodeError extends Schema.TaggedError<StoreEncodeError>()("StoreEncodeError", CodecFailure) {
   get isRetryable(): boolean {
     return false
   }
@@ -50,11 +53,7 @@ export class StoreEncodeError extends Schema.TaggedError<StoreEncodeError>()("St
  * Bytes held by a store do not decode with its codec: the changelog was written by a topology with another codec
  * (a schema change without a migration). Thrown, like `StoreEncodeError`.
  */
-export class StoreDecodeError extends Schema.TaggedError<StoreDecodeError>()("StoreDecodeError", {
-  store: Schema.String,
-  part: Schema.Literals(["key", "value"]),
-  issue: Schema.String
-}) {
+export class StoreDecodeError extends Schema.TaggedError<StoreDecodeError>()("StoreDecodeError", CodecFailure) {
   get isRetryable(): boolean {
     return false
   }
