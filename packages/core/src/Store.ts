@@ -99,8 +99,10 @@ export interface Backend {
   /** The last recorded checkpoint; `undefined` for a new (or wiped) backend, which restores from the beginning. */
   readonly checkpoint: () => number | undefined
   /**
-   * Whether the previous user of this backend closed it (`close`). `false` after a crash or kill -9 of the process
-   * that had it open. A new backend counts as closed cleanly.
+   * Whether the previous user of this backend closed it (`close`): `false` after a crash or kill -9 of the process
+   * that had it open (or while another connection still has it open). A new backend counts as closed cleanly.
+   * Kafka Streams' rule, for the runtime: under exactly-once, a backend that was not closed cleanly is wiped and
+   * restored in full, because it may hold writes of a transaction that was then aborted.
    */
   readonly closedCleanly: boolean
   /** Drops every entry and the checkpoint: the store will be restored in full. */

@@ -442,6 +442,20 @@ describe("Store", () => {
     })
   }
 
+  it.effect("a memory backend opens empty every time, so the store is restored in full", () =>
+    Effect.gen(function* () {
+      const first = yield* openStore(Store.memory, counts)
+      first.put("a", 1)
+      commit(first, 5)
+      const second = yield* openStore(Store.memory, counts)
+      assert.strictEqual(second.size(), 0)
+      assert.strictEqual(second.checkpoint(), undefined)
+      assert.isTrue(second.backend.closedCleanly)
+      first.backend.close()
+      assert.strictEqual(first.backend.size(), 0)
+    })
+  )
+
   describe("sqlite", () => {
     it.effect("a store opened again from the same dir has its data and checkpoint", () =>
       Effect.gen(function* () {
