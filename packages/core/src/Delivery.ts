@@ -1,44 +1,59 @@
 /**
- * The commit path: how a partition actor's outputs become durable and its input offsets committed.
+ * The commit path: how a task's outputs, dead letters and changelog records become durable and its input offsets
+ * committed.
  *
- * At-least-once (the default): the actor hands over a batch's outputs, they are produced with acks=all and
- * awaited, and only then is the batch's next offset recorded as committable. Commits are batched by record count
- * and by interval; before committing, the extra sinks are flushed, so an offset is committed only when every output
- * it caused is durable. A crash between "outputs durable" and "offset committed" re-processes the batch: duplicates,
- * never loss.
+ * At-least-once (the default): the task hands over what a step wrote, it is produced with acks=all and awaited,
+ * and only then are the step's input positions recorded as committable. A store's changelog records go in the same
+ * send, so an input offset is committed only once every output and every state change it caused is durable.
+ * Commits are batched by record count and by interval; before committing, the extra sinks are flushed. A crash
+ * between "outputs durable" and "offset committed" re-processes the step: duplicates (and state updates applied
+ * again), never loss.
  *
- * The actors only see `PartitionDelivery.complete`, so an exactly-once mode (outputs and the consumed offset in one
- * Kafka transaction, one transactional id per input partition) is a second implementation of this interface, not a
- * change to the actors.
- */
+ * Tasks only see `TaskDelivery`, so an exactly-once mode (the step's records and the consumed offsets in one Kafka
+ * transaction, one transactional id per task) is a second implementation of this interface, not a change to tasks. */
 import { Cause, Deferred, Duration, Effect, Metric, Schedule, type Scope, Semaphore } from "effect"
 import { isRetryable, type KafkaError, type SinkError } from "./Errors.ts"
 import type { GroupConsumer, KafkaShape } from "./Kafka.ts"
 import * as Metrics from "./Metrics.ts"
-import { type ProducerRecord, type TopicPartition, type TopicPartitionOffset, tpKey } from "./Record.ts"
+import {
+  type ProducerRecord,
+  type RecordMetadata,
+  type TopicPartition,
+  type TopicPartitionOffset,
+  tpKey
+} from "./Record.ts"
 
-export interface PartitionDelivery {
-  /** Makes `outputs` and `deadLetters` durable (one send), recording no offset. */
-  readonly send: (
-    outputs: ReadonlyArray<ProducerRecord>,
-    deadLetters: ReadonlyArray<ProducerRecord>
-  ) => Effect.Effect<void, KafkaError | SinkError>
+/** What one step of a task writes: outputs, dead letters and the changelog records of its stores. */
+export interface Outgoing {
+  readonly outputs: ReadonlyArray<ProducerRecord>
+  readonly deadLetters: ReadonlyArray<ProducerRecord>
+  readonly changelog: ReadonlyArray<ProducerRecord>
+}
+
+export const nothing: Outgoing = { outputs: [], deadLetters: [], changelog: [] }
+
+export interface TaskDelivery {
   /**
-   * Makes `outputs` and `deadLetters` durable (one send), then records `nextOffset` (last processed offset + 1) as
-   * committable: never before the send is acknowledged.
+   * Makes `outgoing` durable (one send), recording no offset; succeeds with where each changelog record was
+   * written, in order.
+   */
+  readonly send: (outgoing: Outgoing) => Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError | SinkError>
+  /**
+   * Makes `outgoing` durable, then records `positions` (per input partition, the offset after the last record
+   * processed) as committable: never before the send is acknowledged.
    */
   readonly complete: (
-    outputs: ReadonlyArray<ProducerRecord>,
-    deadLetters: ReadonlyArray<ProducerRecord>,
-    nextOffset: number,
+    outgoing: Outgoing,
+    positions: ReadonlyArray<TopicPartitionOffset>,
     records: number
-  ) => Effect.Effect<void, KafkaError | SinkError>
+  ) => Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError | SinkError>
 }
 
 export interface Delivery {
-  readonly open: (tp: TopicPartition) => Effect.Effect<PartitionDelivery>
-  /** The partition was revoked or is shutting down: commit what it completed, then forget it. */
-  readonly release: (tp: TopicPartition) => Effect.Effect<void>
+  /** The delivery path of one task; `metricsTopic` names the input its dead letters are counted under. */
+  readonly open: (metricsTopic: string, task: number) => Effect.Effect<TaskDelivery>
+  /** The task's partitions were revoked or are shutting down: commit what they completed, then forget them. */
+  readonly release: (tps: ReadonlyArray<TopicPartition>) => Effect.Effect<void>
   /** Flushes sinks and commits every completed offset not yet committed. */
   readonly commit: Effect.Effect<void, KafkaError | SinkError>
   /** Fails (with the defect) if the periodic commit fiber ever dies; never succeeds. */
@@ -110,26 +125,30 @@ export const atLeastOnce = Effect.fnUntraced(function* (
     )
   )
 
-  const open = (tp: TopicPartition) =>
-    Effect.sync((): PartitionDelivery => {
-      const deadLettered = Metrics.forPartition(tp.topic, tp.partition).deadLettered
-      const send = (outputs: ReadonlyArray<ProducerRecord>, deadLetters: ReadonlyArray<ProducerRecord>) =>
-        outputs.length === 0 && deadLetters.length === 0
-          ? Effect.void
-          : Effect.gen(function* () {
-              const all =
-                deadLetters.length === 0 ? outputs : outputs.length === 0 ? deadLetters : outputs.concat(deadLetters)
-              yield* kafka.send(all).pipe(Effect.retry({ schedule: retry, while: isRetryable }))
-              // Counted once acknowledged, and apart: a dead letter is not an output.
-              yield* Metrics.countOut(outputs)
-              if (deadLetters.length > 0) yield* Metric.update(deadLettered, deadLetters.length)
-            })
+  const open = (metricsTopic: string, task: number) =>
+    Effect.sync((): TaskDelivery => {
+      const deadLettered = Metrics.forPartition(metricsTopic, task).deadLettered
+      const send = (outgoing: Outgoing): Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError | SinkError> => {
+        const { outputs, deadLetters, changelog } = outgoing
+        if (outputs.length === 0 && deadLetters.length === 0 && changelog.length === 0) return Effect.succeed([])
+        return Effect.gen(function* () {
+          // One send: the changelog first, so its metadata is the head of the answer.
+          const all = changelog.length === 0 ? outputs : changelog.concat(outputs)
+          const metadata = yield* kafka
+            .send(deadLetters.length === 0 ? all : all.concat(deadLetters))
+            .pipe(Effect.retry({ schedule: retry, while: isRetryable }))
+          // Counted once acknowledged, and apart: a dead letter is not an output.
+          yield* Metrics.countOut(outputs)
+          if (deadLetters.length > 0) yield* Metric.update(deadLettered, deadLetters.length)
+          return changelog.length === 0 ? [] : metadata.slice(0, changelog.length)
+        })
+      }
       return {
         send,
-        complete: (outputs, deadLetters, nextOffset, records) =>
+        complete: (outgoing, positions, records) =>
           Effect.gen(function* () {
-            yield* send(outputs, deadLetters)
-            pending.set(tpKey(tp.topic, tp.partition), { topic: tp.topic, partition: tp.partition, offset: nextOffset })
+            const changelog = yield* send(outgoing)
+            for (const p of positions) pending.set(tpKey(p.topic, p.partition), p)
             sinceCommit += records
             // A failed commit loses nothing: the offsets stay pending and the next commit carries them.
             if (sinceCommit >= commitEvery) {
@@ -137,24 +156,27 @@ export const atLeastOnce = Effect.fnUntraced(function* (
                 Effect.catch((e) => Effect.logWarning(`commit failed, retrying at the next one: ${e.message}`))
               )
             }
+            return changelog
           })
       }
     })
 
-  const release = (tp: TopicPartition) => {
-    const key = tpKey(tp.topic, tp.partition)
-    return commitKeys([key]).pipe(
+  const release = (tps: ReadonlyArray<TopicPartition>) => {
+    const keys = tps.map((tp) => tpKey(tp.topic, tp.partition))
+    return commitKeys(keys).pipe(
       // A revoked partition may already belong to another member; its new owner re-processes from the last
       // successful commit, so a failed commit here means duplicates, not loss.
       Effect.catch((e) =>
         Effect.logWarning(
-          `commit on release of ${key} failed (its next owner re-processes from the last commit): ${e.message}`
+          `commit on release of ${keys.join(", ")} failed (their next owner re-processes from the last commit): ${e.message}`
         )
       ),
       Effect.ensuring(
         Effect.sync(() => {
-          pending.delete(key)
-          committed.delete(key)
+          for (const key of keys) {
+            pending.delete(key)
+            committed.delete(key)
+          }
         })
       )
     )

@@ -60,6 +60,23 @@ export interface ConsumeHandlers {
    * are delivered. Partitions missing from it were revoked.
    */
   readonly onAssignment: (assignment: ReadonlyArray<TopicPartition>) => Effect.Effect<void>
+  /**
+   * Called before the member (re)joins its group for a new generation: when a rebalance starts, and before it
+   * leaves. The member does not send its JoinGroup until this completes, and the group gives no partition to a new
+   * owner before every old owner has rejoined, so what this does for its partitions (finish in-flight work, make it
+   * durable, commit) happens before any other member starts on them. No batch is delivered while it runs; commits
+   * work and heartbeats go on. It must complete within the rebalance timeout (a member that takes longer is dropped
+   * from the group: what it had not committed is re-delivered).
+   */
+  readonly onRevoke?: Effect.Effect<void> | undefined
+}
+
+/** A read of one partition, outside any consumer group. */
+export interface ReadPartitionOptions {
+  readonly topic: string
+  readonly partition: number
+  /** The first offset to read (a compacted or truncated log may start later). */
+  readonly from: number
 }
 
 /** A member of a consumer group. Offsets are only ever committed explicitly (no auto-commit). */
@@ -95,9 +112,10 @@ export interface KafkaShape {
   readonly send: (records: ReadonlyArray<ProducerRecord>) => Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError>
   /**
    * Joins `groupId` and delivers batches to `handlers` until `stop` or the scope closes (which leaves the group).
-   * Returns before the first assignment: handlers may wait for `consume` to have returned. A member may still commit
-   * revoked partitions while its `onAssignment` runs; on Kafka the new owner may already have started, so such a
-   * commit can cause duplicates there (never loss).
+   * Returns before the first assignment: handlers may wait for `consume` to have returned. Partitions are assigned
+   * as tasks (`Assignor.assignTasks`): a member gets partition i of every topic it subscribes to together, and keeps
+   * what it had where the balance allows. `onRevoke` runs before every rejoin, so one partition never has two
+   * owners working on it at once.
    */
   readonly consume: (
     options: ConsumeOptions,
@@ -108,6 +126,12 @@ export interface KafkaShape {
    * The stream does not end by itself; see `Reader.readToEnd` for a bounded read.
    */
   readonly read: (options: ReadOptions) => Stream.Stream<RecordBatch, KafkaError>
+  /**
+   * Reads one partition from `from` to the end it has when the read starts (its high-water mark; under
+   * read_committed, the last stable offset), then ends: a changelog restore. Batches carry `lastOffset` where the
+   * read covered offsets without records (transaction markers, compaction), so the last batch reaches the end.
+   */
+  readonly readPartition: (options: ReadPartitionOptions) => Stream.Stream<RecordBatch, KafkaError>
   /**
    * The largest record, as `Record.sizeOf` measures it, that the topic accepts: its `max.message.bytes` (which
    * defaults to the broker's `message.max.bytes`), read once per topic and cached.

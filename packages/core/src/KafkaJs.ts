@@ -124,10 +124,12 @@ const make = Effect.fnUntraced(function* (options: Options) {
     missingTopics: admin.missingTopics
   }
 
+  const read = Reader.read(kafka, consumerSettings)
   return Kafka.of({
     send: producer.send,
     consume: Consumer.consume(kafka, consumerSettings),
-    read: Reader.read(kafka, consumerSettings),
+    read,
+    readPartition: Reader.readPartition(read, admin.offsets),
     maxRecordBytes: admin.maxRecordBytes,
     createTopics: admin.createTopics,
     deleteTopics: admin.deleteTopics,

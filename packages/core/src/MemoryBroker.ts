@@ -14,7 +14,8 @@
  *   consumers always see the whole log, as they do in the active segment of a real broker. `offsets().low` stays 0.
  * - Members never time out (`sessionTimeoutMs` is ignored): a member is alive until its scope closes. `maxWaitMs`
  *   is ignored too, because `send` wakes waiting fetchers directly.
- * - Groups use the range assignor and eager rebalances (see `internal/memoryGroup.ts`). `consume` returns before
+ * - Groups use Sluice's task assignor (co-partitioned, sticky: `Assignor.ts`) and eager rebalances that run every
+ *   owner's `onRevoke` before anything is reassigned (see `internal/memoryGroup.ts`). `consume` returns before
  *   the first assignment. A rebalance waits for in-flight `onBatch` calls however long they take (no
  *   max.poll.interval). Creating or deleting a subscribed topic rebalances the group. Committed offsets of a
  *   deleted topic are dropped with it.
@@ -26,7 +27,15 @@ import { Clock, Context, Deferred, Effect, Layer, Stream } from "effect"
 import { KafkaError, Rejected, Unavailable } from "./Errors.ts"
 import * as Group from "./internal/memoryGroup.ts"
 import * as Log from "./internal/memoryLog.ts"
-import { Kafka, type KafkaShape, oversized, type ReadOptions, type TopicSpec, unknownTopic } from "./Kafka.ts"
+import {
+  Kafka,
+  type KafkaShape,
+  oversized,
+  type ReadOptions,
+  type ReadPartitionOptions,
+  type TopicSpec,
+  unknownTopic
+} from "./Kafka.ts"
 import * as Partitioner from "./Partitioner.ts"
 import {
   type ConsumerRecord,
@@ -218,6 +227,28 @@ const make = Effect.fnUntraced(function* (options: Options) {
       })
     )
 
+  // The whole log from `from` (group consumers and restores see every record, as in the active segment), in
+  // batches, up to the end it had when the read started.
+  const readPartition = (options: ReadPartitionOptions): Stream.Stream<RecordBatch, KafkaError> =>
+    Stream.unwrap(
+      Effect.suspend(() => {
+        const log = topics.get(options.topic)?.partitions[options.partition]
+        if (log === undefined) {
+          return Effect.fail(
+            topics.has(options.topic)
+              ? adminError("readPartition", `partition ${options.partition} out of range for topic ${options.topic}`)
+              : unknownTopic("readPartition", options.topic)
+          )
+        }
+        const end = log.records.length
+        const batches: Array<RecordBatch> = []
+        for (let at = Math.max(0, options.from); at < end; at += maxBatchSize) {
+          batches.push(Log.batchOf(log, log.records.slice(at, Math.min(end, at + maxBatchSize))))
+        }
+        return Effect.succeed(Stream.fromIterable(batches))
+      })
+    )
+
   const adminError = (operation: string, message: string) =>
     new KafkaError({ operation, reason: new Rejected({ message }) })
 
@@ -291,6 +322,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
           : Effect.fail(unknownTopic("subscribe", missing))
       }),
     read,
+    readPartition,
     maxRecordBytes: (name) => Effect.map(topicOf("maxRecordBytes", name), (t) => t.maxMessageBytes),
     createTopics,
     deleteTopics,

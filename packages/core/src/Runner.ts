@@ -1,41 +1,55 @@
 /**
- * Runs a topology as a member of a consumer group, until it is interrupted or fails.
+ * Runs a topology as a member of a consumer group, until it is interrupted or fails: the task runtime.
  *
- * Fetched batches go to one actor per assigned partition (bounded mailbox, pause when full); actors hand their
- * outputs to the delivery path, which commits an input offset only after every output it caused is durable.
+ * The group's assignor gives this member whole tasks (partition i of every input, co-partitioned, sticky); each
+ * task is an actor (internal/task.ts) with a bounded mailbox, its stores restored from their changelogs before its
+ * first batch. Fetched batches go to their task's mailbox; tasks hand their outputs, dead letters and changelog
+ * records to the delivery path, which commits an input offset only after all of it is durable.
  *
- * Shutdown (interruption, SIGINT/SIGTERM through `Main.runMain`) and revocation follow one order: stop fetching,
- * let the actors drain their mailboxes, flush and commit, then let go of the partitions. The whole stop is bounded
- * by `shutdownTimeout`; work still in flight at the bound is abandoned uncommitted, to be re-delivered
- * (at-least-once), and the stop is reported as unclean.
+ * One owner at a time: before the member rejoins its group in a rebalance (`ConsumeHandlers.onRevoke`), every task
+ * handles what it holds, makes it durable and the member commits; only then does the group hand a task to another
+ * member. After the rebalance, tasks kept resume with their state warm, tasks lost are closed, new tasks restore.
+ * A task that cannot finish within the bound abandons its in-flight work uncommitted (re-delivered: at-least-once).
  *
- * Nothing stalls silently: a partition that fails for good, the client leaving its group for good, the commit fiber
+ * Shutdown (interruption, SIGINT/SIGTERM through `Main.runMain`) follows the same order: stop fetching, let the tasks
+ * drain, commit, then leave. The whole stop is bounded by `shutdownTimeout` and reported as unclean when cut short.
+ *
+ * Nothing stalls silently: a task that fails for good, the client leaving its group for good, the commit fiber
  * dying, or a part of the worker registered with `Health` (a global table, a Redis loader) dying ends the worker
- * with that cause. A partition busy on one batch for longer than `stuckAfter` makes `/health` fail.
+ * with that cause. A task busy on one step for longer than `stuckAfter` makes `/health` fail.
  */
-import { Cause, Clock, Deferred, Duration, Effect, Exit, Option, Scope } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Option, Scope, Stream } from "effect"
+import * as Assignor from "./Assignor.ts"
 import * as DeadLetter from "./DeadLetter.ts"
 import * as Delivery from "./Delivery.ts"
-import type { KafkaError, SinkError } from "./Errors.ts"
+import { ConfigInvalid, type KafkaError, type SinkError } from "./Errors.ts"
 import { type ComponentFailed, Health } from "./Health.ts"
-import * as PartitionActor from "./internal/partitionActor.ts"
+import * as Task from "./internal/task.ts"
 import { type GroupConsumer, Kafka } from "./Kafka.ts"
-import { type RecordBatch, type TopicPartition, tpKey } from "./Record.ts"
+import type { RecordBatch, TopicPartition } from "./Record.ts"
+import * as Store from "./Store.ts"
 import type { Topology } from "./Topology.ts"
 
 export interface RunOptions {
-  /** The consumer group. Default: the topology's name. */
+  /**
+   * The consumer group, which is also the application id its changelog topics are named after
+   * (`<group>-<store>-changelog`). Default: the topology's name.
+   */
   readonly groupId?: string
   /** Where a partition without a committed offset starts. Default: the earliest offset. */
   readonly fromBeginning?: boolean
-  /** Batches a partition's mailbox holds before the partition is paused. Default 4. */
+  /** Batches a task's mailbox holds before its partitions are paused. Default 4. */
   readonly mailboxCapacity?: number
   readonly commitEveryRecords?: number
   readonly commitInterval?: Duration.Input
-  /** The bound on a graceful stop: drain, flush, commit. Default 5 s. */
+  /** The bound on a graceful stop (drain, flush, commit), and on a task's drain when a rebalance moves it. Default 5 s. */
   readonly shutdownTimeout?: Duration.Input
-  /** A partition busy on one batch for longer than this is reported stuck by `/health`. Default 60 s. */
+  /** A task busy on one step for longer than this is reported stuck by `/health`. Default 60 s. */
   readonly stuckAfter?: Duration.Input
+  /** How long records of one input wait for another input of the task that has nothing buffered. Default 200 ms. */
+  readonly taskIdle?: Duration.Input
+  /** Where the tasks' stores live. Default: in memory (`Store.memory`); `Store.sqlite({ dir })` persists them. */
+  readonly stateStore?: Store.BackendFactory
   readonly sessionTimeoutMs?: number
   readonly maxWaitMs?: number
   /** Flushes the topology's extra sinks before each commit. */
@@ -48,18 +62,20 @@ export interface RunOptions {
 }
 
 interface Entry<E> {
-  readonly actor: PartitionActor.PartitionActor<E>
+  readonly actor: Task.TaskActor<E>
   readonly scope: Scope.Closeable
-  /** The offset after the last record handed to the actor: kafkajs re-fetches a kept partition from its last
-   * commit after every rebalance, and what the actor already has must not be processed twice. */
-  next: number
+  /** Per input: the offset after the last record handed to the task. kafkajs re-fetches a kept partition from its
+   * last commit after every rebalance, and what the task already has must not be processed twice. */
+  readonly next: Map<string, number>
 }
 
-/** Runs `topology` until interrupted; fails when a partition fails for good (retries exhausted). */
-export const run = <K, V, E, R>(
-  topology: Topology<K, V, E, R>,
+export type RunError<E> = E | KafkaError | SinkError | Store.StoreError | ComponentFailed | ConfigInvalid
+
+/** Runs `topology` until interrupted; fails when a task fails for good (retries exhausted). */
+export const run = <E, R>(
+  topology: Topology<E, R>,
   options: RunOptions = {}
-): Effect.Effect<never, E | KafkaError | SinkError | ComponentFailed, R | Kafka> =>
+): Effect.Effect<never, RunError<E>, R | Kafka> =>
   Effect.scoped(
     Effect.gen(function* () {
       const kafka = yield* Kafka
@@ -67,66 +83,129 @@ export const run = <K, V, E, R>(
       const context = yield* Effect.context<R>()
       const shutdownMs = Duration.toMillis(Duration.fromInputUnsafe(options.shutdownTimeout ?? "5 seconds"))
       const stuckMs = Duration.toMillis(Duration.fromInputUnsafe(options.stuckAfter ?? "60 seconds"))
+      const idleMs = Duration.toMillis(Duration.fromInputUnsafe(options.taskIdle ?? "200 millis"))
       const capacity = options.mailboxCapacity ?? 4
       const groupId = options.groupId ?? topology.name
-      const inputTopic = topology.input.name
+      const backends = options.stateStore ?? Store.memory
+      const inputTopics = topology.inputs.map((i) => i.topic)
+      const isInput = new Set(inputTopics)
 
-      const input = yield* kafka.describeTopic(inputTopic)
-      // Room for a dead letter of any record the input accepts, with its error headers. A dead-letter topic that
+      // Tasks need co-partitioned inputs: task i is partition i of each.
+      const described = yield* Effect.forEach(inputTopics, (topic) => kafka.describeTopic(topic))
+      const counted = Assignor.taskCount(described.map((d) => ({ topic: d.name, partitions: d.partitions })))
+      if ("mismatch" in counted)
+        return yield* new ConfigInvalid({ reason: `topology ${topology.name}: ${counted.mismatch}` })
+      const taskCount = counted.count
+      const changelogOf = (store: string) => Store.changelogTopic(groupId, { name: store })
+
+      // Room for a dead letter of any record an input accepts, with its error headers. A dead-letter topic that
       // already exists keeps its config; dead letters over its limit are truncated (DeadLetter.ts).
-      const inputLimit = yield* kafka.maxRecordBytes(inputTopic)
+      const deadLetterSpecs = yield* Effect.forEach(topology.inputs, (input) =>
+        Effect.map(kafka.maxRecordBytes(input.topic), (limit) => ({
+          name: input.deadLetterTopic,
+          partitions: taskCount,
+          config: { "max.message.bytes": String(limit + DeadLetter.headroom) }
+        }))
+      )
       yield* kafka.createTopics([
-        {
-          name: topology.deadLetterTopic,
-          partitions: input.partitions,
-          config: { "max.message.bytes": String(inputLimit + DeadLetter.headroom) }
-        },
+        ...deadLetterSpecs,
+        ...topology.stores.map((s) => ({
+          name: changelogOf(s.name),
+          partitions: taskCount,
+          config: { "cleanup.policy": "compact" }
+        })),
         ...topology.outputs
       ])
+      const changelogs = yield* Effect.forEach(topology.stores, (s) => kafka.describeTopic(changelogOf(s.name)))
+      for (const c of changelogs) {
+        if (c.partitions !== taskCount) {
+          return yield* new ConfigInvalid({
+            reason: `changelog topic ${c.name} has ${c.partitions} partitions, but the inputs of ${topology.name} have ${taskCount}: delete it (its state is rebuilt from the inputs' history only by reprocessing) or use another --group`
+          })
+        }
+      }
 
-      const failed = yield* Deferred.make<never, E | KafkaError | SinkError>()
+      const failed = yield* Deferred.make<never, RunError<E>>()
       const ready = yield* Deferred.make<{ consumer: GroupConsumer; delivery: Delivery.Delivery }>()
-      const actors = new Map<string, Entry<E>>()
-      const paused = new Set<string>()
-      // Not a child of the run's scope: actors must outlive the fetcher's shutdown so they can drain.
-      const actorsScope = yield* Scope.make()
-      let phase: "joining" | "running" | "stopping" = "joining"
+      const tasks = new Map<number, Entry<E>>()
+      const paused = new Map<number, Array<TopicPartition>>()
+      // Not a child of the run's scope: tasks must outlive the fetcher's shutdown so they can drain.
+      const tasksScope = yield* Scope.make()
+      let phase: "joining" | "running" | "rebalancing" | "stopping" = "joining"
       let assignments = 0
 
       yield* health.register(
         `worker ${topology.name} (group ${groupId})`,
         Effect.map(Clock.currentTimeMillis, (now) => {
           const stuck: Array<string> = []
-          for (const [key, entry] of actors) {
+          for (const [task, entry] of tasks) {
             const since = entry.actor.busySince()
-            if (since !== undefined && now - since > stuckMs)
-              stuck.push(`${key} for ${Math.round((now - since) / 1000)} s`)
+            if (since !== undefined && now - since > stuckMs) {
+              stuck.push(
+                `${entry.actor.partitions.map((tp) => `${tp.topic}:${task}`).join("+")} for ${Math.round((now - since) / 1000)} s`
+              )
+            }
           }
           const live = phase !== "stopping" && stuck.length === 0
           const detail =
             phase === "stopping"
               ? "stopping"
               : stuck.length > 0
-                ? `partitions stuck on one batch: ${stuck.join(", ")}`
+                ? `tasks stuck on one step: ${stuck.join(", ")}`
                 : assignments === 0
                   ? "joining the group"
-                  : `${actors.size} partition(s) of ${inputTopic} assigned`
-          return { live, ready: phase === "running" && assignments > 0, detail }
+                  : `${tasks.size} task(s) of ${taskCount} assigned`
+          return { live, ready: phase !== "joining" && phase !== "stopping" && assignments > 0, detail }
         })
       )
 
-      const start = Effect.fnUntraced(function* (tp: TopicPartition) {
+      /** A task's stores, opened on the configured backend and restored from the changelog's tail. */
+      const openStores = (task: number, token: object) =>
+        Effect.forEach(topology.stores, (spec) =>
+          Effect.gen(function* () {
+            const topic = changelogOf(spec.name)
+            const backend = yield* Effect.acquireRelease(
+              backends.open({ application: groupId, task, store: spec.name }),
+              (b) => Effect.sync(() => b.close())
+            )
+            const store = spec.bind(token, backend, topic)
+            const from = store.checkpoint() ?? 0
+            const started = Date.now()
+            let restored = 0
+            yield* Stream.runForEach(kafka.readPartition({ topic, partition: task, from }), (batch) =>
+              Effect.sync(() => {
+                store.restoreBatch(batch)
+                restored += batch.records.length
+              })
+            )
+            if (restored > 0) {
+              yield* Effect.logInfo(
+                `restored ${spec.name} of task ${task}: ${restored} changelog record(s) from offset ${from} in ${Date.now() - started} ms`
+              )
+            }
+            return store
+          })
+        )
+
+      const start = Effect.fnUntraced(function* (task: number) {
         const { consumer, delivery } = yield* Deferred.await(ready)
-        const key = tpKey(tp.topic, tp.partition)
-        const scope = yield* Scope.fork(actorsScope)
-        const partitionDelivery = yield* delivery.open(tp)
-        const actor = yield* PartitionActor.make(tp, topology, partitionDelivery, {
+        const scope = yield* Scope.fork(tasksScope)
+        const taskDelivery = yield* delivery.open(inputTopics[0]!, task)
+        const actor = yield* Task.make(task, topology, taskDelivery, {
+          application: groupId,
           capacity,
           retry: Delivery.defaultRetry,
-          onDrained: Effect.suspend(() => (paused.delete(key) ? consumer.resume([tp]) : Effect.void)),
-          maxRecordBytes: kafka.maxRecordBytes
+          idleMs,
+          onDrained: Effect.suspend(() => {
+            const tps = paused.get(task)
+            if (tps === undefined) return Effect.void
+            paused.delete(task)
+            return consumer.resume(tps)
+          }),
+          maxRecordBytes: kafka.maxRecordBytes,
+          openStores
         }).pipe(Scope.provide(scope), Effect.provideContext(context))
-        // A partition that fails for good (an error or a defect) fails the worker: its offsets stay uncommitted.
+        // A task that fails for good (an error or a defect) fails the worker: its offsets stay uncommitted.
         yield* Effect.forkIn(
           actor.await.pipe(
             Effect.catchCause((cause) =>
@@ -135,23 +214,47 @@ export const run = <K, V, E, R>(
           ),
           scope
         )
-        const entry: Entry<E> = { actor, scope, next: 0 }
-        actors.set(key, entry)
+        const entry: Entry<E> = { actor, scope, next: new Map() }
+        tasks.set(task, entry)
         return entry
       })
 
-      // Revocation: finish what the mailbox holds, within the shutdown bound (the group waits for this member),
-      // then commit what completed. Work cut off by the bound is re-delivered to the partition's next owner.
-      const retire = Effect.fnUntraced(function* (key: string, entry: Entry<E>) {
+      /** A task moves away or the worker stops: let it finish within the bound, then release its partitions. */
+      const retire = Effect.fnUntraced(function* (task: number, entry: Entry<E>, boundMs: number) {
         const { delivery } = yield* Deferred.await(ready)
-        actors.delete(key)
-        paused.delete(key)
+        tasks.delete(task)
+        paused.delete(task)
         yield* entry.actor.end
-        const drained = yield* Effect.exit(entry.actor.await).pipe(Effect.timeoutOption(shutdownMs))
+        const drained = yield* Effect.exit(entry.actor.await).pipe(Effect.timeoutOption(boundMs))
         if (Option.isNone(drained))
-          yield* Effect.logWarning(`revoked ${key}: drain timed out; in-flight work is re-delivered`)
+          yield* Effect.logWarning(`task ${task}: drain timed out; in-flight work is re-delivered`)
         yield* Scope.close(entry.scope, Exit.void)
-        yield* delivery.release(entry.actor.tp)
+        yield* delivery.release(entry.actor.partitions)
+      })
+
+      // Before the member rejoins: every task finishes what it holds and the member commits, so no task is ever
+      // processed by two members at once. Kept tasks go on afterwards with their state.
+      const onRevoke = Effect.gen(function* () {
+        const { delivery } = yield* Deferred.await(ready)
+        if (phase === "stopping") return
+        phase = "rebalancing"
+        const entries = [...tasks.values()]
+        const suspended = yield* Effect.forEach(entries, (e) => e.actor.suspend, {
+          concurrency: "unbounded",
+          discard: true
+        }).pipe(Effect.timeoutOption(shutdownMs))
+        if (Option.isNone(suspended)) {
+          // Whatever is still in flight must not be committed later by a member that no longer owns it.
+          yield* Effect.logWarning(
+            "rebalance: tasks did not finish within the bound; their in-flight work is abandoned"
+          )
+          yield* Effect.forEach([...tasks], ([task, entry]) => retire(task, entry, 0), { discard: true })
+        }
+        yield* delivery.commit.pipe(
+          Effect.catch((e) =>
+            Effect.logWarning(`commit before rebalance failed (retried at the next commit): ${e.message}`)
+          )
+        )
       })
 
       const onAssignment = (assignment: ReadonlyArray<TopicPartition>) =>
@@ -161,8 +264,8 @@ export const run = <K, V, E, R>(
           // A group shared with members that read other topics (the same --group with another --topic-prefix)
           // may hand this member their partitions: it must not decode them as its own input. They stay paused
           // and unprocessed, so say so loudly.
-          const foreign = assignment.filter((tp) => tp.topic !== inputTopic)
-          const own = foreign.length === 0 ? assignment : assignment.filter((tp) => tp.topic === inputTopic)
+          const foreign = assignment.filter((tp) => !isInput.has(tp.topic))
+          const own = foreign.length === 0 ? assignment : assignment.filter((tp) => isInput.has(tp.topic))
           if (foreign.length > 0) {
             yield* consumer.pause(foreign)
             yield* Effect.logWarning(
@@ -171,29 +274,38 @@ export const run = <K, V, E, R>(
                 "to other topics, so those partitions are not processed by anyone. Give each topology its own group."
             )
           }
-          const keys = new Set(own.map((tp) => tpKey(tp.topic, tp.partition)))
-          const revoked = [...actors].filter(([key]) => !keys.has(key))
-          yield* Effect.forEach(revoked, ([key, entry]) => retire(key, entry), { concurrency: "unbounded" })
-          // Partitions kept across the rebalance: commit what completed (records the actors already hold are
-          // filtered out in onBatch if the client re-fetches them).
+          const assigned = new Set(own.map((tp) => tp.partition))
+          const incomplete = [...assigned].filter(
+            (t) => own.filter((tp) => tp.partition === t).length < inputTopics.length
+          )
+          if (incomplete.length > 0) {
+            yield* Effect.logWarning(
+              `the assignment is not co-partitioned (tasks ${incomplete.join(",")} lack some of their inputs): the group's other members do not use Sluice's task assignor`
+            )
+          }
+          const revoked = [...tasks].filter(([task]) => !assigned.has(task))
+          yield* Effect.forEach(revoked, ([task, entry]) => retire(task, entry, shutdownMs), {
+            concurrency: "unbounded",
+            discard: true
+          })
+          // Tasks kept across the rebalance: commit what completed (records the tasks already hold are filtered out
+          // in onBatch when the client re-fetches them).
           yield* delivery.commit.pipe(
             Effect.catch((e) =>
               Effect.logWarning(`commit after rebalance failed (retried at the next commit): ${e.message}`)
             )
           )
-          for (const tp of own) {
-            if (!actors.has(tpKey(tp.topic, tp.partition))) yield* start(tp)
-          }
+          for (const task of [...assigned].sort((a, b) => a - b)) if (!tasks.has(task)) yield* start(task)
           assignments++
           phase = "running"
-          if (own.length === 0) {
+          if (assigned.size === 0) {
             yield* Effect.logWarning(
-              `assigned no partition of ${inputTopic} (${input.partitions} partition(s)) in group ${groupId}: ` +
+              `assigned no partition of ${inputTopics.join(", ")} (${taskCount} partition(s)) in group ${groupId}: ` +
                 "the group has more members than partitions, or its other members take them all"
             )
           } else {
             yield* Effect.logInfo(
-              `assigned ${own.length} partition(s): ${own.map((tp) => tp.partition).join(",")} of ${inputTopic}`
+              `assigned ${assigned.size} partition(s): ${[...assigned].sort((a, b) => a - b).join(",")} of ${inputTopics.join(", ")}`
             )
           }
         })
@@ -201,19 +313,24 @@ export const run = <K, V, E, R>(
       const onBatch = (batch: RecordBatch) =>
         Effect.gen(function* () {
           const { consumer } = yield* Deferred.await(ready)
-          if (phase === "stopping" || batch.topic !== inputTopic) return
-          const key = tpKey(batch.topic, batch.partition)
-          const entry = actors.get(key) ?? (yield* start({ topic: batch.topic, partition: batch.partition }))
+          if (phase === "stopping" || !isInput.has(batch.topic)) return
+          const entry = tasks.get(batch.partition) ?? (yield* start(batch.partition))
           const last = batch.records[batch.records.length - 1]
-          if (last === undefined || last.offset < entry.next) return
+          const next = entry.next.get(batch.topic) ?? 0
+          if (last === undefined || last.offset < next) return
           const fresh =
-            batch.records[0]!.offset >= entry.next
+            batch.records[0]!.offset >= next
               ? batch
-              : { ...batch, records: batch.records.filter((r) => r.offset >= entry.next) }
-          entry.next = last.offset + 1
-          if (entry.actor.isFull() && !paused.has(key)) {
-            paused.add(key)
-            yield* consumer.pause([{ topic: batch.topic, partition: batch.partition }])
+              : { ...batch, records: batch.records.filter((r) => r.offset >= next) }
+          entry.next.set(batch.topic, last.offset + 1)
+          if (entry.actor.isFull()) {
+            const tp = { topic: batch.topic, partition: batch.partition }
+            const list = paused.get(batch.partition) ?? []
+            if (!list.some((p) => p.topic === tp.topic)) {
+              list.push(tp)
+              paused.set(batch.partition, list)
+              yield* consumer.pause([tp])
+            }
           }
           yield* entry.actor.offer(fresh)
         })
@@ -221,12 +338,12 @@ export const run = <K, V, E, R>(
       const consumer = yield* kafka.consume(
         {
           groupId,
-          topics: [inputTopic],
+          topics: inputTopics,
           fromBeginning: options.fromBeginning ?? true,
           ...(options.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: options.sessionTimeoutMs }),
           ...(options.maxWaitMs === undefined ? {} : { maxWaitMs: options.maxWaitMs })
         },
-        { onBatch, onAssignment }
+        { onBatch, onAssignment, onRevoke }
       )
       const delivery = yield* Delivery.atLeastOnce(kafka, consumer, {
         ...(options.commitEveryRecords === undefined ? {} : { commitEveryRecords: options.commitEveryRecords }),
@@ -237,7 +354,7 @@ export const run = <K, V, E, R>(
       yield* Deferred.succeed(ready, { consumer, delivery })
 
       // Registered after the consumer, so it runs before the consumer leaves the group. The whole stop fits in
-      // `shutdownTimeout`: a stuck partition (retrying an outage) must not keep the process from committing what is
+      // `shutdownTimeout`: a stuck task (retrying an outage) must not keep the process from committing what is
       // done and leaving. The drain gets 60% of it, the final commit what is left.
       yield* Effect.addFinalizer(() =>
         Effect.gen(function* () {
@@ -249,16 +366,16 @@ export const run = <K, V, E, R>(
               return Effect.logWarning(`shutdown: ${reason}`)
             })
           phase = "stopping"
-          const entries = [...actors.values()]
-          // Ending the mailboxes first lets a fetcher parked in `offer` finish as its actor drains.
+          const entries = [...tasks.values()]
+          // Ending the mailboxes first lets a fetcher parked in `offer` finish as its task drains.
           yield* Effect.forEach(entries, (e) => e.actor.end, { discard: true })
           const drained = yield* Effect.all(
             [consumer.stop, Effect.forEach(entries, (e) => Effect.exit(e.actor.await), { discard: true })],
             { concurrency: "unbounded" }
           ).pipe(Effect.timeoutOption(shutdownMs * 0.6))
           if (Option.isNone(drained)) yield* unclean("the drain timed out; in-flight batches are re-delivered")
-          // Interrupts actors still busy; their mailboxes shut down, which releases any fetcher still in `offer`.
-          yield* Scope.close(actorsScope, Exit.void)
+          // Interrupts tasks still busy; their mailboxes shut down, which releases any fetcher still in `offer`.
+          yield* Scope.close(tasksScope, Exit.void)
           yield* consumer.stop.pipe(Effect.timeoutOption(Math.min(1_000, remaining() * 0.25)))
           const committed = yield* delivery.commit.pipe(
             Effect.timeoutOption(remaining()),
@@ -268,8 +385,8 @@ export const run = <K, V, E, R>(
           yield* Effect.logInfo(`stopped ${topology.name} in ${Date.now() - started} ms`)
         })
       )
-      // A partition failing for good, the client leaving the group for good, the commit fiber dying or a part of
-      // the worker dying ends the worker.
+      // A task failing for good, the client leaving the group for good, the commit fiber dying or a part of the
+      // worker dying ends the worker.
       return yield* Effect.raceAllFirst([Deferred.await(failed), consumer.failed, delivery.failed, health.failures])
     })
   )

@@ -36,14 +36,46 @@ export { StoreDecodeError, StoreEncodeError, StoreError } from "./internal/store
 // ---------------------------------------------------------------------------------------------------------------
 
 /** A store as a value: its name (part of its changelog topic and its file) and the codecs of its keys and values. */
-export interface StoreSpec<K, V> {
+/** A store as the runtime sees it, whatever its key and value types: it handles bytes. */
+export interface AnyStoreSpec {
   readonly name: string
-  readonly key: Codec.Codec<K>
-  readonly value: Codec.Codec<V>
+  /**
+   * Opens this store for one task over `backend`, writing its changelog to `changelogTopic`; `ctx.store(spec)` then
+   * finds it by `token` (the task's own object).
+   */
+  readonly bind: (token: object, backend: Backend, changelogTopic: string) => TaskStoreBytes
 }
 
-export const make = <K, V>(name: string, codecs: { readonly key: Codec.Codec<K>; readonly value: Codec.Codec<V> }) =>
-  ({ name, key: codecs.key, value: codecs.value }) satisfies StoreSpec<K, V>
+export interface StoreSpec<K, V> extends AnyStoreSpec {
+  readonly key: Codec.Codec<K>
+  readonly value: Codec.Codec<V>
+  /** The store bound to the task with `token`, if any. */
+  readonly instance: (token: object) => TaskStore<K, V> | undefined
+}
+
+/**
+ * A store: its name (its changelog topic is `<application>-<name>-changelog`) and the codecs of its keys and values.
+ * Declare it in a topology's `stores`; each task then has its own, `ctx.store(spec)`.
+ */
+export const make = <K, V>(
+  name: string,
+  codecs: { readonly key: Codec.Codec<K>; readonly value: Codec.Codec<V> }
+): StoreSpec<K, V> => {
+  // The spec keeps its tasks' stores itself, so `instance` returns them with their types.
+  const instances = new WeakMap<object, TaskStore<K, V>>()
+  const spec: StoreSpec<K, V> = {
+    name,
+    key: codecs.key,
+    value: codecs.value,
+    instance: (token) => instances.get(token),
+    bind: (token, backend, changelogTopic) => {
+      const store = taskStore.make(spec, backend, changelogTopic)
+      instances.set(token, store)
+      return store
+    }
+  }
+  return spec
+}
 
 /** The compacted topic that holds a store's changes, one partition per task (Kafka Streams' naming). */
 export const changelogTopic = (application: string, spec: { readonly name: string }): string =>
@@ -147,8 +179,15 @@ export const sqlite = (options: { readonly dir: string }): BackendFactory => ({
 })
 
 /** A task's store as the runtime sees it: the handler's view, plus what moves its writes to the changelog. */
-export interface TaskStore<K, V> extends KeyValueStore<K, V> {
-  readonly spec: StoreSpec<K, V>
+/** Where a step's writes were: `rollback` returns to it (a record dead-lettered leaves no state change behind). */
+export interface Savepoint {
+  readonly _brand: "Savepoint"
+}
+
+/** A task's store as the runtime drives it, in bytes: writes, changelog, durability, restore. */
+export interface TaskStoreBytes {
+  readonly name: string
+  readonly changelogTopic: string
   /**
    * The writes since the last call, as changelog records to send: the last write of each key (`null`: delete), in
    * the order the keys were first written. They are still read until `durable` (or `discardWrites`).
@@ -174,12 +213,21 @@ export interface TaskStore<K, V> extends KeyValueStore<K, V> {
   readonly restoreBatch: (batch: RecordBatch) => void
   /** The backend's checkpoint: where a restore starts; `undefined` means from the beginning. */
   readonly checkpoint: () => number | undefined
+  /** The writes since the last `takeWrites`, to come back to with `rollback`. */
+  readonly savepoint: () => Savepoint
+  /** Forgets the writes made since `savepoint` (nothing taken by `takeWrites` in between). */
+  readonly rollback: (point: Savepoint) => void
   /** The backend itself (to close it, or to wipe it). */
   readonly backend: Backend
 }
 
-/** A task's store over an opened backend. */
-export const open = <K, V>(spec: StoreSpec<K, V>, backend: Backend): TaskStore<K, V> => taskStore.make(spec, backend)
+export interface TaskStore<K, V> extends KeyValueStore<K, V>, TaskStoreBytes {
+  readonly spec: StoreSpec<K, V>
+}
+
+/** A task's store over an opened backend (tests; the runtime binds stores through their spec). */
+export const open = <K, V>(spec: StoreSpec<K, V>, backend: Backend, changelog?: string): TaskStore<K, V> =>
+  taskStore.make(spec, backend, changelog ?? spec.name)
 
 /**
  * Runs a store or backend call in an Effect: a thrown `StoreError` fails it; anything else thrown is a defect

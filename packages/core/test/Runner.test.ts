@@ -213,7 +213,7 @@ describe("Runner", () => {
       yield* TestClock.adjust("31 seconds")
       const after = yield* health.report
       assert.isFalse(after.live)
-      assert.match(after.checks[0]?.detail ?? "", /stuck on one batch: in:0 for 3\d s/)
+      assert.match(after.checks[0]?.detail ?? "", /stuck on one step: in:0 for 3\d s/)
       // The stop is bounded by timeouts on the test clock: move it along until the runner has stopped.
       const stop = yield* Effect.forkChild(Fiber.interrupt(fiber))
       for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")

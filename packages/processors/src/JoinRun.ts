@@ -13,6 +13,7 @@ import * as Reader from "@sluice/core/Reader"
 import { header } from "@sluice/core/Record"
 import * as Runner from "@sluice/core/Runner"
 import * as Topic from "@sluice/core/Topic"
+import * as Topology from "@sluice/core/Topology"
 import { Effect, Fiber, Layer, Result, Schedule, Schema, Stream } from "effect"
 import * as ClickData from "./ClickData.ts"
 import * as ClickEnrichment from "./ClickEnrichment.ts"
@@ -88,14 +89,11 @@ export const run = <E>(options: JoinRunOptions<E>) =>
         topics,
         ...(options.unknownUsers === undefined ? {} : { unknownUsers: options.unknownUsers })
       })
-      const topology = {
-        ...base,
-        process: (records: Parameters<typeof base.process>[0]) =>
-          Effect.suspend(() => {
-            if (firstConsumedAt === 0) firstConsumedAt = Date.now()
-            return base.process(records)
-          })
-      }
+      const topology = Topology.tapBatches(base, () =>
+        Effect.sync(() => {
+          if (firstConsumedAt === 0) firstConsumedAt = Date.now()
+        })
+      )
       const sent = new Map<string, ClickEnrichment.Click>()
       const produceClicks = Effect.gen(function* () {
         const generated = ClickData.generateClicks({

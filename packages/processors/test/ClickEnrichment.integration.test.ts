@@ -5,8 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as DeadLetter from "@sluice/core/DeadLetter"
-import type { KafkaError, LookupError, SinkError } from "@sluice/core/Errors"
-import type { ComponentFailed } from "@sluice/core/Health"
+import type { KafkaError, LookupError } from "@sluice/core/Errors"
 import { brokersConfig, Kafka } from "@sluice/core/Kafka"
 import * as KafkaJs from "@sluice/core/KafkaJs"
 import * as Lookup from "@sluice/core/Lookup"
@@ -16,6 +15,7 @@ import * as Redis from "@sluice/core/Redis"
 import * as Runner from "@sluice/core/Runner"
 import * as Table from "@sluice/core/Table"
 import * as Topic from "@sluice/core/Topic"
+import * as Topology from "@sluice/core/Topology"
 import { type Duration, Effect, Fiber, Layer, Schedule, Schema, type Scope, Stream } from "effect"
 import * as ClickData from "../src/ClickData.ts"
 import * as ClickEnrichment from "../src/ClickEnrichment.ts"
@@ -35,7 +35,7 @@ class TestTimeout extends Schema.TaggedError<TestTimeout>()("TestTimeout", { wha
 }
 
 type LookupLayer = Layer.Layer<ClickEnrichment.ProfileLookup, KafkaError | Redis.RedisError, Kafka | Redis.Redis>
-type RunnerFiber = Fiber.Fiber<never, LookupError | KafkaError | SinkError | Redis.RedisError | ComponentFailed>
+type RunnerFiber = Fiber.Fiber<never, Runner.RunError<LookupError> | Redis.RedisError>
 
 const freshPrefix = () => `it-${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 8)}-`
 const dlqOf = (topics: ClickEnrichment.Topics) => DeadLetter.topicFor(topics.clicks.name)
@@ -411,15 +411,12 @@ describe("ClickEnrichment (real broker)", () => {
         let batches = 0
         let clicksProcessed = 0
         const base = ClickEnrichment.topology({ topics })
-        const topology = {
-          ...base,
-          process: (records: Parameters<typeof base.process>[0]) =>
-            Effect.suspend(() => {
-              batches++
-              clicksProcessed += records.length
-              return base.process(records)
-            })
-        }
+        const topology = Topology.tapBatches(base, (records) =>
+          Effect.sync(() => {
+            batches++
+            clicksProcessed += records.length
+          })
+        )
         const runner = yield* Runner.run(topology, { groupId: `${topics.clicks.name}-mget` }).pipe(
           Effect.provide(ClickEnrichment.ProfileLookup.redis(topics).pipe(Layer.provide(counting))),
           Effect.forkScoped

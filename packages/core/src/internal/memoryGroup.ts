@@ -1,10 +1,11 @@
 /**
- * Consumer groups of the in-memory broker: membership, the range assignor, eager rebalances, and one fetcher fiber
- * per assigned partition.
+ * Consumer groups of the in-memory broker: membership, Sluice's task assignor (co-partitioned and sticky, the
+ * kafkajs layer's too), eager rebalances with a revoke phase, and one fetcher fiber per assigned partition.
  *
  * A rebalance runs in a fiber of the broker's scope, serialized per group by a semaphore. It first quiesces every
- * member (no new batch starts, in-flight `onBatch` calls finish, fetchers end), then assigns, then runs every
- * member's `onAssignment`, and only then starts the new generation's fetchers. `consume` does not wait for it: the
+ * member (no new batch starts, in-flight `onBatch` calls finish, fetchers end), then runs the `onRevoke` of every
+ * member that owns partitions (finish, make durable, commit), then assigns, then runs every member's
+ * `onAssignment`, and only then starts the new generation's fetchers. `consume` does not wait for it: the
  * handlers may wait for `consume` to return (the runner does), as with kafkajs' `run`.
  *
  * Commits must come from the partition's owner. The one exception is the revoke window: while the rebalance runs
@@ -15,6 +16,7 @@
  * decides to deliver and marks its batch in flight in one such step, so a quiesce can never miss a batch.
  */
 import { Cause, type Context, Deferred, Effect, Exit, Fiber, Scope, Semaphore } from "effect"
+import { assignTasks } from "../Assignor.ts"
 import { Closed, KafkaError, Rebalance } from "../Errors.ts"
 import type { ConsumeHandlers, ConsumeOptions, GroupConsumer } from "../Kafka.ts"
 import { type RecordBatch, type TopicPartition, type TopicPartitionOffset, tpKey } from "../Record.ts"
@@ -110,27 +112,45 @@ export const membersOf = (group: Group): ReadonlyArray<MemberInfo> =>
     }))
 
 /**
- * Kafka's RangeAssignor: per topic, the members subscribed to it (in join order) take contiguous ranges of its
- * partitions, the first ones one extra. Co-partitioned topics thus put partition p of each on the same member,
- * which co-partitioned joins rely on. Topics that do not exist yet assign nothing.
+ * Sluice's task assignment (`Assignor.assignTasks`), as the kafkajs layer's assignor does it: members with the
+ * same subscription share tasks, a task being partition i of every topic they read, and keep the tasks they owned
+ * where the balance allows. Members whose subscriptions differ (a misconfigured group) are assigned topic by topic.
+ * Topics that do not exist yet assign nothing.
  */
-export const rangeAssign = (
-  members: ReadonlyArray<{ readonly id: string; readonly topics: ReadonlyArray<string> }>,
+export const taskAssign = (
+  members: ReadonlyArray<{
+    readonly id: string
+    readonly topics: ReadonlyArray<string>
+    readonly owned: ReadonlyArray<TopicPartition>
+    readonly generation: number
+  }>,
   topics: ReadonlyMap<string, { readonly partitions: ReadonlyArray<unknown> }>
 ): Map<string, Array<TopicPartition>> => {
   const plan = new Map<string, Array<TopicPartition>>(members.map((m) => [m.id, []]))
-  const names = [...new Set(members.flatMap((m) => m.topics))].sort()
-  for (const topic of names) {
-    const count = topics.get(topic)?.partitions.length ?? 0
-    const subscribers = members.filter((m) => m.topics.includes(topic))
-    const per = Math.floor(count / subscribers.length)
-    const extra = count % subscribers.length
-    subscribers.forEach((m, i) => {
-      const start = i * per + Math.min(i, extra)
-      const length = per + (i < extra ? 1 : 0)
-      const target = plan.get(m.id)!
-      for (let partition = start; partition < start + length; partition++) target.push({ topic, partition })
-    })
+  const subscription = (m: { readonly topics: ReadonlyArray<string> }) => [...new Set(m.topics)].sort().join("\u0000")
+  const same = members.every((m) => subscription(m) === subscription(members[0]!))
+  const countOf = (topic: string) => topics.get(topic)?.partitions.length ?? 0
+  const share = (names: ReadonlyArray<string>, sharing: typeof members) => {
+    const taskCount = Math.max(0, ...names.map(countOf))
+    const claims = sharing.map((m) => ({
+      memberId: m.id,
+      owned: [...new Set(m.owned.filter((tp) => names.includes(tp.topic)).map((tp) => tp.partition))],
+      generation: m.generation
+    }))
+    for (const [id, tasks] of assignTasks(taskCount, claims)) {
+      const target = plan.get(id)!
+      for (const t of tasks) for (const topic of names) if (t < countOf(topic)) target.push({ topic, partition: t })
+    }
+  }
+  if (members.length === 0) return plan
+  if (same) share([...new Set(members[0]!.topics)].sort(), members)
+  else {
+    const names = [...new Set(members.flatMap((m) => m.topics))].sort()
+    for (const topic of names)
+      share(
+        [topic],
+        members.filter((m) => m.topics.includes(topic))
+      )
   }
   return plan
 }
@@ -249,8 +269,15 @@ const rebalance = Effect.fnUntraced(function* (env: Env, group: Group) {
   yield* Effect.forEach(group.members.values(), quiesce, { concurrency: "unbounded", discard: true })
   // Members that joined during the quiesce are included: they have no fetchers to stop.
   const active = [...group.members.values()].filter((m) => !m.stopped && !m.left).sort((a, b) => a.seq - b.seq)
-  const plan = rangeAssign(
-    active.map((m) => ({ id: m.id, topics: m.options.topics })),
+  // Before anyone's assignment changes, every member that owns partitions finishes its work on them (Kafka's
+  // onPartitionsRevoked, before the JoinGroup): no partition is ever worked on by two members at once.
+  yield* Effect.forEach(
+    active.filter((m) => m.owned.size > 0 && m.handlers.onRevoke !== undefined),
+    (m) => runIn(m, "onRevoke", m.handlers.onRevoke!),
+    { concurrency: "unbounded", discard: true }
+  )
+  const plan = taskAssign(
+    active.map((m) => ({ id: m.id, topics: m.options.topics, owned: m.assignment, generation: m.generation })),
     env.topics
   )
   const generation = ++group.generation

@@ -9,7 +9,7 @@
  */
 import { Result } from "effect"
 import type { ConsumerRecord, RecordBatch } from "../Record.ts"
-import type { Backend, Change, StoreSpec, TaskStore } from "../Store.ts"
+import type { Backend, Change, Savepoint, StoreSpec, TaskStore } from "../Store.ts"
 import { compareBytes, toBinary } from "./storeBytes.ts"
 import { StoreDecodeError, StoreEncodeError } from "./storeErrors.ts"
 
@@ -24,7 +24,12 @@ const noWrites: ReadonlyArray<Change> = []
 const byBinaryKey = (a: readonly [string, Change], b: readonly [string, Change]): number =>
   a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0
 
-export const make = <K, V>(spec: StoreSpec<K, V>, backend: Backend): TaskStore<K, V> => {
+interface Point extends Savepoint {
+  readonly pending: ReadonlyMap<string, Change>
+}
+const emptyPoint: Point = { _brand: "Savepoint", pending: new Map() }
+
+export const make = <K, V>(spec: StoreSpec<K, V>, backend: Backend, changelogTopic: string): TaskStore<K, V> => {
   const store = spec.name
   let pending = new Map<string, Change>()
   let inFlight: Array<InFlight> = []
@@ -121,9 +126,26 @@ export const make = <K, V>(spec: StoreSpec<K, V>, backend: Backend): TaskStore<K
     backend.apply(changes, next)
   }
 
+  // Savepoints are taken once per step (where `pending` is empty) and once per record only on the failure path.
+  const points = new WeakMap<Savepoint, Point>()
+  const savepoint = (): Savepoint => {
+    if (pending.size === 0) return emptyPoint
+    const point: Point = { _brand: "Savepoint", pending: new Map(pending) }
+    points.set(point, point)
+    return point
+  }
+
   return {
     spec,
     backend,
+    name: store,
+    changelogTopic,
+    savepoint,
+    rollback: (point) => {
+      const p = point === emptyPoint ? emptyPoint : points.get(point)
+      if (p === undefined) throw new Error(`store ${store}: a savepoint of another store`)
+      pending = new Map(p.pending)
+    },
     get: (key) => {
       const k = encodeKey(key)
       const write = buffered(k)

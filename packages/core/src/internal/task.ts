@@ -1,0 +1,527 @@
+/**
+ * One actor per assigned task (partition i of every input): a fiber with a bounded mailbox of fetched batches,
+ * timer ticks and control messages, handled one at a time, in order.
+ *
+ * Before its first batch the task restores its stores from their changelogs and runs the lifecycle hooks. Each
+ * step then takes what the mailbox holds; with several inputs, it processes the buffered records with the lowest
+ * timestamps first (stream-time alignment, like Kafka Streams), waiting at most `idleMs` for an input that has
+ * nothing buffered and has not caught up. A step decodes in a plain loop, runs the input's processor once, checks
+ * that every output fits its topic, and hands outputs, dead letters and the stores' changelog records to the
+ * delivery path in one send; only once that is acknowledged do the store writes become durable locally and the
+ * input positions committable.
+ *
+ * Failures are narrowed to the records that cause them: a non-retryable failure of a batch, or an output over its
+ * topic's `max.message.bytes`, re-runs the batch record by record, each from a savepoint of the stores, so a
+ * dead-lettered record leaves neither outputs nor state changes behind. A dead letter over its own topic's limit is
+ * truncated to fit (DeadLetter.ts).
+ */
+import {
+  type Cause,
+  Clock,
+  Deferred,
+  Effect,
+  Fiber,
+  Metric,
+  Option,
+  Queue,
+  Result,
+  type Schedule,
+  type Scope
+} from "effect"
+import * as Batch from "../Batch.ts"
+import * as DeadLetter from "../DeadLetter.ts"
+import type { Outgoing, TaskDelivery } from "../Delivery.ts"
+import { isRetryable, KafkaError, MessageTooLarge, messageOf, type SinkError } from "../Errors.ts"
+import * as Metrics from "../Metrics.ts"
+import {
+  type ConsumerRecord,
+  defaultMaxMessageBytes,
+  type ProducerRecord,
+  type RecordBatch,
+  sizeOf,
+  type TopicPartition,
+  type TopicPartitionOffset
+} from "../Record.ts"
+import type * as Store from "../Store.ts"
+import type { TaskContext } from "../Task.ts"
+import type { Input, Prepared, Topology } from "../Topology.ts"
+
+export interface TaskActor<E> {
+  readonly task: number
+  /** The input partitions of this task. */
+  readonly partitions: ReadonlyArray<TopicPartition>
+  /** Suspends while the mailbox is full. */
+  readonly offer: (batch: RecordBatch) => Effect.Effect<void>
+  readonly isFull: () => boolean
+  /**
+   * Handles everything offered so far (ignoring the idle wait), makes it durable and completes; the task then goes
+   * on. A rebalance suspends every task this way before the member rejoins its group.
+   */
+  readonly suspend: Effect.Effect<void>
+  /** Lets the task finish what it holds, then stop. */
+  readonly end: Effect.Effect<void>
+  /** Completes when the task has stopped: after `end` and the drain, or on failure. */
+  readonly await: Effect.Effect<void, E | KafkaError | SinkError | Store.StoreError>
+  /** When the step in progress started (epoch ms), or `undefined` while the task waits for work. */
+  readonly busySince: () => number | undefined
+}
+
+export interface TaskOptions {
+  readonly application: string
+  readonly capacity: number
+  readonly retry: Schedule.Schedule<unknown, unknown>
+  /** How long records of one input wait for an input with nothing buffered. */
+  readonly idleMs: number
+  /** Called when the mailbox has drained to half its capacity (to resume paused partitions). */
+  readonly onDrained: Effect.Effect<void>
+  /** The largest record a topic accepts (`Kafka.maxRecordBytes`). */
+  readonly maxRecordBytes: (topic: string) => Effect.Effect<number, KafkaError>
+  /** Opens this task's stores, restored from their changelogs, bound to `token` for `ctx.store`. */
+  readonly openStores: (
+    task: number,
+    token: object
+  ) => Effect.Effect<ReadonlyArray<Store.TaskStoreBytes>, KafkaError | Store.StoreError, Scope.Scope>
+}
+
+type Item =
+  | { readonly _tag: "Batch"; readonly batch: RecordBatch }
+  | { readonly _tag: "Tick"; readonly timer: string }
+  | { readonly _tag: "Suspend"; readonly done: Deferred.Deferred<void> }
+
+interface Buffered {
+  readonly input: Input<unknown, unknown> | undefined
+  records: Array<ConsumerRecord>
+  /** The last batch reached the partition's high-water mark: nothing more to wait for. */
+  caughtUp: boolean
+}
+
+const isTooLarge = (e: unknown): e is KafkaError => e instanceof KafkaError && e.reason._tag === "MessageTooLarge"
+
+export const make = Effect.fnUntraced(function* <E, R>(
+  task: number,
+  topology: Topology<E, R>,
+  delivery: TaskDelivery,
+  options: TaskOptions
+) {
+  const mailbox = yield* Queue.bounded<Item, Cause.Done>(options.capacity + 2)
+  const partitions = topology.inputs.map((i): TopicPartition => ({ topic: i.topic, partition: task }))
+  const metricsOf = new Map(topology.inputs.map((i) => [i.topic, Metrics.forPartition(i.topic, task)]))
+  const retryable = { schedule: options.retry, while: isRetryable }
+  const token = {}
+  let stores: ReadonlyArray<Store.TaskStoreBytes> = []
+  let streamTime = -1
+  // Per input: its records waiting to be processed (alignment across inputs).
+  const buffers = new Map<string, Buffered>(
+    topology.inputs.map((input) => [input.topic, { input: undefined, records: [], caughtUp: false }])
+  )
+  const inputOf = new Map(topology.inputs.map((input) => [input.topic, input]))
+  // The offset after the last record processed, per input partition: the task's position.
+  const position = new Map<string, number>()
+  let waitingSince: number | undefined
+
+  const context = (input: string): TaskContext => ({
+    application: topology.name,
+    task,
+    input,
+    streamTime,
+    store: (spec) => {
+      const store = spec.instance(token)
+      if (store === undefined) {
+        throw new Error(`store ${spec.name} is not declared in topology ${topology.name}: add it to \`stores\``)
+      }
+      return store
+    },
+    schedule: (name, at) => {
+      const timer = topology.timers.find((t) => t.name === name)
+      if (timer === undefined) throw new Error(`timer ${name} is not declared in topology ${topology.name}`)
+      if ("streamTime" in at) streamPoints.set(name, at.streamTime)
+      else wallPoints.set(name, at.wallClock)
+    }
+  })
+
+  // Stream-time timers: the next point at which each fires (periodic ones from their interval, one-shot ones from
+  // `ctx.schedule`); wall-clock one-shot points are checked on every step and by the wall-clock ticker.
+  const streamPoints = new Map<string, number>()
+  const lastStreamFire = new Map<string, number>()
+  const wallPoints = new Map<string, number>()
+
+  // Topic limits, asked of the Kafka service once per topic (it caches too); cleared when the broker disagrees.
+  const limits = new Map<string, number>()
+  const knowLimits = (records: ReadonlyArray<ProducerRecord>): Effect.Effect<void, KafkaError> => {
+    const missing = new Set<string>()
+    for (const r of records) if (!limits.has(r.topic)) missing.add(r.topic)
+    return missing.size === 0
+      ? Effect.void
+      : Effect.forEach(
+          missing,
+          (topic) =>
+            Effect.retry(options.maxRecordBytes(topic), retryable).pipe(
+              Effect.tap((limit) => Effect.sync(() => limits.set(topic, limit))),
+              // A topic that does not exist yet is created with the broker's defaults by the send (where the broker
+              // allows it; otherwise the send fails and says so): check against the default, and read it again later.
+              Effect.catchIf(
+                (e) => e.reason._tag === "UnknownTopic",
+                () => Effect.void
+              )
+            ),
+          { discard: true }
+        )
+  }
+  /** The first output over its topic's limit, as the reason its input is dead-lettered. */
+  const tooLarge = Effect.fnUntraced(function* (outputs: ReadonlyArray<ProducerRecord>) {
+    yield* knowLimits(outputs)
+    for (const output of outputs) {
+      const limit = limits.get(output.topic) ?? defaultMaxMessageBytes
+      const size = sizeOf(output)
+      if (size > limit) {
+        return new MessageTooLarge({
+          message: `an output for ${output.topic} is ${size} bytes, over the topic's limit of ${limit} bytes (max.message.bytes)`,
+          topic: output.topic,
+          size,
+          limit
+        })
+      }
+    }
+    return undefined
+  })
+
+  const savepoint = () => stores.map((s) => s.savepoint())
+  const rollback = (points: ReadonlyArray<Store.Savepoint>) => {
+    for (let i = 0; i < stores.length; i++) stores[i]!.rollback(points[i]!)
+  }
+
+  /**
+   * Record by record, each from a savepoint: a record that fails for good, or one of whose outputs is over its
+   * topic's limit, is rejected with its writes rolled back.
+   */
+  const processIsolated = Effect.fnUntraced(function* (prepared: Prepared<E, R>, ctx: TaskContext) {
+    const parts: Array<Batch.BatchResult> = []
+    for (let i = 0; i < prepared.records.length; i++) {
+      const record = prepared.records[i]!
+      const point = savepoint()
+      const exit = yield* Effect.suspend(() => prepared.processOne(i, ctx)).pipe(
+        Effect.retry(retryable),
+        Effect.map((result) => Batch.from(record, result)),
+        Effect.result
+      )
+      if (Result.isFailure(exit)) {
+        if (isRetryable(exit.failure)) return yield* Effect.fail(exit.failure)
+        rollback(point)
+        parts.push({ outputs: [], rejected: [{ record, error: exit.failure }] })
+        continue
+      }
+      const large = yield* tooLarge(exit.success.outputs)
+      if (large !== undefined) {
+        rollback(point)
+        parts.push({ outputs: [], rejected: [...exit.success.rejected, { record, error: large }] })
+      } else parts.push(exit.success)
+    }
+    return Batch.concat(parts)
+  })
+
+  /** The whole batch in one run; narrowed to record by record on a failure for good or an output too large. */
+  const processBatch = Effect.fnUntraced(function* (prepared: Prepared<E, R>, ctx: TaskContext) {
+    if (prepared.records.length === 0) return Batch.empty
+    const point = savepoint()
+    // Suspended, so that a retry calls the processor again rather than re-running the Effect it returned once.
+    const exit = yield* Effect.suspend(() => prepared.process(ctx)).pipe(Effect.retry(retryable), Effect.result)
+    if (Result.isFailure(exit)) {
+      if (isRetryable(exit.failure)) return yield* Effect.fail(exit.failure)
+      rollback(point)
+      return yield* processIsolated(prepared, ctx)
+    }
+    if ((yield* tooLarge(exit.success.outputs)) === undefined) return exit.success
+    rollback(point)
+    return yield* processIsolated(prepared, ctx)
+  })
+
+  const deadLettersOf = Effect.fnUntraced(function* (
+    input: Input<E, R>,
+    rejected: ReadonlyArray<DeadLetter.Rejection>
+  ) {
+    if (rejected.length === 0) return []
+    const now = yield* Clock.currentTimeMillis
+    yield* knowLimits([{ topic: input.deadLetterTopic, key: null, value: null }])
+    const limit = limits.get(input.deadLetterTopic) ?? defaultMaxMessageBytes
+    yield* Effect.logWarning(
+      `dead-lettered ${rejected.length} record(s) of ${input.topic}[${task}] to ${input.deadLetterTopic}`,
+      rejected.slice(0, 3).map((r) => `@${r.record.offset}: ${messageOf(r.error)}`)
+    )
+    return rejected.map((r) => DeadLetter.toRecord(input.deadLetterTopic, topology.name, r, now, limit))
+  })
+
+  /** The stores' writes since the last step, as changelog records for this task's changelog partitions. */
+  const changelog = (): {
+    readonly records: Array<ProducerRecord>
+    readonly writes: Array<ReadonlyArray<Store.Change>>
+  } => {
+    const records: Array<ProducerRecord> = []
+    const writes: Array<ReadonlyArray<Store.Change>> = []
+    for (const store of stores) {
+      const w = store.takeWrites()
+      writes.push(w)
+      for (const [key, value] of w) records.push({ topic: store.changelogTopic, partition: task, key, value })
+    }
+    return { records, writes }
+  }
+
+  /** Hands a step's records to the delivery path; once acknowledged, the stores' writes become durable. */
+  const deliver = Effect.fnUntraced(function* (
+    outgoing: Omit<Outgoing, "changelog">,
+    positions: ReadonlyArray<TopicPartitionOffset>,
+    count: number
+  ) {
+    const { records, writes } = changelog()
+    const acked = yield* delivery.complete({ ...outgoing, changelog: records }, positions, count).pipe(
+      Effect.onError(() =>
+        Effect.sync(() => {
+          for (const s of stores) s.discardWrites()
+        })
+      )
+    )
+    let at = 0
+    for (let i = 0; i < stores.length; i++) {
+      const w = writes[i]!
+      if (w.length === 0) continue
+      at += w.length
+      stores[i]!.durable(w, acked[at - 1]!.offset + 1)
+    }
+  })
+
+  const positions = (): Array<TopicPartitionOffset> =>
+    partitions.flatMap((tp) => {
+      const offset = position.get(tp.topic)
+      return offset === undefined ? [] : [{ ...tp, offset }]
+    })
+
+  /** One step over records of one input. */
+  const handle = Effect.fnUntraced(function* (input: Input<E, R>, records: ReadonlyArray<ConsumerRecord>) {
+    const started = Date.now()
+    const last = records[records.length - 1]!
+    for (const r of records) if (r.timestamp > streamTime) streamTime = r.timestamp
+    const prepared = input.prepare(records)
+    const ctx = context(input.topic)
+    const processed = yield* processBatch(prepared, ctx)
+    const rejected = prepared.rejected.length === 0 ? processed.rejected : prepared.rejected.concat(processed.rejected)
+    const deadLetters = yield* deadLettersOf(input, rejected)
+    position.set(input.topic, last.offset + 1)
+    yield* deliver({ outputs: processed.outputs, deadLetters }, positions(), records.length).pipe(
+      Effect.catchIf(isTooLarge, (e) =>
+        // Limits read before the broker disagreed (a topic's limit lowered since): the batch cannot be written as it
+        // is. Stop with the cause rather than loop; the records are re-delivered once the limits are read again.
+        Effect.suspend(() => {
+          limits.clear()
+          return Effect.fail(e)
+        })
+      )
+    )
+    const metrics = metricsOf.get(input.topic)!
+    yield* Metric.update(metrics.in, records.length)
+    const buffered = buffers.get(input.topic)!
+    yield* Metric.update(metrics.lag, buffered.caughtUp ? 0 : Math.max(0, lagOf.get(input.topic)! - last.offset - 1))
+    yield* Metric.update(Metrics.batchLatency, Date.now() - started)
+    yield* fireStreamTimers
+  })
+
+  const lagOf = new Map<string, number>()
+
+  const fire = Effect.fnUntraced(function* (name: string) {
+    const timer = topology.timers.find((t) => t.name === name)
+    if (timer === undefined) return
+    const point = savepoint()
+    const result = yield* Effect.suspend(() => timer.fire(context(name))).pipe(
+      Effect.retry(retryable),
+      Effect.onError(() => Effect.sync(() => rollback(point)))
+    )
+    // A tick's outputs are committed with the task's current position.
+    yield* deliver({ outputs: result.outputs, deadLetters: [] }, positions(), 0)
+  })
+
+  const fireStreamTimers = Effect.gen(function* () {
+    if (streamTime < 0) return
+    for (const timer of topology.timers) {
+      if (timer.kind !== "stream-time") continue
+      const oneShot = streamPoints.get(timer.name)
+      if (oneShot !== undefined && streamTime >= oneShot) {
+        streamPoints.delete(timer.name)
+        yield* fire(timer.name)
+        continue
+      }
+      if (timer.everyMs === undefined) continue
+      const lastFired = lastStreamFire.get(timer.name)
+      if (lastFired === undefined || streamTime - lastFired >= timer.everyMs) {
+        lastStreamFire.set(timer.name, streamTime)
+        yield* fire(timer.name)
+      }
+    }
+  })
+
+  const fireWallPoints = Effect.gen(function* () {
+    if (wallPoints.size === 0) return
+    const now = yield* Clock.currentTimeMillis
+    for (const [name, at] of [...wallPoints]) {
+      if (now < at) continue
+      wallPoints.delete(name)
+      yield* fire(name)
+    }
+  })
+
+  /**
+   * The next records to process: the input whose head has the lowest timestamp, up to the head timestamp of the
+   * next input. Nothing while an input that has not caught up has nothing buffered, for up to `idleMs` (unless
+   * `force`).
+   */
+  const next = (now: number, force: boolean): { input: Input<E, R>; records: Array<ConsumerRecord> } | undefined => {
+    let best: Buffered | undefined
+    let bestTopic = ""
+    let second = Number.POSITIVE_INFINITY
+    let waiting = false
+    for (const [topic, b] of buffers) {
+      if (b.records.length === 0) {
+        if (!b.caughtUp) waiting = true
+        continue
+      }
+      const head = b.records[0]!.timestamp
+      if (best === undefined || head < best.records[0]!.timestamp) {
+        if (best !== undefined) second = Math.min(second, best.records[0]!.timestamp)
+        best = b
+        bestTopic = topic
+      } else second = Math.min(second, head)
+    }
+    if (best === undefined) {
+      waitingSince = undefined
+      return undefined
+    }
+    if (waiting && !force && buffers.size > 1) {
+      waitingSince ??= now
+      if (now - waitingSince < options.idleMs) return undefined
+    }
+    waitingSince = undefined
+    let n = 1
+    while (n < best.records.length && best.records[n]!.timestamp <= second) n++
+    const records = n === best.records.length ? best.records : best.records.slice(0, n)
+    best.records = n === best.records.length ? [] : best.records.slice(n)
+    return { input: inputOf.get(bestTopic)!, records }
+  }
+
+  const drainBuffers = (force: boolean) =>
+    Effect.gen(function* () {
+      while (true) {
+        const chunk = next(yield* Clock.currentTimeMillis, force)
+        if (chunk === undefined) return
+        yield* handle(chunk.input, chunk.records)
+      }
+    })
+
+  const take = (b: RecordBatch) => {
+    const buffered = buffers.get(b.topic)
+    if (buffered === undefined) return
+    for (const r of b.records) buffered.records.push(r)
+    const last = b.lastOffset ?? b.records[b.records.length - 1]?.offset ?? -1
+    buffered.caughtUp = last + 1 >= b.highWatermark
+    lagOf.set(b.topic, b.highWatermark)
+  }
+
+  let busySince: number | undefined = yield* Clock.currentTimeMillis
+  const loop = Effect.gen(function* () {
+    stores = yield* options.openStores(task, token)
+    // In the task's fiber, so a defect in a hook fails the task (and the worker), never stalls it.
+    if (topology.lifecycle.onAssigned) for (const tp of partitions) yield* topology.lifecycle.onAssigned(tp)
+    yield* startWallClockTimers
+    while (true) {
+      busySince = undefined
+      const remaining =
+        waitingSince === undefined ? undefined : options.idleMs - ((yield* Clock.currentTimeMillis) - waitingSince)
+      const taken =
+        remaining === undefined
+          ? Option.some(yield* Effect.result(Queue.takeAll(mailbox)))
+          : yield* Effect.result(Queue.takeAll(mailbox)).pipe(Effect.timeoutOption(Math.max(0, remaining)))
+      busySince = yield* Clock.currentTimeMillis
+      if (Option.isNone(taken)) {
+        yield* drainBuffers(false)
+        continue
+      }
+      if (Result.isFailure(taken.value)) {
+        yield* drainBuffers(true)
+        return
+      }
+      if (Queue.sizeUnsafe(mailbox) <= options.capacity / 2) yield* options.onDrained
+      for (const item of taken.value.success) {
+        switch (item._tag) {
+          case "Batch":
+            take(item.batch)
+            break
+          case "Tick":
+            yield* drainBuffers(false)
+            pendingTicks.delete(item.timer)
+            yield* fire(item.timer)
+            break
+          case "Suspend":
+            yield* drainBuffers(true)
+            yield* Deferred.succeed(item.done, undefined)
+            break
+        }
+      }
+      yield* drainBuffers(false)
+      yield* fireWallPoints
+    }
+  })
+
+  // Wall-clock timers tick into the mailbox, so they never run concurrently with a step; a tick still waiting is
+  // not doubled.
+  const pendingTicks = new Set<string>()
+  const startWallClockTimers = Effect.forEach(
+    topology.timers,
+    (timer) =>
+      timer.kind !== "wall-clock" || timer.schedule === undefined
+        ? Effect.void
+        : Effect.suspend(() => {
+            if (pendingTicks.has(timer.name)) return Effect.void
+            pendingTicks.add(timer.name)
+            return Queue.offer(mailbox, { _tag: "Tick", timer: timer.name })
+          }).pipe(
+            // The schedule is stepped before the first tick: a timer every 10 s first fires 10 s after the start.
+            (tick) => Effect.schedule(tick, timer.schedule!),
+            Effect.ignore,
+            Effect.forkScoped
+          ),
+    { discard: true }
+  )
+
+  const fiber = yield* Effect.forkScoped(
+    loop.pipe(
+      // A failed task must not leave the fetcher suspended in `offer`: shutting the mailbox down releases it.
+      Effect.ensuring(Queue.shutdown(mailbox)),
+      Effect.ensuring(
+        topology.lifecycle.onRevoked
+          ? Effect.forEach(partitions, (tp) => topology.lifecycle.onRevoked!(tp), { discard: true })
+          : Effect.void
+      ),
+      Effect.ensuring(
+        Effect.sync(() => {
+          for (const s of stores) s.discardWrites()
+        })
+      ),
+      // A revoked task's lag is no longer this member's to report.
+      Effect.ensuring(Effect.forEach(metricsOf.values(), (m) => Metric.remove(m.lag), { discard: true }))
+    )
+  )
+
+  const actor: TaskActor<E> = {
+    task,
+    partitions,
+    offer: (batch) => Queue.offer(mailbox, { _tag: "Batch", batch }).pipe(Effect.asVoid),
+    isFull: () => Queue.sizeUnsafe(mailbox) >= options.capacity,
+    suspend: Effect.gen(function* () {
+      const done = yield* Deferred.make<void>()
+      const offered = yield* Queue.offer(mailbox, { _tag: "Suspend", done })
+      // A mailbox already ended or shut down: the task is stopping or stopped, nothing more to wait for.
+      if (!offered) return
+      yield* Effect.raceFirst(Deferred.await(done), Fiber.await(fiber))
+    }),
+    end: Queue.end(mailbox).pipe(Effect.asVoid),
+    await: Fiber.join(fiber),
+    busySince: () => busySince
+  }
+  return actor
+})
