@@ -98,3 +98,19 @@ export const from = (source: ConsumerRecord, result: BatchResult): BatchResult =
   ...result,
   sources: result.outputs.map(() => source)
 })
+
+/**
+ * The outputs `handle` emits when no input record is behind them (a timer tick, a window closing). An output that
+ * does not encode is a bug in the topology: it throws the `EncodeError`, which fails the step.
+ */
+export const emitting = (handle: (out: Omit<Emitter, "reject">) => void): BatchResult => {
+  const outputs: Array<ProducerRecord> = []
+  handle({
+    emit: (topic, key, value, options) => {
+      const encoded = Topic.encode(topic, key, value, options)
+      if (Result.isFailure(encoded)) throw encoded.failure
+      outputs.push(encoded.success)
+    }
+  })
+  return { outputs, rejected: [] }
+}
