@@ -4,6 +4,10 @@
  * (readiness), both answered from the `Health` registry. Later topologies add their own routes here (table state
  * for the sensor pipeline).
  *
+ * `/tables` lists the stores of the topologies running here, `/tables/<store>` their entries in this worker's tasks
+ * (`?limit=`, default 1000), and `/tables/<store>/<key>` one key (its text, as UTF-8 bytes): 200 with the value,
+ * 404 when absent, 421 naming the partition and its owner when another worker owns the key's task (Tables.ts).
+ *
  * `/health` is 200 only while every registered part is live: the worker running, no partition stuck on one batch
  * beyond its bound, every loader alive; otherwise 503 with a JSON body naming what is wrong. `/ready` is 200 once the
  * worker has its assignment and every table has loaded.
@@ -11,9 +15,11 @@
 import { createServer } from "node:http"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Effect, Layer } from "effect"
-import { HttpRouter, HttpServerResponse } from "effect/http"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import { Health, type Report } from "./Health.ts"
+import { bytes } from "./Record.ts"
+import { type Lookup, Tables, type TablesShape } from "./Tables.ts"
 
 const answer = (pick: (report: Report) => boolean, ok: string, notOk: string) =>
   Effect.gen(function* () {
@@ -41,7 +47,81 @@ export const ready = HttpRouter.add(
   answer((r) => r.ready, "ready", "not ready")
 )
 
-export const routes = Layer.mergeAll(health, ready, PrometheusMetrics.layerHttp({ path: "/metrics" }))
+type Answer = Lookup | { readonly _tag: "Failed"; readonly message: string }
+
+const json = (body: unknown, status = 200) => HttpServerResponse.jsonUnsafe(body, { status })
+
+const noSuchStore = (tables: TablesShape, store: string) =>
+  json(
+    {
+      error: `no store named ${store} on this worker`,
+      stores: tables.stores().map((q) => q.store)
+    },
+    404
+  )
+
+export const storesList = HttpRouter.add(
+  "GET",
+  "/tables",
+  Effect.map(Tables, (tables) =>
+    json({ stores: tables.stores().map((q) => ({ store: q.store, group: q.group, partitions: q.taskCount })) })
+  )
+)
+
+export const storeEntries = HttpRouter.add(
+  "GET",
+  "/tables/:store",
+  Effect.gen(function* () {
+    const tables = yield* Tables
+    const { store = "" } = yield* HttpRouter.params
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const limit = Number(new URL(request.url, "http://localhost").searchParams.get("limit") ?? "1000")
+    const found = tables.entries(store, Number.isInteger(limit) && limit > 0 ? limit : 1000)
+    return found === undefined ? noSuchStore(tables, store) : json({ store, ...found })
+  })
+)
+
+export const storeKey = HttpRouter.add(
+  "GET",
+  "/tables/:store/:key",
+  Effect.gen(function* () {
+    const tables = yield* Tables
+    const { store = "", key = "" } = yield* HttpRouter.params
+    const text = decodeURIComponent(key)
+    const result = yield* tables
+      .lookup(store, bytes(text))
+      .pipe(Effect.catch((e): Effect.Effect<Answer> => Effect.succeed({ _tag: "Failed", message: e.message })))
+    switch (result._tag) {
+      case "NoSuchStore":
+        return noSuchStore(tables, store)
+      case "Found":
+        return json({ store, key: result.key, partition: result.partition, value: result.value })
+      case "Missing":
+        return json({ store, key: text, partition: result.partition, found: false }, 404)
+      case "Elsewhere":
+        // Kafka Streams' interactive queries: this worker does not own the key's task, so it says who does.
+        return json(
+          {
+            error: `key ${text} of ${store} is in partition ${result.partition}, owned by ${result.owner ?? "another member"}, not this worker`,
+            partition: result.partition,
+            owner: result.owner ?? null
+          },
+          421
+        )
+      case "Failed":
+        return json({ error: result.message }, 503)
+    }
+  })
+)
+
+export const routes = Layer.mergeAll(
+  health,
+  ready,
+  storesList,
+  storeEntries,
+  storeKey,
+  PrometheusMetrics.layerHttp({ path: "/metrics" })
+)
 
 /** Serves the routes on 127.0.0.1:`port` for as long as the layer lives. */
 export const layer = (port: number, host = "127.0.0.1") =>

@@ -71,6 +71,14 @@ export interface ConsumeHandlers {
   readonly onRevoke?: Effect.Effect<void> | undefined
 }
 
+/** A member of a consumer group, as the group coordinator describes it. */
+export interface GroupMember {
+  readonly memberId: string
+  readonly clientId: string
+  readonly host: string
+  readonly assignment: ReadonlyArray<TopicPartition>
+}
+
 /** A read of one partition, outside any consumer group. */
 export interface ReadPartitionOptions {
   readonly topic: string
@@ -143,6 +151,8 @@ export interface KafkaShape {
   readonly listTopics: Effect.Effect<ReadonlyArray<string>, KafkaError>
   readonly describeTopic: (name: string) => Effect.Effect<TopicDescription, KafkaError>
   readonly offsets: (topic: string) => Effect.Effect<ReadonlyArray<PartitionOffsets>, KafkaError>
+  /** The group's current members and what each is assigned (empty while the group is rebalancing or empty). */
+  readonly describeGroup: (groupId: string) => Effect.Effect<ReadonlyArray<GroupMember>, KafkaError>
   /** The group's committed offsets for a topic's partitions; a partition without a commit is left out. */
   readonly committedOffsets: (
     groupId: string,

@@ -136,7 +136,8 @@ const make = Effect.fnUntraced(function* (options: Options) {
     listTopics: admin.listTopics,
     describeTopic: admin.describeTopic,
     offsets: admin.offsets,
-    committedOffsets: admin.committedOffsets
+    committedOffsets: admin.committedOffsets,
+    describeGroup: admin.describeGroup
   })
 })
 

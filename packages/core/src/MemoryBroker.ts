@@ -333,6 +333,18 @@ const make = Effect.fnUntraced(function* (options: Options) {
       Effect.map(topicOf("offsets", name), (t) =>
         t.partitions.map((log) => ({ partition: log.partition, low: 0, high: log.records.length }))
       ),
+    describeGroup: (groupId) =>
+      Effect.sync(() => {
+        const group = env.groups.get(groupId)
+        return group === undefined
+          ? []
+          : Group.membersOf(group).map((m) => ({
+              memberId: m.memberId,
+              clientId: "sluice",
+              host: "in-process",
+              assignment: m.assignment
+            }))
+      }),
     committedOffsets: (groupId, topic) =>
       Effect.map(topicOf("committedOffsets", topic), () => committed(groupId, topic))
   }

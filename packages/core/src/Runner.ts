@@ -28,6 +28,7 @@ import * as Task from "./internal/task.ts"
 import { type GroupConsumer, Kafka } from "./Kafka.ts"
 import type { RecordBatch, TopicPartition } from "./Record.ts"
 import * as Store from "./Store.ts"
+import { Tables } from "./Tables.ts"
 import type { Topology } from "./Topology.ts"
 
 export interface RunOptions {
@@ -159,6 +160,24 @@ export const run = <E, R>(
         })
       )
 
+      // The stores of this worker's tasks, by store name, for `/tables` (Tables.ts).
+      const localStores = new Map(topology.stores.map((s) => [s.name, new Map<number, Store.TaskStoreBytes>()]))
+      const tables = yield* Tables
+      for (const spec of topology.stores) {
+        yield* tables.register({
+          store: spec.name,
+          group: groupId,
+          taskCount,
+          local: () => localStores.get(spec.name)!,
+          toJson: spec.toJson,
+          ownerOf: (task) =>
+            Effect.map(kafka.describeGroup(groupId), (members) => {
+              const owner = members.find((m) => m.assignment.some((tp) => tp.partition === task))
+              return owner === undefined ? undefined : `${owner.memberId} (${owner.clientId} at ${owner.host})`
+            })
+        })
+      }
+
       /** A task's stores, opened on the configured backend and restored from the changelog's tail. */
       const openStores = (task: number, token: object) =>
         Effect.forEach(topology.stores, (spec) =>
@@ -177,6 +196,11 @@ export const run = <E, R>(
                 store.restoreBatch(batch)
                 restored += batch.records.length
               })
+            )
+            const local = localStores.get(spec.name)!
+            yield* Effect.acquireRelease(
+              Effect.sync(() => local.set(task, store)),
+              () => Effect.sync(() => local.delete(task))
             )
             if (restored > 0) {
               yield* Effect.logInfo(

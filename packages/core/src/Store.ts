@@ -21,7 +21,7 @@
  * holds the batch's writes twice, which compaction folds). Under exactly-once, call `durable` after the
  * transaction commits, so the backend never holds the writes of an aborted transaction.
  */
-import { Effect } from "effect"
+import { Effect, Result } from "effect"
 import type * as Codec from "./Codec.ts"
 import { StoreError } from "./internal/storeErrors.ts"
 import * as memoryBackend from "./internal/storeMemory.ts"
@@ -44,6 +44,8 @@ export interface AnyStoreSpec {
    * finds it by `token` (the task's own object).
    */
   readonly bind: (token: object, backend: Backend, changelogTopic: string) => TaskStoreBytes
+  /** An entry as JSON, for `/tables`: decoded with the codecs; what does not decode (or is bytes) as base64. */
+  readonly toJson: (key: Uint8Array, value: Uint8Array) => { readonly key: unknown; readonly value: unknown }
 }
 
 export interface StoreSpec<K, V> extends AnyStoreSpec {
@@ -51,6 +53,16 @@ export interface StoreSpec<K, V> extends AnyStoreSpec {
   readonly value: Codec.Codec<V>
   /** The store bound to the task with `token`, if any. */
   readonly instance: (token: object) => TaskStore<K, V> | undefined
+}
+
+const base64 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64")
+
+/** A decoded value as JSON can carry it: bytes as base64, and what does not decode as `{ base64 }`. */
+const jsonOf = <A>(codec: Codec.Codec<A>, bytes: Uint8Array): unknown => {
+  const decoded = codec.decode(bytes)
+  if (Result.isFailure(decoded)) return { base64: base64(bytes) }
+  const value: unknown = decoded.success
+  return value instanceof Uint8Array ? { base64: base64(value) } : value
 }
 
 /**
@@ -68,6 +80,7 @@ export const make = <K, V>(
     key: codecs.key,
     value: codecs.value,
     instance: (token) => instances.get(token),
+    toJson: (key, value) => ({ key: jsonOf(codecs.key, key), value: jsonOf(codecs.value, value) }),
     bind: (token, backend, changelogTopic) => {
       const store = taskStore.make(spec, backend, changelogTopic)
       instances.set(token, store)

@@ -12,7 +12,7 @@
  *   topic list first (one metadata request) and fail at once with `Kafka.unknownTopic`.
  */
 import { Effect, type Scope, Semaphore } from "effect"
-import type * as KafkaJS from "kafkajs"
+import * as KafkaJS from "kafkajs"
 import { KafkaError, Rejected, Transient } from "../Errors.ts"
 import { type KafkaShape, type PartitionOffsets, type TopicSpec, unknownTopic } from "../Kafka.ts"
 import { makeClient } from "./kafkajsClient.ts"
@@ -22,7 +22,14 @@ import { attempt, backoff } from "./kafkajsErrors.ts"
 export interface Admin
   extends Pick<
     KafkaShape,
-    "listTopics" | "createTopics" | "deleteTopics" | "describeTopic" | "offsets" | "committedOffsets" | "maxRecordBytes"
+    | "listTopics"
+    | "createTopics"
+    | "deleteTopics"
+    | "describeTopic"
+    | "offsets"
+    | "committedOffsets"
+    | "maxRecordBytes"
+    | "describeGroup"
   > {
   /** Connects the admin client; a no-op once connected. */
   readonly connect: Effect.Effect<void, KafkaError>
@@ -142,6 +149,22 @@ export const make = Effect.fnUntraced(function* (
 
   return {
     connect: serially(client.connect),
+    describeGroup: (groupId) =>
+      serially(call("describeGroup", (admin) => admin.describeGroups([groupId]))).pipe(
+        Effect.map(({ groups }) =>
+          (groups[0]?.members ?? []).map((m) => {
+            // An empty assignment (a member still joining) decodes to null.
+            const decoded =
+              m.memberAssignment.length === 0
+                ? null
+                : KafkaJS.AssignerProtocol.MemberAssignment.decode(m.memberAssignment)
+            const assignment = Object.entries(decoded?.assignment ?? {}).flatMap(([topic, partitions]) =>
+              partitions.map((partition) => ({ topic, partition }))
+            )
+            return { memberId: m.memberId, clientId: m.clientId, host: m.clientHost, assignment }
+          })
+        )
+      ),
     listTopics: serially(call("listTopics", (admin) => admin.listTopics())),
     missingTopics: (names) =>
       serially(existingTopics("listTopics")).pipe(Effect.map((existing) => names.filter((n) => !existing.has(n)))),
