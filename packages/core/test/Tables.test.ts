@@ -1,41 +1,18 @@
 /** Stores read from outside: the owner of a key's task answers, another worker says which partition and owner. */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Schema } from "effect"
+import { Effect, Fiber, Layer } from "effect"
 import { HttpClient, HttpRouter } from "effect/http"
-import * as Batch from "../src/Batch.ts"
-import * as Codec from "../src/Codec.ts"
 import * as Http from "../src/Http.ts"
 import { Kafka } from "../src/Kafka.ts"
 import { layerWith, MemoryBroker } from "../src/MemoryBroker.ts"
 import { partitionForKey } from "../src/Partitioner.ts"
 import { bytes } from "../src/Record.ts"
 import * as Runner from "../src/Runner.ts"
-import * as Store from "../src/Store.ts"
 import * as Tables from "../src/Tables.ts"
-import * as Topic from "../src/Topic.ts"
-import * as Topology from "../src/Topology.ts"
+import { settle, wordCount } from "./support/runtime.ts"
 
-const counts = Store.make("counts", { key: Codec.string, value: Codec.json(Schema.Finite) })
-const topology = Topology.make({
-  name: "wc",
-  input: Topic.make("words", { key: Codec.string, value: Codec.raw }),
-  stores: [counts],
-  process: (records, ctx) =>
-    Effect.sync(() => {
-      const store = ctx.store(counts)
-      for (const r of records) store.put(r.key, (store.get(r.key) ?? 0) + 1)
-      return Batch.empty
-    })
-})
-
-const settle = Effect.fnUntraced(function* <E, R>(what: string, condition: Effect.Effect<boolean, E, R>) {
-  for (let i = 0; i < 5_000; i++) {
-    if (yield* condition) return
-    yield* Effect.yieldNow
-  }
-  return yield* Effect.die(new Error(`never: ${what}`))
-})
+const topology = wordCount()
 
 describe("Tables", () => {
   it.effect("the worker that owns a key's task answers; the other names the partition and the owner", () =>

@@ -1,6 +1,6 @@
 /** Tasks on the in-memory broker: several inputs in timestamp order, timers on the test clock, stores that follow their task. */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Schema } from "effect"
+import { Cause, Effect, Exit } from "effect"
 import { TestClock } from "effect/testing"
 import * as Batch from "../src/Batch.ts"
 import * as Codec from "../src/Codec.ts"
@@ -8,35 +8,18 @@ import { Kafka } from "../src/Kafka.ts"
 import { layerWith, MemoryBroker } from "../src/MemoryBroker.ts"
 import { bytes, text } from "../src/Record.ts"
 import * as Runner from "../src/Runner.ts"
-import * as Store from "../src/Store.ts"
 import * as Task from "../src/Task.ts"
 import * as Topic from "../src/Topic.ts"
 import * as Topology from "../src/Topology.ts"
+import { settle, stopOnTestClock, wordCount } from "./support/runtime.ts"
 
 const out = Topic.make("out", { key: Codec.nullable(Codec.string), value: Codec.string })
 const memory = layerWith({ maxBatchSize: 100 })
-
-/** Lets the runtime's fibers run until `condition` holds; no time passes. */
-const settle = Effect.fnUntraced(function* <E, R>(what: string, condition: Effect.Effect<boolean, E, R>) {
-  for (let i = 0; i < 5_000; i++) {
-    if (yield* condition) return
-    yield* Effect.yieldNow
-  }
-  return yield* Effect.die(new Error(`never: ${what}`))
-})
 
 const outputs = Effect.gen(function* () {
   const broker = yield* MemoryBroker
   return (yield* broker.records("out")).map((r) => text(r.value ?? new Uint8Array()))
 })
-
-/** Stops a runner whose stop is bounded by timeouts on the test clock. */
-const stop = <A, E>(fiber: Fiber.Fiber<A, E>) =>
-  Effect.gen(function* () {
-    const stopping = yield* Effect.forkChild(Fiber.interrupt(fiber))
-    for (let i = 0; i < 10; i++) yield* TestClock.adjust("1 second")
-    yield* Fiber.join(stopping)
-  })
 
 describe("Task", () => {
   it.effect("a two-input task processes its buffered records in timestamp order", () =>
@@ -69,7 +52,7 @@ describe("Task", () => {
       )
       // The context names the input, and stream time is the largest timestamp seen so far.
       assert.include(yield* outputs, "v3@views<=3")
-      yield* stop(fiber)
+      yield* stopOnTestClock(fiber)
     }).pipe(Effect.provide(memory))
   )
 
@@ -101,7 +84,7 @@ describe("Task", () => {
         "a1 once the idle time passed",
         Effect.map(outputs, (o) => o.length === 1)
       )
-      yield* stop(fiber)
+      yield* stopOnTestClock(fiber)
     }).pipe(Effect.provide(memory))
   )
 
@@ -143,7 +126,7 @@ describe("Task", () => {
         Effect.map(outputs, (o) => o.length === 4)
       )
       assert.deepStrictEqual([...new Set(yield* outputs)].sort(), ["tick task 0", "tick task 1"])
-      yield* stop(fiber)
+      yield* stopOnTestClock(fiber)
     }).pipe(Effect.provide(memory))
   )
 
@@ -193,7 +176,7 @@ describe("Task", () => {
         Effect.map(outputs, (o) => o.length === 4)
       )
       assert.deepStrictEqual((yield* outputs).sort(), ["minute@10", "minute@110", "minute@300", "once@300"])
-      yield* stop(fiber)
+      yield* stopOnTestClock(fiber)
     }).pipe(Effect.provide(memory))
   )
 
@@ -201,21 +184,7 @@ describe("Task", () => {
     Effect.gen(function* () {
       const kafka = yield* Kafka
       yield* kafka.createTopics([{ name: "words", partitions: 2 }])
-      const counts = Store.make("counts", { key: Codec.string, value: Codec.json(Schema.Finite) })
-      const topology = Topology.make({
-        name: "wc",
-        input: Topic.make("words", { key: Codec.string, value: Codec.raw }),
-        stores: [counts],
-        process: (records, ctx) =>
-          Effect.sync(() => {
-            const store = ctx.store(counts)
-            return Batch.forEach(records, (r, o) => {
-              const n = (store.get(r.key) ?? 0) + 1
-              store.put(r.key, n)
-              o.emit(out, r.key, `${r.key}=${n}`)
-            })
-          })
-      })
+      const topology = wordCount({ topic: out, line: (_, key, n) => `${key}=${n}` })
       const words = (list: ReadonlyArray<string>) =>
         kafka.send(list.map((w) => ({ topic: "words", key: bytes(w), value: null })))
       yield* words(["a", "b", "a", "c", "a"])
@@ -229,7 +198,7 @@ describe("Task", () => {
         "committed",
         Effect.map(kafka.committedOffsets("wc", "words"), (c) => c.reduce((n, x) => n + x.offset, 0) === 5)
       )
-      yield* stop(first)
+      yield* stopOnTestClock(first)
       // The changelog holds the counts, partitioned like the input.
       const changelog = yield* (yield* MemoryBroker).records("wc-counts-changelog")
       assert.isAtLeast(changelog.length, 3)
@@ -241,7 +210,7 @@ describe("Task", () => {
         Effect.map(outputs, (o) => o.length === 7)
       )
       assert.deepStrictEqual((yield* outputs).slice(5).sort(), ["a=4", "b=2"])
-      yield* stop(second)
+      yield* stopOnTestClock(second)
     }).pipe(Effect.provide(memory))
   )
 
@@ -250,22 +219,7 @@ describe("Task", () => {
       const kafka = yield* Kafka
       const broker = yield* MemoryBroker
       yield* kafka.createTopics([{ name: "words", partitions: 4 }])
-      const counts = Store.make("counts", { key: Codec.string, value: Codec.json(Schema.Finite) })
-      const worker = (id: string) =>
-        Topology.make({
-          name: "wc",
-          input: Topic.make("words", { key: Codec.string, value: Codec.raw }),
-          stores: [counts],
-          process: (records, ctx) =>
-            Effect.sync(() => {
-              const store = ctx.store(counts)
-              return Batch.forEach(records, (r, o) => {
-                const n = (store.get(r.key) ?? 0) + 1
-                store.put(r.key, n)
-                o.emit(out, r.key, `${id}:${ctx.task}:${r.key}=${n}`)
-              })
-            })
-        })
+      const worker = (id: string) => wordCount({ topic: out, line: (task, key, n) => `${id}:${task}:${key}=${n}` })
       const keys = ["a", "b", "c", "d", "e", "f", "g", "h"]
       const words = (rounds: number) =>
         kafka.send(
@@ -306,8 +260,8 @@ describe("Task", () => {
       const last = new Map<string, string>()
       for (const o of all) last.set(o.split(":")[2]!.split("=")[0]!, o.split("=")[1]!)
       assert.deepStrictEqual(Object.fromEntries(last), Object.fromEntries(keys.map((k) => [k, "5"])))
-      yield* stop(b)
-      yield* stop(a)
+      yield* stopOnTestClock(b)
+      yield* stopOnTestClock(a)
     }).pipe(Effect.provide(memory))
   )
 
