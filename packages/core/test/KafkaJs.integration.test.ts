@@ -24,7 +24,7 @@ import {
   text,
   textHeaders
 } from "../src/Record.ts"
-import { brokers, connectRetry, unique } from "./brokers.ts"
+import { brokers, connectRetry, unique } from "./support/brokers.ts"
 
 const at = (partition: number, offset: number) => `${partition}@${offset}`
 const repoRoot = fileURLToPath(new URL("../../..", import.meta.url))

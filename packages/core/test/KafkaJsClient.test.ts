@@ -7,7 +7,7 @@ import { Effect, Exit, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import { KafkaError, Rejected, Unavailable } from "../src/Errors.ts"
 import { connectWithRetry, disconnectWithin } from "../src/internal/kafkajsClient.ts"
-import { captureLogs } from "./captureLogs.ts"
+import { captureLogs } from "./support/captureLogs.ts"
 
 const refused = new KafkaError({ operation: "connect", reason: new Unavailable({ message: "connect ECONNREFUSED" }) })
 

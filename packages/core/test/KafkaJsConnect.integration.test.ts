@@ -8,9 +8,9 @@ import { Context, Effect, Exit, Fiber, Layer, Scope, Stream } from "effect"
 import { Kafka } from "../src/Kafka.ts"
 import * as KafkaJs from "../src/KafkaJs.ts"
 import { bytes } from "../src/Record.ts"
-import { firstBroker, unique } from "./brokers.ts"
-import { captureLogs, type Line } from "./captureLogs.ts"
-import { freePort, startProxy } from "./kafkaProxy.ts"
+import { firstBroker, unique } from "./support/brokers.ts"
+import { captureLogs, type Line } from "./support/captureLogs.ts"
+import { freePort, startProxy } from "./support/kafkaProxy.ts"
 
 const hasStack = (line: Line) =>
   /\n\s+at /.test(line.message) ||

@@ -11,8 +11,8 @@ import type { KafkaError } from "../src/Errors.ts"
 import { Kafka } from "../src/Kafka.ts"
 import * as KafkaJs from "../src/KafkaJs.ts"
 import { bytes, defaultMaxMessageBytes, type ProducerRecord, sizeOf, text } from "../src/Record.ts"
-import { brokers, connectRetry, unique } from "./brokers.ts"
-import { recordOfSize } from "./recordOfSize.ts"
+import { brokers, connectRetry, unique } from "./support/brokers.ts"
+import { recordOfSize } from "./support/recordOfSize.ts"
 
 const toBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)
 

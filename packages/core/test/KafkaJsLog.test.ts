@@ -6,7 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, type LogLevel } from "effect"
 import * as KafkaJS from "kafkajs"
 import { annotationsOf, logCreator, makeSummary, severityOf } from "../src/internal/kafkajsLog.ts"
-import { captureLogs } from "./captureLogs.ts"
+import { captureLogs } from "./support/captureLogs.ts"
 
 const { ERROR, WARN, INFO } = KafkaJS.logLevel
 

@@ -9,7 +9,7 @@ import type * as KafkaJS from "kafkajs"
 import { KafkaError, UnknownTopic } from "../src/Errors.ts"
 import * as Producer from "../src/internal/kafkajsProducer.ts"
 import { bytes, defaultMaxMessageBytes, type ProducerRecord } from "../src/Record.ts"
-import { recordOfSize } from "./recordOfSize.ts"
+import { recordOfSize } from "./support/recordOfSize.ts"
 
 const partitionMetadata = (partitionId: number): KafkaJS.PartitionMetadata => ({
   partitionErrorCode: 0,

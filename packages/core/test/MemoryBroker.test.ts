@@ -17,7 +17,7 @@ import {
   type TopicPartition,
   text
 } from "../src/Record.ts"
-import { recordOfSize } from "./recordOfSize.ts"
+import { recordOfSize } from "./support/recordOfSize.ts"
 
 const record = (topic: string, key: string | null, value: string | null, partition?: number) => ({
   topic,

@@ -14,7 +14,7 @@ import * as KafkaJs from "../src/KafkaJs.ts"
 import * as Reader from "../src/Reader.ts"
 import * as Table from "../src/Table.ts"
 import * as Topic from "../src/Topic.ts"
-import { brokers, connectRetry } from "./brokers.ts"
+import { brokers, connectRetry } from "./support/brokers.ts"
 
 const produceTransactionally = (topic: string, records: ReadonlyArray<readonly [string, string]>) =>
   Effect.promise(async () => {

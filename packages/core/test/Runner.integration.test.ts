@@ -15,8 +15,8 @@ import { bytes, type ConsumerRecord, header, sizeOf } from "../src/Record.ts"
 import * as Runner from "../src/Runner.ts"
 import * as Topic from "../src/Topic.ts"
 import * as Topology from "../src/Topology.ts"
-import { brokers, connectRetry, unique } from "./brokers.ts"
-import { recordOfSize } from "./recordOfSize.ts"
+import { brokers, connectRetry, unique } from "./support/brokers.ts"
+import { recordOfSize } from "./support/recordOfSize.ts"
 
 const records = (topic: string) =>
   Effect.gen(function* () {

@@ -15,7 +15,7 @@ import { bytes, header, sizeOf, text } from "../src/Record.ts"
 import * as Runner from "../src/Runner.ts"
 import * as Topic from "../src/Topic.ts"
 import * as Topology from "../src/Topology.ts"
-import { captureLogs } from "./support/logs.ts"
+import { captureLogs } from "./support/captureLogs.ts"
 
 const input = Topic.raw("in")
 const output = Topic.raw("out")

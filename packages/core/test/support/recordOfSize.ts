@@ -1,7 +1,7 @@
 /**
  * Test records of an exact `Record.sizeOf`, for the tests of `max.message.bytes` on both layers.
  */
-import { type ProducerRecord, sizeOf } from "../src/Record.ts"
+import { type ProducerRecord, sizeOf } from "../../src/Record.ts"
 
 /**
  * `base` with a value that makes `sizeOf` exactly `size`. The length varints grow with the value, so some sizes

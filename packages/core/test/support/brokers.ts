@@ -2,7 +2,7 @@
  * Where the integration tests find Kafka: `SLUICE_BROKERS` (default `127.0.0.1:9092`), parsed as the code parses it.
  */
 import { Result } from "effect"
-import { parseBrokers } from "../src/Kafka.ts"
+import { parseBrokers } from "../../src/Kafka.ts"
 
 export const brokers: ReadonlyArray<string> = Result.getOrThrow(
   parseBrokers(process.env.SLUICE_BROKERS ?? "127.0.0.1:9092")
