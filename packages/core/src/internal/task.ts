@@ -299,19 +299,23 @@ export const make = Effect.fnUntraced(function* <E, R>(
     const started = Date.now()
     const last = records[records.length - 1]!
     for (const r of records) if (r.timestamp > streamTime) streamTime = r.timestamp
-    const prepared = input.prepare(records)
     const ctx = context(input.topic)
-    const processed = yield* processBatch(prepared, ctx)
-    const rejected = prepared.rejected.length === 0 ? processed.rejected : prepared.rejected.concat(processed.rejected)
-    const deadLetters = yield* deadLettersOf(input, rejected)
     position.set(input.topic, last.offset + 1)
-    yield* deliver({ outputs: processed.outputs, deadLetters }, positions(), records.length).pipe(
-      Effect.catchIf(isTooLarge, (e) =>
-        // Limits read before the broker disagreed (a topic's limit lowered since): the batch cannot be written as it
-        // is. Stop with the cause rather than loop; the records are re-delivered once the limits are read again.
+    const step = Effect.gen(function* () {
+      const prepared = input.prepare(records)
+      const processed = yield* processBatch(prepared, ctx)
+      const rejected =
+        prepared.rejected.length === 0 ? processed.rejected : prepared.rejected.concat(processed.rejected)
+      const deadLetters = yield* deadLettersOf(input, rejected)
+      yield* deliver({ outputs: processed.outputs, deadLetters }, positions(), records.length)
+    })
+    yield* step.pipe(
+      // The broker refused a record within the limits read (a topic's limit lowered since): the step's writes were
+      // discarded; read the limits again and run the step once more. A second refusal stops the task with the cause.
+      Effect.catchIf(isTooLarge, () =>
         Effect.suspend(() => {
           limits.clear()
-          return Effect.fail(e)
+          return step
         })
       )
     )
