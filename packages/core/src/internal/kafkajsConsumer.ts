@@ -1,6 +1,6 @@
 /**
- * Group consumption (`consume`) on a kafkajs consumer, and the record conversion and consumer plumbing that
- * `read` (kafkajsRead.ts) shares.
+ * Group consumption (`consume`) on a kafkajs consumer, and the consumer plumbing that `read` (kafkajsRead.ts)
+ * shares.
  *
  * kafkajs has no revoke hook: assignments are observed through its GROUP_JOIN event.
  */
@@ -9,9 +9,10 @@ import { Cause, type Context, Deferred, Effect, Exit, type Scope } from "effect"
 import type * as KafkaJS from "kafkajs"
 import { Closed, KafkaError, Transient } from "../Errors.ts"
 import { type ConsumeHandlers, type ConsumeOptions, type GroupConsumer, unknownTopic } from "../Kafka.ts"
-import { type ConsumerRecord, type Headers, type RecordBatch, type TopicPartition, tpKey } from "../Record.ts"
+import { type TopicPartition, tpKey } from "../Record.ts"
 import { disconnectWithin } from "./kafkajsClient.ts"
 import { attempt, toKafkaError } from "./kafkajsErrors.ts"
+import { toRecordBatch } from "./kafkajsRecords.ts"
 
 export interface ConsumerSettings {
   readonly partitionsConsumedConcurrently: number
@@ -21,49 +22,6 @@ export interface ConsumerSettings {
   readonly closeTimeoutMs: number
   /** Which of these topics do not exist: names the topic when a subscription fails on a missing one. */
   readonly missingTopics: (topics: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, KafkaError>
-}
-
-const noHeaders: Headers = {}
-
-const toHeaders = (headers: KafkaJS.IHeaders | undefined): Headers => {
-  if (headers === undefined) return noHeaders
-  let out: Record<string, Uint8Array> | undefined
-  for (const name in headers) {
-    const raw = headers[name]
-    // A repeated header arrives as an array; like the Java client's `lastHeader`, the last one wins.
-    const value = Array.isArray(raw) ? raw[raw.length - 1] : raw
-    if (value === undefined) continue
-    out ??= {}
-    // kafkajs decodes header values as Buffers (bytes); they stay bytes, never a round trip through text.
-    out[name] = typeof value === "string" ? Buffer.from(value, "utf8") : value
-  }
-  return out ?? noHeaders
-}
-
-export const toRecordBatch = (batch: KafkaJS.Batch): RecordBatch => {
-  const { topic, partition, messages } = batch
-  const records = new Array<ConsumerRecord>(messages.length)
-  for (let i = 0; i < messages.length; i++) {
-    const m = messages[i]!
-    records[i] = {
-      topic,
-      partition,
-      offset: Number(m.offset),
-      timestamp: Number(m.timestamp),
-      key: m.key,
-      value: m.value,
-      headers: toHeaders(m.headers)
-    }
-  }
-  const lastOffset = Number(batch.lastOffset())
-  const lastRecord = records[records.length - 1]?.offset
-  return {
-    topic,
-    partition,
-    records,
-    highWatermark: Number(batch.highWatermark),
-    ...(lastRecord === lastOffset ? {} : { lastOffset })
-  }
 }
 
 const byTopic = (partitions: ReadonlyArray<TopicPartition>): Array<{ topic: string; partitions: Array<number> }> => {

@@ -17,10 +17,10 @@ import {
   heartbeatIntervalFor,
   startRunning,
   subscribe,
-  toRecordBatch,
   whileHeartbeating
 } from "./kafkajsConsumer.ts"
 import { toKafkaError } from "./kafkajsErrors.ts"
+import { toRecordBatch } from "./kafkajsRecords.ts"
 
 export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (options: ReadOptions) =>
   Stream.callback<RecordBatch, KafkaError>(
