@@ -37,7 +37,7 @@ export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (optio
             options.maxWaitMs ?? 100,
             settings,
             // A restarted reader would start over from the beginning: fail the stream instead.
-            async () => false
+            { restartOnFailure: async () => false }
           )
         )
         // A fetch that held only transaction markers or aborted records never reaches eachBatch; kafkajs moves past
