@@ -1,13 +1,16 @@
 /**
  * The kafkajs layer's consumer groups on the real broker: Sluice's task assignor (co-partitioned, balanced, sticky)
  * and the JoinGroup barrier (`onRevoke` before every rejoin, so a partition never has two owners at work), with
- * members that are `Kafka.consume` calls in one process.
+ * members that are `Kafka.consume` calls in one process; and `readPartition`, the group-less read that restores
+ * a task's stores.
  */
 import { assert, layer } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Fiber, Queue, Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Queue, Scope, Stream } from "effect"
+// Only for a transactional producer; Sluice's own code never sees kafkajs types.
+import { Kafka as KafkaJsClient, logLevel } from "kafkajs"
 import { type GroupConsumer, Kafka, type KafkaShape } from "../src/Kafka.ts"
 import * as KafkaJs from "../src/KafkaJs.ts"
-import { bytes, type RecordBatch, type TopicPartition } from "../src/Record.ts"
+import { bytes, type RecordBatch, type TopicPartition, text } from "../src/Record.ts"
 import { brokers, connectRetry, unique } from "./brokers.ts"
 
 /** Polls `check` every 50 ms until it holds, failing with `what` after `ms`. */
@@ -232,10 +235,18 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-group-test", connectRet
             }
           }
         }
+        const owners = Array.from({ length: partitions }, (_, p) =>
+          handled
+            .filter((h) => h.partition === p)
+            .sort((x, y) => x.start - y.start)
+            .map((h) => h.member)
+            .filter((m, i, all) => i === 0 || all[i - 1] !== m)
+            .join(">")
+        )
         assert.isAtLeast(handoffs, 4, "2 → 3 moves two tasks, 3 → 2 moves two back")
         assert.isAtLeast(revokes.length, 2)
         yield* Effect.logInfo(
-          `handoff: ${handled.length} batches, ${handoffs} handoffs, revokes ${revokes.map((r) => `${r.member}:${r.end - r.start}ms`).join(" ")}`
+          `handoff: ${handled.length} batches, ${handoffs} handoffs (owners per partition: ${owners.join(" ")}), revokes ${revokes.map((r) => `${r.member}:${r.end - r.start}ms`).join(" ")}`
         )
       })
   )
@@ -306,3 +317,254 @@ const member_ = (
       })
     }
   })
+
+/** Every batch of a read of one partition, failing after 60 s. */
+const readAll = (kafka: KafkaShape, topic: string, partition: number, from: number) =>
+  kafka.readPartition({ topic, partition, from }).pipe(Stream.runCollect, Effect.timeout("60 seconds"))
+
+/** Where the read says it got to: the last batch's lastOffset, else its last record's offset. */
+const reached = (batches: ReadonlyArray<RecordBatch>) => {
+  const last = batches.at(-1)
+  return last === undefined ? undefined : (last.lastOffset ?? last.records.at(-1)?.offset)
+}
+
+const offsetsOf = (batches: ReadonlyArray<RecordBatch>) => batches.flatMap((b) => b.records.map((r) => r.offset))
+
+layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-partition-test", connectRetry }), {
+  excludeTestServices: true,
+  timeout: "180 seconds"
+})("KafkaJs readPartition (real broker)", (it) => {
+  it.effect("reads one partition from 0, from the middle and from the end, then ends", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const topic = unique("sluice-kafkajs-partition")
+      yield* kafka.createTopics([{ name: topic, partitions: 3 }])
+      yield* kafka.send(
+        Array.from({ length: 3000 }, (_, i) => ({ topic, partition: i % 3, key: bytes(`k${i}`), value: bytes(`${i}`) }))
+      )
+      const all = yield* readAll(kafka, topic, 1, 0)
+      assert.isTrue(
+        all.every((b) => b.topic === topic && b.partition === 1),
+        "only the partition asked for"
+      )
+      const records = all.flatMap((b) => b.records)
+      assert.deepStrictEqual(
+        records.map((r) => r.offset),
+        Array.from({ length: 1000 }, (_, i) => i)
+      )
+      assert.deepStrictEqual(
+        records.map((r) => Number(text(r.value!))),
+        Array.from({ length: 1000 }, (_, i) => 3 * i + 1)
+      )
+      assert.strictEqual(reached(all), 999)
+
+      const middle = yield* readAll(kafka, topic, 1, 500)
+      assert.deepStrictEqual(
+        offsetsOf(middle),
+        Array.from({ length: 500 }, (_, i) => 500 + i)
+      )
+      // The end is taken when the read starts: what is produced afterwards is not read.
+      const started = yield* kafka.readPartition({ topic, partition: 1, from: 990 }).pipe(
+        Stream.tap(() => kafka.send([{ topic, partition: 1, key: null, value: bytes("late") }])),
+        Stream.runCollect
+      )
+      assert.deepStrictEqual(
+        offsetsOf(started),
+        Array.from({ length: 10 }, (_, i) => 990 + i)
+      )
+      const end = (yield* kafka.offsets(topic)).find((p) => p.partition === 1)!.high
+      assert.deepStrictEqual(yield* readAll(kafka, topic, 1, end), [], "from the end: nothing")
+      assert.deepStrictEqual(yield* readAll(kafka, topic, 1, end + 100), [], "past the end: nothing")
+      assert.deepStrictEqual(
+        yield* readAll(kafka, topic, 2, 0).pipe(
+          Effect.map(offsetsOf),
+          Effect.map((o) => o.length)
+        ),
+        1000
+      )
+    })
+  )
+
+  it.effect("a missing topic fails at once with UnknownTopic; a partition out of range says so", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const missing = unique("sluice-kafkajs-missing")
+      const started = Date.now()
+      const error = yield* readAll(kafka, missing, 0, 0).pipe(Effect.flip)
+      assert.strictEqual(error._tag === "KafkaError" ? error.reason._tag : error._tag, "UnknownTopic")
+      assert.include(error.message, `topic ${missing} does not exist`)
+      assert.isBelow(Date.now() - started, 3000, "no retries for a missing topic")
+
+      const topic = unique("sluice-kafkajs-range")
+      yield* kafka.createTopics([{ name: topic, partitions: 3 }])
+      for (const partition of [3, -1]) {
+        const outOfRange = yield* readAll(kafka, topic, partition, 0).pipe(Effect.flip)
+        assert.strictEqual(outOfRange._tag === "KafkaError" ? outOfRange.reason._tag : outOfRange._tag, "Rejected")
+        assert.include(outOfRange.message, `partition ${partition} out of range for topic ${topic}`)
+        assert.include(outOfRange.message, "3 partitions")
+      }
+    })
+  )
+
+  it.effect("a compacted partition with gaps: every surviving record, and the read reaches the end", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const topic = unique("sluice-kafkajs-compacted")
+      yield* kafka.createTopics([
+        {
+          name: topic,
+          partitions: 1,
+          config: {
+            "cleanup.policy": "compact",
+            "segment.ms": "100",
+            "min.cleanable.dirty.ratio": "0.01",
+            "delete.retention.ms": "100",
+            "min.compaction.lag.ms": "0"
+          }
+        }
+      ])
+      // 10 keys written 50 times each; rolling segments keep coming so the cleaner has closed ones to compact.
+      let round = 0
+      const write = Effect.suspend(() => {
+        round++
+        return kafka.send(
+          Array.from({ length: 10 }, (_, k) => ({ topic, partition: 0, key: bytes(`k${k}`), value: bytes(`${round}`) }))
+        )
+      })
+      for (let i = 0; i < 50; i++) yield* write
+      let batches: ReadonlyArray<RecordBatch> = []
+      const deadline = Date.now() + 90_000
+      while (Date.now() < deadline) {
+        yield* Effect.sleep("1 second")
+        yield* write
+        batches = yield* readAll(kafka, topic, 0, 0)
+        const offsets = offsetsOf(batches)
+        if (offsets.length < (offsets.at(-1) ?? 0) + 1 - 100) break
+      }
+      const offsets = offsetsOf(batches)
+      const end = (yield* kafka.offsets(topic))[0]!.high
+      assert.isBelow(offsets.length, end - 100, "the cleaner left gaps")
+      assert.deepStrictEqual(
+        offsets,
+        [...offsets].sort((a, b) => a - b),
+        "in offset order"
+      )
+      assert.strictEqual(new Set(offsets).size, offsets.length, "no duplicates")
+      assert.isAtLeast(reached(batches)!, offsets.at(-1)!, "the read reaches its last record")
+      // Every key's latest value as of the read's end is there.
+      const latest = new Map<string, string>()
+      for (const r of batches.flatMap((b) => b.records)) latest.set(text(r.key!), text(r.value!))
+      assert.strictEqual(latest.size, 10)
+      // From the middle of a gap: the read starts at the next surviving record.
+      const gap = offsets.findIndex((o, i) => i > 0 && o > offsets[i - 1]! + 1)
+      if (gap > 0) {
+        const inGap = offsets[gap - 1]! + 1
+        const fromGap = offsetsOf(yield* readAll(kafka, topic, 0, inGap))
+        assert.strictEqual(fromGap[0], offsets[gap])
+      }
+      yield* Effect.logInfo(`compacted: ${offsets.length} records survive of ${end} offsets`)
+    })
+  )
+
+  it.effect(
+    "transactions: aborted records are skipped, and a partition ending in a commit marker is read to its end",
+    () =>
+      Effect.gen(function* () {
+        const kafka = yield* Kafka
+        const topic = unique("sluice-kafkajs-txn")
+        yield* kafka.createTopics([{ name: topic, partitions: 2 }])
+        const client = new KafkaJsClient({
+          brokers: [...brokers],
+          clientId: "sluice-txn-test",
+          logLevel: logLevel.NOTHING
+        })
+        const producer = client.producer({
+          transactionalId: unique("sluice-txn"),
+          idempotent: true,
+          maxInFlightRequests: 1
+        })
+        yield* Effect.acquireRelease(
+          Effect.promise(() => producer.connect()),
+          () => Effect.promise(() => producer.disconnect())
+        )
+        const transaction = (values: ReadonlyArray<string>, outcome: "commit" | "abort") =>
+          Effect.promise(async () => {
+            const txn = await producer.transaction()
+            await txn.send({ topic, messages: values.map((value) => ({ partition: 0, key: value, value })) })
+            await (outcome === "commit" ? txn.commit() : txn.abort())
+          })
+        yield* transaction(["c1", "c2", "c3"], "commit")
+        yield* transaction(["a1", "a2"], "abort")
+        yield* transaction(["c4", "c5"], "commit")
+        // Offsets: c1 c2 c3 marker a1 a2 marker c4 c5 marker → the end is 10 and the last offset a marker.
+        const end = (yield* kafka.offsets(topic)).find((p) => p.partition === 0)!.high
+        assert.strictEqual(end, 10)
+        const batches = yield* readAll(kafka, topic, 0, 0)
+        assert.deepStrictEqual(
+          batches.flatMap((b) => b.records.map((r) => text(r.value!))),
+          ["c1", "c2", "c3", "c4", "c5"]
+        )
+        assert.deepStrictEqual(offsetsOf(batches), [0, 1, 2, 7, 8])
+        assert.strictEqual(reached(batches), 9, "the last batch covers the final commit marker")
+        // From inside the aborted transaction: only what was committed after it.
+        assert.deepStrictEqual(offsetsOf(yield* readAll(kafka, topic, 0, 4)), [7, 8])
+        // From the final marker: nothing to deliver, and nothing to wait for.
+        const fromMarker = yield* readAll(kafka, topic, 0, 9)
+        assert.deepStrictEqual(offsetsOf(fromMarker), [])
+        assert.strictEqual(reached(fromMarker), 9)
+      }).pipe(Effect.scoped)
+  )
+
+  it.effect(
+    "reading 200,000 records of one partition of a 6-partition topic reads only that partition (timed against a read of the topic)",
+    () =>
+      Effect.gen(function* () {
+        const kafka = yield* Kafka
+        const topic = unique("sluice-kafkajs-restore")
+        const perPartition = 200_000
+        yield* kafka.createTopics([{ name: topic, partitions: 6 }])
+        const value = bytes("x".repeat(64))
+        const producedAt = Date.now()
+        for (let p = 0; p < 6; p++) {
+          for (let i = 0; i < perPartition; i += 10_000) {
+            yield* kafka.send(
+              Array.from({ length: 10_000 }, (_, j) => ({ topic, partition: p, key: bytes(`k${i + j}`), value }))
+            )
+          }
+        }
+        const produceMs = Date.now() - producedAt
+
+        let started = Date.now()
+        let records = 0
+        let seen = 0
+        yield* kafka.readPartition({ topic, partition: 3, from: 0 }).pipe(
+          Stream.runForEach((batch) =>
+            Effect.sync(() => {
+              records += batch.records.length
+              if (batch.partition === 3) seen++
+            })
+          )
+        )
+        const partitionMs = Date.now() - started
+        assert.strictEqual(records, perPartition)
+
+        // The same records through a read of the whole topic, as a group consumer (or the old fallback) gets them.
+        started = Date.now()
+        let topicRecords = 0
+        yield* kafka.read({ topics: [topic] }).pipe(
+          Stream.takeUntil((batch) => {
+            topicRecords += batch.records.length
+            return topicRecords >= 6 * perPartition
+          }),
+          Stream.runDrain
+        )
+        const topicMs = Date.now() - started
+        yield* Effect.logInfo(
+          `restore read: ${perPartition} records of one partition in ${partitionMs} ms ` +
+            `(${Math.round(perPartition / (partitionMs / 1000))} records/s, ${seen} batches); the whole topic ` +
+            `(${6 * perPartition}) in ${topicMs} ms; produced in ${produceMs} ms`
+        )
+        assert.isBelow(partitionMs, topicMs / 2, "one partition of six reads in well under the time of the topic")
+      })
+  )
+})
