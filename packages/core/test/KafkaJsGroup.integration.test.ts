@@ -250,6 +250,77 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-group-test", connectRet
         )
       })
   )
+
+  it.effect(
+    "a revoke longer than the session timeout: the member heartbeats, stays in its group, commits at the end, and its partitions wait for it",
+    () =>
+      Effect.gen(function* () {
+        const kafka = yield* Kafka
+        const topic = unique("sluice-kafkajs-slow-revoke")
+        const groupId = unique("sluice-kafkajs-slow-revoke")
+        yield* kafka.createTopics([{ name: topic, partitions: 4 }])
+        yield* kafka.send(
+          Array.from({ length: 40 }, (_, i) => ({ topic, partition: i % 4, key: null, value: bytes(`${i}`) }))
+        )
+        const sessionTimeoutMs = 6000
+        const next = new Map<number, number>()
+        const ready = yield* Deferred.make<GroupConsumer>()
+        let revoked: { start: number; end: number; committed: string } | undefined
+        const first = yield* Scope.make()
+        const a = yield* kafka
+          .consume(
+            { groupId, topics: [topic], sessionTimeoutMs },
+            {
+              onBatch: (batch) =>
+                Effect.sync(() => {
+                  next.set(batch.partition, batch.records.at(-1)!.offset + 1)
+                }),
+              onAssignment: () => Effect.void,
+              // Longer than the session: without heartbeats the group would drop the member meanwhile.
+              onRevoke: Effect.gen(function* () {
+                const start = Date.now()
+                yield* Effect.sleep(Duration.millis(sessionTimeoutMs + 3000))
+                const consumer = yield* Deferred.await(ready)
+                const exit = yield* Effect.exit(
+                  consumer.commit([...next].map(([partition, offset]) => ({ topic, partition, offset })))
+                )
+                revoked ??= {
+                  start,
+                  end: Date.now(),
+                  committed: Exit.isSuccess(exit) ? "ok" : String(exit.cause)
+                }
+              })
+            }
+          )
+          .pipe(Scope.provide(first))
+        yield* Deferred.succeed(ready, a)
+        yield* eventually("the first member has read everything", 30_000, () => next.size === 4)
+
+        let secondAssigned: { at: number; partitions: number } | undefined
+        yield* kafka.consume(
+          { groupId, topics: [topic], sessionTimeoutMs },
+          {
+            onBatch: () => Effect.void,
+            onAssignment: (assignment) =>
+              Effect.sync(() => {
+                if (assignment.length > 0) secondAssigned ??= { at: Date.now(), partitions: assignment.length }
+              })
+          }
+        )
+        yield* eventually("the second member gets its share", 60_000, () => secondAssigned !== undefined)
+        assert.isDefined(revoked, "the second member got partitions while the first was still revoking them")
+        assert.strictEqual(revoked!.committed, "ok", "the commit at the end of the long revoke is accepted")
+        assert.isAtLeast(revoked!.end - revoked!.start, sessionTimeoutMs + 3000)
+        assert.isAbove(secondAssigned!.at, revoked!.end, "nobody got a partition before the revoke ended")
+        assert.strictEqual(secondAssigned!.partitions, 2, "the first member stayed in the group and kept half")
+        const committed = yield* kafka.committedOffsets(groupId, topic)
+        assert.deepStrictEqual(
+          committed.map((c) => c.offset),
+          [10, 10, 10, 10]
+        )
+        yield* Scope.close(first, Exit.void)
+      }).pipe(Effect.scoped)
+  )
 })
 
 /**
