@@ -2,7 +2,10 @@
  * The kafkajs implementation of Sluice's `Kafka` service: the layer that talks to a real broker.
  *
  * One idempotent producer and one admin client live as long as the layer; every `consume` and `read` gets its own
- * kafkajs consumer for its scope. No kafkajs type leaves this module and `internal/kafkajs*`; every kafkajs failure
+ * kafkajs consumer for its scope, and every `readPartition` its own connections to the partition's leader (no
+ * group). Group members assign with Sluice's task assignor and run `onRevoke` before every JoinGroup
+ * (`internal/kafkajsAssigner.ts`, `internal/kafkajsBarrier.ts`), so every member of a group must be a Sluice
+ * worker. No kafkajs type leaves this module and `internal/kafkajs*`; every kafkajs failure
  * becomes a `KafkaError`, and kafkajs' log goes to Effect's logger, summarised (`internal/kafkajsLog.ts`).
  *
  * Starting waits for the broker: the layer retries connecting with capped exponential backoff (one Warn line per
@@ -18,6 +21,7 @@ import { connectWithRetry, disconnectWithin } from "./internal/kafkajsClient.ts"
 import * as Consumer from "./internal/kafkajsConsumer.ts"
 import { attempt } from "./internal/kafkajsErrors.ts"
 import { logCreator, toKafkaJsLevel } from "./internal/kafkajsLog.ts"
+import * as Partition from "./internal/kafkajsPartition.ts"
 import * as Producer from "./internal/kafkajsProducer.ts"
 import * as Reader from "./internal/kafkajsRead.ts"
 import { brokersConfig, Kafka, parseBrokers } from "./Kafka.ts"
@@ -124,12 +128,11 @@ const make = Effect.fnUntraced(function* (options: Options) {
     missingTopics: admin.missingTopics
   }
 
-  const read = Reader.read(kafka, consumerSettings)
   return Kafka.of({
     send: producer.send,
     consume: Consumer.consume(kafka, consumerSettings),
-    read,
-    readPartition: Reader.readPartition(read, admin.offsets),
+    read: Reader.read(kafka, consumerSettings),
+    readPartition: Partition.readPartition(kafka, { closeTimeoutMs, fetchBytes: 8 * 1024 * 1024 }),
     maxRecordBytes: admin.maxRecordBytes,
     createTopics: admin.createTopics,
     deleteTopics: admin.deleteTopics,

@@ -1,17 +1,23 @@
 /**
- * Group consumption (`consume`) on a kafkajs consumer, and the record conversion and consumer plumbing that
- * `read` (kafkajsRead.ts) shares.
+ * Group consumption (`consume`) on a kafkajs consumer, and the consumer plumbing that `read` (kafkajsRead.ts)
+ * shares.
  *
- * kafkajs has no revoke hook: assignments are observed through its GROUP_JOIN event.
+ * Assignment is Sluice's own (kafkajsAssigner.ts: co-partitioned tasks, sticky). Assignments are observed through
+ * kafkajs' GROUP_JOIN event. kafkajs has no revoke hook: `onRevoke` runs in the JoinGroup barrier
+ * (kafkajsBarrier.ts), before every JoinGroup of a member that owns partitions, and no batch is handled from then
+ * until the next assignment.
  */
 
-import { Cause, type Context, Deferred, Effect, Exit, type Scope } from "effect"
+import { Cause, type Context, Deferred, Effect, Exit, Option, type Scope } from "effect"
 import type * as KafkaJS from "kafkajs"
 import { Closed, KafkaError, Transient } from "../Errors.ts"
 import { type ConsumeHandlers, type ConsumeOptions, type GroupConsumer, unknownTopic } from "../Kafka.ts"
-import { type ConsumerRecord, type Headers, type RecordBatch, type TopicPartition, tpKey } from "../Record.ts"
+import { type TopicPartition, tpKey } from "../Record.ts"
+import { noOwnership, type Ownership, sluiceTaskAssigner } from "./kafkajsAssigner.ts"
+import { installJoinBarrier, type KeepAlive } from "./kafkajsBarrier.ts"
 import { disconnectWithin } from "./kafkajsClient.ts"
 import { attempt, toKafkaError } from "./kafkajsErrors.ts"
+import { toRecordBatch } from "./kafkajsRecords.ts"
 
 export interface ConsumerSettings {
   readonly partitionsConsumedConcurrently: number
@@ -21,49 +27,6 @@ export interface ConsumerSettings {
   readonly closeTimeoutMs: number
   /** Which of these topics do not exist: names the topic when a subscription fails on a missing one. */
   readonly missingTopics: (topics: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, KafkaError>
-}
-
-const noHeaders: Headers = {}
-
-const toHeaders = (headers: KafkaJS.IHeaders | undefined): Headers => {
-  if (headers === undefined) return noHeaders
-  let out: Record<string, Uint8Array> | undefined
-  for (const name in headers) {
-    const raw = headers[name]
-    // A repeated header arrives as an array; like the Java client's `lastHeader`, the last one wins.
-    const value = Array.isArray(raw) ? raw[raw.length - 1] : raw
-    if (value === undefined) continue
-    out ??= {}
-    // kafkajs decodes header values as Buffers (bytes); they stay bytes, never a round trip through text.
-    out[name] = typeof value === "string" ? Buffer.from(value, "utf8") : value
-  }
-  return out ?? noHeaders
-}
-
-export const toRecordBatch = (batch: KafkaJS.Batch): RecordBatch => {
-  const { topic, partition, messages } = batch
-  const records = new Array<ConsumerRecord>(messages.length)
-  for (let i = 0; i < messages.length; i++) {
-    const m = messages[i]!
-    records[i] = {
-      topic,
-      partition,
-      offset: Number(m.offset),
-      timestamp: Number(m.timestamp),
-      key: m.key,
-      value: m.value,
-      headers: toHeaders(m.headers)
-    }
-  }
-  const lastOffset = Number(batch.lastOffset())
-  const lastRecord = records[records.length - 1]?.offset
-  return {
-    topic,
-    partition,
-    records,
-    highWatermark: Number(batch.highWatermark),
-    ...(lastRecord === lastOffset ? {} : { lastOffset })
-  }
 }
 
 const byTopic = (partitions: ReadonlyArray<TopicPartition>): Array<{ topic: string; partitions: Array<number> }> => {
@@ -77,6 +40,16 @@ const byTopic = (partitions: ReadonlyArray<TopicPartition>): Array<{ topic: stri
 }
 
 export const heartbeatIntervalFor = (sessionTimeoutMs: number) => Math.max(100, Math.floor(sessionTimeoutMs / 3))
+
+/** How long the group waits for every member to rejoin in a rebalance before it drops the laggards. */
+export const rebalanceTimeoutFor = (sessionTimeoutMs: number) => Math.max(60_000, sessionTimeoutMs)
+
+/**
+ * How long the JoinGroup barrier may hold the member's JoinGroup: well inside the rebalance timeout, which started
+ * when the rebalance did (up to a heartbeat interval and a batch before this member noticed it).
+ */
+export const revokeBoundFor = (sessionTimeoutMs: number) =>
+  rebalanceTimeoutFor(sessionTimeoutMs) - Math.max(10_000, 2 * heartbeatIntervalFor(sessionTimeoutMs))
 
 /**
  * Starts kafkajs' fetch loop with manual offsets (Sluice resolves and commits itself). `run` resolves only after the
@@ -104,15 +77,22 @@ export const consumerConfig = (
   sessionTimeoutMs: number,
   maxWaitMs: number,
   settings: ConsumerSettings,
-  restartOnFailure?: (error: Error) => Promise<boolean>
+  extra: {
+    readonly restartOnFailure?: (error: Error) => Promise<boolean>
+    readonly partitionAssigners?: ReadonlyArray<KafkaJS.PartitionAssigner>
+  } = {}
 ): KafkaJS.ConsumerConfig => ({
   groupId,
   sessionTimeout: sessionTimeoutMs,
   heartbeatInterval: heartbeatIntervalFor(sessionTimeoutMs),
-  rebalanceTimeout: Math.max(60_000, sessionTimeoutMs),
+  rebalanceTimeout: rebalanceTimeoutFor(sessionTimeoutMs),
   maxWaitTimeInMs: maxWaitMs,
   allowAutoTopicCreation: settings.allowAutoTopicCreation,
-  retry: restartOnFailure === undefined ? settings.retry : { ...settings.retry, restartOnFailure }
+  retry:
+    extra.restartOnFailure === undefined
+      ? settings.retry
+      : { ...settings.retry, restartOnFailure: extra.restartOnFailure },
+  ...(extra.partitionAssigners === undefined ? {} : { partitionAssigners: [...extra.partitionAssigners] })
 })
 
 /**
@@ -240,8 +220,27 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
     const logWarning = (message: string) => fork(Effect.logWarning(message).pipe(annotate))
 
     const sessionTimeoutMs = options.sessionTimeoutMs ?? 10_000
+    const heartbeatIntervalMs = heartbeatIntervalFor(sessionTimeoutMs)
+    // What this member owned since its last join, claimed in its next JoinGroup (stickiness), and whether it is
+    // between a JoinGroup barrier and the next assignment, when no batch may be handled.
+    let ownership: Ownership = noOwnership
+    let joinedGeneration = -1
+    let revoking = false
     const consumer = kafka.consumer(
-      consumerConfig(options.groupId, sessionTimeoutMs, options.maxWaitMs ?? 100, settings)
+      consumerConfig(options.groupId, sessionTimeoutMs, options.maxWaitMs ?? 100, settings, {
+        partitionAssigners: [
+          sluiceTaskAssigner(
+            () => ownership,
+            (cluster, groupId) =>
+              installJoinBarrier(cluster, groupId, {
+                beforeJoin: (keepAlive) => beforeJoin(keepAlive),
+                joined: (generationId) => {
+                  joinedGeneration = generationId
+                }
+              })
+          )
+        ]
+      })
     )
     const topics = [...options.topics]
     const inFlight = makeInFlight()
@@ -287,6 +286,8 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
       for (const [topic, partitions] of Object.entries(event.payload.memberAssignment)) {
         for (const partition of partitions) assignment.push({ topic, partition })
       }
+      ownership = { generation: joinedGeneration, owned: assignment }
+      revoking = false
       // Like the Java client, a pause does not survive losing the partition; kafkajs would keep it, and the
       // partition would stay paused when it comes back, though nobody remembers pausing it.
       const kept = new Set(assignment.map((tp) => tpKey(tp.topic, tp.partition)))
@@ -321,17 +322,22 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
       )
       // The crashed member has left the group: every partition it had is revoked, with its pauses.
       paused.clear()
+      ownership = noOwnership
       if (!stopped) onAssignment([])
     })
 
     const eachBatch = async (payload: KafkaJS.EachBatchPayload): Promise<void> => {
+      // Between the barrier and the next assignment nothing is handled: returned at once and unresolved, the batch
+      // is fetched again by whoever owns its partition next. Waiting here instead would deadlock the barrier,
+      // which waits for the batches in flight.
+      if (revoking) return
       inFlight.enter()
       try {
         // Revoking partitions can take up to the shutdown bound; the member must keep heartbeating meanwhile or the
         // coordinator evicts it.
-        await whileHeartbeating(assignmentSettled(), payload.heartbeat, heartbeatIntervalFor(sessionTimeoutMs))
+        await whileHeartbeating(assignmentSettled(), payload.heartbeat, heartbeatIntervalMs)
         const { batch } = payload
-        if (stopped || !payload.isRunning() || payload.isStale()) return
+        if (stopped || revoking || !payload.isRunning() || payload.isStale()) return
         // Fetched before a pause: skipped without resolving, so it is fetched again after `resume`.
         if (paused.has(tpKey(batch.topic, batch.partition))) return
         const last = batch.messages[batch.messages.length - 1]
@@ -339,7 +345,7 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
         const exit = await whileHeartbeating(
           run(handlers.onBatch(toRecordBatch(batch))),
           payload.heartbeat,
-          heartbeatIntervalFor(sessionTimeoutMs)
+          heartbeatIntervalMs
         )
         if (Exit.isFailure(exit)) {
           if (Cause.hasInterruptsOnly(exit.cause)) return
@@ -357,6 +363,55 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
       } finally {
         inFlight.exit()
       }
+    }
+
+    /**
+     * The JoinGroup barrier (kafkajsBarrier.ts). From here until the next assignment no batch is handled. A member
+     * that owns partitions lets the last assignment's handler and the batches already in flight finish, so that
+     * `onRevoke` sees all of it, then runs `onRevoke`; a member that is stopping holds its JoinGroup until it
+     * leaves (the runner drains and commits first). Both heartbeat meanwhile, and give up at `revokeBoundFor`, or
+     * when the group has already dropped the member, whose partitions may then belong to another one.
+     */
+    const beforeJoin = (keepAlive: () => Promise<KeepAlive>): Promise<void> => {
+      revoking = true
+      const onRevoke = handlers.onRevoke
+      if (phase._tag === "closed" || ownership.owned.length === 0 || onRevoke === undefined) {
+        return Promise.resolve()
+      }
+      const boundMs = revokeBoundFor(sessionTimeoutMs)
+      const work = stopped
+        ? Effect.never
+        : Effect.promise(assignmentSettled).pipe(Effect.andThen(inFlight.idle), Effect.andThen(onRevoke))
+      // Heartbeats go on until the barrier ends; they end it themselves if the group has dropped the member.
+      const untilEvicted = Effect.gen(function* () {
+        while ((yield* Effect.promise(keepAlive)) !== "evicted") yield* Effect.sleep(heartbeatIntervalMs)
+      })
+      const started = Date.now()
+      return run(
+        Effect.raceFirst(
+          work.pipe(
+            Effect.timeoutOption(boundMs),
+            Effect.flatMap((done) =>
+              Option.isSome(done) || stopped
+                ? Effect.void
+                : Effect.logWarning(
+                    `onRevoke did not complete within ${boundMs} ms (inside the rebalance timeout); rejoining ` +
+                      "anyway: what it had not committed is re-delivered"
+                  )
+            )
+          ),
+          untilEvicted.pipe(
+            Effect.andThen(
+              Effect.suspend(() =>
+                Effect.logWarning(
+                  `the group dropped this member while it revoked its partitions (${Date.now() - started} ms in); ` +
+                    "rejoining as a new member: what it had not committed is re-delivered"
+                )
+              )
+            )
+          )
+        ).pipe(annotate)
+      ).then(() => undefined)
     }
 
     yield* connectScoped(consumer, abort, settings, options.groupId)

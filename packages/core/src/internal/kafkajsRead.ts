@@ -8,7 +8,7 @@
 import { Cause, type Context, Effect, Exit, Queue, Stream } from "effect"
 import type * as KafkaJS from "kafkajs"
 import type { KafkaError } from "../Errors.ts"
-import type { PartitionOffsets, ReadOptions, ReadPartitionOptions } from "../Kafka.ts"
+import type { ReadOptions } from "../Kafka.ts"
 import type { RecordBatch } from "../Record.ts"
 import {
   type ConsumerSettings,
@@ -17,10 +17,10 @@ import {
   heartbeatIntervalFor,
   startRunning,
   subscribe,
-  toRecordBatch,
   whileHeartbeating
 } from "./kafkajsConsumer.ts"
 import { toKafkaError } from "./kafkajsErrors.ts"
+import { toRecordBatch } from "./kafkajsRecords.ts"
 
 export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (options: ReadOptions) =>
   Stream.callback<RecordBatch, KafkaError>(
@@ -37,7 +37,7 @@ export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (optio
             options.maxWaitMs ?? 100,
             settings,
             // A restarted reader would start over from the beginning: fail the stream instead.
-            async () => false
+            { restartOnFailure: async () => false }
           )
         )
         // A fetch that held only transaction markers or aborted records never reaches eachBatch; kafkajs moves past
@@ -88,34 +88,3 @@ export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (optio
       }),
     { bufferSize: 16, strategy: "suspend" }
   )
-
-/**
- * One partition from `from` to the high-water mark it has when the read starts. A read of the topic (kafkajs has no
- * `assign()`) with the other partitions' batches dropped: simple, and as fast as the partition's own fetches.
- */
-export const readPartition =
-  (
-    read: (options: ReadOptions) => Stream.Stream<RecordBatch, KafkaError>,
-    offsets: (topic: string) => Effect.Effect<ReadonlyArray<PartitionOffsets>, KafkaError>
-  ) =>
-  (options: ReadPartitionOptions): Stream.Stream<RecordBatch, KafkaError> =>
-    Stream.unwrap(
-      Effect.gen(function* () {
-        const end = (yield* offsets(options.topic)).find((p) => p.partition === options.partition)?.high ?? 0
-        if (options.from >= end) return Stream.empty
-        let done = false
-        return read({ topics: [options.topic], from: "earliest" }).pipe(
-          // One batch per chunk, so `takeUntil` looks at every batch (see Reader.readToEnd).
-          Stream.rechunk(1),
-          Stream.filter((b) => b.partition === options.partition),
-          Stream.map((b): RecordBatch => {
-            const last = Math.max(b.lastOffset ?? -1, b.records.at(-1)?.offset ?? -1)
-            if (last >= end - 1) done = true
-            const records = b.records.filter((r) => r.offset >= options.from && r.offset < end)
-            return { ...b, records, lastOffset: Math.min(last, end - 1) }
-          }),
-          Stream.takeUntil(() => done),
-          Stream.filter((b) => b.records.length > 0 || done)
-        )
-      })
-    )
