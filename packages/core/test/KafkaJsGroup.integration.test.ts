@@ -11,7 +11,7 @@ import { Kafka as KafkaJsClient, logLevel } from "kafkajs"
 import { type GroupConsumer, Kafka, type KafkaShape } from "../src/Kafka.ts"
 import * as KafkaJs from "../src/KafkaJs.ts"
 import { bytes, type RecordBatch, type TopicPartition, text } from "../src/Record.ts"
-import { brokers, connectRetry, unique } from "./brokers.ts"
+import { brokers, connectRetry, unique } from "./support/brokers.ts"
 
 /** Polls `check` every 50 ms until it holds, failing with `what` after `ms`. */
 const eventually = (what: string, ms: number, check: () => boolean) =>
