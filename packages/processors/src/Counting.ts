@@ -1,0 +1,271 @@
+/**
+ * The counting topology, the classic word count over a changelog-backed store: each record of
+ * `<prefix>count-input` adds one to its key's count in the task's `counts` store, and the new count goes to
+ * `<prefix>count-output` as `{ key, count, worker, task, offset }`.
+ *
+ * It is the runtime's acceptance test for state and ownership. Every output names the worker that wrote it and
+ * what the store held, and task i writes to output partition i, so a partition of the output is the history of one
+ * task in the order it was written: `handoffs` checks that it changes worker only at a handoff and never goes
+ * back and forth (two owners at once), and `verify` checks the last count of each key against `recompute`.
+ *
+ * Delivery: at-least-once. A batch's counts reach the changelog in the same send as its outputs, and its input
+ * offsets are committed only after that send is acknowledged. A record whose send was acknowledged but whose
+ * offset was not committed (a kill -9 between the two, a handoff that abandons its drain) is counted again by the
+ * next owner, which restores the store with that record's write in it: a count exceeds the truth by one for each
+ * such re-delivery, and is never below it. That holds only with one owner per task at a time: two owners would
+ * both write the key's changelog from what each had restored, and the next restore could get the smaller count.
+ */
+import { Batch, Codec, Store, Topic, Topology } from "@sluice/core"
+import { bytes, type ConsumerRecord, type ProducerRecord } from "@sluice/core/Record"
+import type { TaskContext } from "@sluice/core/Task"
+import { Effect, Result, Schema } from "effect"
+
+export const CountOutput = Schema.Struct({
+  key: Schema.String,
+  count: Schema.Int,
+  worker: Schema.String,
+  task: Schema.Int,
+  offset: Schema.Int
+})
+export type CountOutput = typeof CountOutput.Type
+
+export const inputTopic = (name: string) => Topic.make(name, { key: Codec.string, value: Codec.raw })
+export const outputTopic = (name: string) => Topic.make(name, { key: Codec.string, value: Codec.json(CountOutput) })
+
+/** The topics of a deployment; `named(prefix)` gives fresh ones (tests, parallel environments). */
+export const named = (prefix = "") => ({
+  input: inputTopic(`${prefix}count-input`),
+  output: outputTopic(`${prefix}count-output`)
+})
+export type Topics = ReturnType<typeof named>
+
+/** Key → count. Counts as decimal text: small changelog records, readable with `sluice inspect`. */
+export const counts = Store.make("counts", { key: Codec.string, value: Codec.intString })
+
+/** What the processor needs of its counts: a store has it, and so does a Map behind `plainCounts`. */
+type Counts = Pick<Store.KeyValueStore<string, number>, "get" | "put">
+
+const plainCounts = (): Counts => {
+  const map = new Map<string, number>()
+  return {
+    get: (key) => map.get(key),
+    put: (key, count) => {
+      map.set(key, count)
+    }
+  }
+}
+
+export interface Options {
+  readonly topics?: Topics
+  /** Written into every output, so a test can tell who processed what. */
+  readonly worker: string
+  /** Partitions of the output topic when it is created: the input's, so task i can write to partition i. */
+  readonly partitions: number
+  /**
+   * `"none"`: counts in a plain Map per task, neither changelogged nor restored: the same work without a store,
+   * the benchmark's baseline. Correct only for one uninterrupted run that reads the input from its beginning.
+   */
+  readonly state?: "store" | "none"
+}
+
+export const topology = (options: Options) => {
+  const topics = options.topics ?? named()
+  const { worker } = options
+  const local = new Map<number, Counts>()
+  /** The counts of a task: its store, or with `state: "none"` a Map of this process. */
+  const countsOf = (ctx: TaskContext): Counts => {
+    if (options.state !== "none") return ctx.store(counts)
+    let plain = local.get(ctx.task)
+    if (plain === undefined) {
+      plain = plainCounts()
+      local.set(ctx.task, plain)
+    }
+    return plain
+  }
+  return Topology.make({
+    name: "counts",
+    input: topics.input,
+    outputs: [{ name: topics.output.name, partitions: options.partitions }],
+    stores: options.state === "none" ? [] : [counts],
+    process: (records, ctx) =>
+      Effect.sync(() => {
+        const store = countsOf(ctx)
+        return Batch.forEach(records, ({ key, record }, out) => {
+          const count = (store.get(key) ?? 0) + 1
+          store.put(key, count)
+          // Task i writes to partition i whatever partitioner produced the input, so one output partition holds
+          // exactly one task's history, in the order its owners wrote it.
+          out.emit(
+            topics.output,
+            key,
+            { key, count, worker, task: ctx.task, offset: record.offset },
+            {
+              partition: ctx.task
+            }
+          )
+        })
+      })
+  })
+}
+
+/** The key of the `n`th of `keys` keys. */
+export const keyOf = (n: number): string => `key-${n}`
+
+/**
+ * `count` input records over `keys` keys, round robin: record i (counting from `from`) has key `keyOf(i % keys)`
+ * and its own number as its value. With `count` a multiple of `keys`, every key is counted `count / keys` times.
+ */
+export const generate = (options: {
+  readonly count: number
+  readonly keys: number
+  readonly topic?: string
+  readonly from?: number
+}): Array<ProducerRecord> => {
+  const topic = options.topic ?? named().input.name
+  const from = options.from ?? 0
+  const out = new Array<ProducerRecord>(options.count)
+  for (let i = 0; i < options.count; i++) {
+    const n = from + i
+    out[i] = { topic, key: bytes(keyOf(n % options.keys)), value: bytes(String(n)) }
+  }
+  return out
+}
+
+/**
+ * The truth: how many times each key occurs in `records`, added to `into`. Keys the topology cannot decode (absent,
+ * not UTF-8) are dead-lettered there and not counted here either.
+ */
+export const recompute = (
+  records: Iterable<{ readonly key: Uint8Array | null }>,
+  into: Map<string, number> = new Map()
+): Map<string, number> => {
+  for (const record of records) {
+    const key = Codec.string.decode(record.key)
+    if (Result.isSuccess(key)) into.set(key.success, (into.get(key.success) ?? 0) + 1)
+  }
+  return into
+}
+
+/** An output record decoded, with where and when it was written. */
+export interface Written extends CountOutput {
+  readonly partition: number
+  /** The output's own offset in its partition: the order it was written in. */
+  readonly at: number
+  readonly timestamp: number
+}
+
+/** Decodes output records; one that does not decode is a bug of the topology and throws. */
+export const decodeOutputs = (
+  records: Iterable<ConsumerRecord>,
+  topics: Topics = named(),
+  into: Array<Written> = []
+): Array<Written> => {
+  for (const record of records) {
+    const decoded = Topic.decode(topics.output, record)
+    if (Result.isFailure(decoded)) throw new Error(`undecodable count output: ${decoded.failure.message}`)
+    into.push({ ...decoded.success.value, partition: record.partition, at: record.offset, timestamp: record.timestamp })
+  }
+  return into
+}
+
+/** The last count of each key: what the store held when each key was last written. */
+export const finalCounts = (outputs: ReadonlyArray<Written>): Map<string, number> => {
+  const last = new Map<string, Written>()
+  for (const o of outputs) {
+    const seen = last.get(o.key)
+    if (seen === undefined || o.partition !== seen.partition || o.at > seen.at) last.set(o.key, o)
+  }
+  return new Map([...last].map(([key, o]) => [key, o.count]))
+}
+
+export interface Verification {
+  readonly keys: number
+  /** Keys whose last count is the truth. */
+  readonly exact: number
+  /** How much the counts exceed the truth in all, and in how many keys: records counted twice (at-least-once). */
+  readonly excess: number
+  readonly keysOver: number
+  /** Keys whose last count is below the truth, or missing: counts lost, which must never happen. */
+  readonly under: ReadonlyArray<string>
+  /** Keys with a count that the input does not have. */
+  readonly unexpected: ReadonlyArray<string>
+}
+
+/** The last counts against the truth. */
+export const verify = (truth: ReadonlyMap<string, number>, final: ReadonlyMap<string, number>): Verification => {
+  let exact = 0
+  let excess = 0
+  let keysOver = 0
+  const under: Array<string> = []
+  for (const [key, expected] of truth) {
+    const got = final.get(key) ?? 0
+    if (got === expected) exact++
+    else if (got > expected) {
+      excess += got - expected
+      keysOver++
+    } else under.push(`${key}: ${got} < ${expected}`)
+  }
+  const unexpected = [...final.keys()].filter((key) => !truth.has(key))
+  return { keys: truth.size, exact, excess, keysOver, under, unexpected }
+}
+
+/** At-least-once: no count lost, none invented; counts over the truth are re-deliveries (see `excess`). */
+export const isComplete = (v: Verification): boolean => v.under.length === 0 && v.unexpected.length === 0
+
+export const describe = (v: Verification): string =>
+  `${v.keys} keys: ${v.exact} exact, ${v.keysOver} over by ${v.excess} in all, ${v.under.length} under` +
+  `${v.under.length > 0 ? ` (${v.under.slice(0, 5).join(", ")})` : ""}, ${v.unexpected.length} unexpected`
+
+export interface Handoffs {
+  /** Per output partition (task), the workers that wrote it, one entry per run of consecutive outputs. */
+  readonly owners: ReadonlyMap<number, ReadonlyArray<string>>
+  /**
+   * Outputs written by a worker to a partition after another worker had taken it over from that worker: the two
+   * owned it at once (the A of A, B, A). Zero for a handoff with one owner at a time.
+   */
+  readonly interleaved: number
+  /** How long, summed over partitions, two workers both wrote a partition: the overlap of their first-to-last. */
+  readonly overlapMs: number
+}
+
+/**
+ * Who wrote each task's outputs, in the order they were written (by output offset). A worker that gives a task
+ * up never gets it back in these tests (the sticky assignor keeps a task where it is while its owner lives), so a
+ * worker reappearing after another one is an overlap, not a second handoff.
+ */
+export const handoffs = (outputs: ReadonlyArray<Written>): Handoffs => {
+  const byPartition = new Map<number, Array<Written>>()
+  for (const o of outputs) {
+    const list = byPartition.get(o.partition) ?? []
+    list.push(o)
+    byPartition.set(o.partition, list)
+  }
+  const owners = new Map<number, ReadonlyArray<string>>()
+  let interleaved = 0
+  let overlapMs = 0
+  for (const [partition, list] of [...byPartition].sort(([a], [b]) => a - b)) {
+    list.sort((a, b) => a.at - b.at)
+    const runs: Array<string> = []
+    const former = new Set<string>()
+    const spans = new Map<string, { first: number; last: number }>()
+    for (const o of list) {
+      const current = runs[runs.length - 1]
+      if (current !== o.worker) {
+        if (current !== undefined) former.add(current)
+        runs.push(o.worker)
+      }
+      if (former.has(o.worker)) interleaved++
+      const span = spans.get(o.worker)
+      if (span === undefined) spans.set(o.worker, { first: o.timestamp, last: o.timestamp })
+      else span.last = Math.max(span.last, o.timestamp)
+    }
+    const all = [...spans.values()]
+    for (let i = 0; i < all.length; i++) {
+      for (let j = i + 1; j < all.length; j++) {
+        overlapMs += Math.max(0, Math.min(all[i]!.last, all[j]!.last) - Math.max(all[i]!.first, all[j]!.first))
+      }
+    }
+    owners.set(partition, runs)
+  }
+  return { owners, interleaved, overlapMs }
+}
