@@ -154,6 +154,12 @@ describe("other commands' --help stays true", () => {
       // The stated default is what runs.
       const produced = yield* stdout(["produce", "user-events", "--brokers", "memory"])
       assert.include(produced, "produced 1000 records to user-events (0 malformed)")
+      assert.match(
+        yield* help("produce", "counts"),
+        /--keys integer +how many distinct keys, taken round robin \(at least 1; default 100\)/
+      )
+      const counts = yield* stdout(["produce", "counts", "--brokers", "memory", "--keys", "7"])
+      assert.include(counts, "produced 1000 records over 7 keys to count-input")
     })
   )
 })
