@@ -219,21 +219,32 @@ export const describe = (v: Verification): string =>
 export interface Handoffs {
   /** Per output partition (task), the workers that wrote it, one entry per run of consecutive outputs. */
   readonly owners: ReadonlyMap<number, ReadonlyArray<string>>
+  /** Runs of a worker on a partition that another worker had written after it: the second A of A, B, A. */
+  readonly returns: number
   /**
-   * Outputs written by a worker to a partition after another worker had taken it over from that worker: the two
-   * owned it at once (the A of A, B, A). Zero for a handoff with one owner at a time.
+   * Outputs of returns that came in the same epoch (between the same two membership changes) as the run they
+   * follow: the two workers owned the task at once. Zero for a handoff with one owner at a time.
    */
   readonly interleaved: number
-  /** How long, summed over partitions, two workers both wrote a partition: the overlap of their first-to-last. */
+  /** How long those two owners wrote the partition at once, summed over partitions: first of B to last of A. */
   readonly overlapMs: number
+  /** The most changes of owner one partition had in one epoch: at most 1 when each change moves a task once. */
+  readonly maxChangesPerEpoch: number
 }
 
 /**
- * Who wrote each task's outputs, in the order they were written (by output offset). A worker that gives a task
- * up never gets it back in these tests (the sticky assignor keeps a task where it is while its owner lives), so a
- * worker reappearing after another one is an overlap, not a second handoff.
+ * Who wrote each task's outputs, in the order they were written (by output offset), against the times the group's
+ * membership changed (`changes`, epoch ms, ascending; none: one epoch). A task moves at most once per membership
+ * change, so a worker that writes a partition again in the epoch in which another took it over kept working on
+ * it: an overlap. A worker coming back in a later epoch is a second handoff, which a sticky assignor avoids where
+ * it can; `returns` counts both.
  */
-export const handoffs = (outputs: ReadonlyArray<Written>): Handoffs => {
+export const handoffs = (outputs: ReadonlyArray<Written>, changes: ReadonlyArray<number> = []): Handoffs => {
+  const epochOf = (timestamp: number) => {
+    let epoch = 0
+    while (epoch < changes.length && changes[epoch]! <= timestamp) epoch++
+    return epoch
+  }
   const byPartition = new Map<number, Array<Written>>()
   for (const o of outputs) {
     const list = byPartition.get(o.partition) ?? []
@@ -241,31 +252,38 @@ export const handoffs = (outputs: ReadonlyArray<Written>): Handoffs => {
     byPartition.set(o.partition, list)
   }
   const owners = new Map<number, ReadonlyArray<string>>()
+  let returns = 0
   let interleaved = 0
   let overlapMs = 0
+  let maxChangesPerEpoch = 0
   for (const [partition, list] of [...byPartition].sort(([a], [b]) => a - b)) {
     list.sort((a, b) => a.at - b.at)
-    const runs: Array<string> = []
-    const former = new Set<string>()
-    const spans = new Map<string, { first: number; last: number }>()
+    const runs: Array<{ readonly worker: string; readonly first: number; last: number; outputs: number }> = []
     for (const o of list) {
-      const current = runs[runs.length - 1]
-      if (current !== o.worker) {
-        if (current !== undefined) former.add(current)
-        runs.push(o.worker)
-      }
-      if (former.has(o.worker)) interleaved++
-      const span = spans.get(o.worker)
-      if (span === undefined) spans.set(o.worker, { first: o.timestamp, last: o.timestamp })
-      else span.last = Math.max(span.last, o.timestamp)
+      const run = runs[runs.length - 1]
+      if (run !== undefined && run.worker === o.worker) {
+        run.last = o.timestamp
+        run.outputs++
+      } else runs.push({ worker: o.worker, first: o.timestamp, last: o.timestamp, outputs: 1 })
     }
-    const all = [...spans.values()]
-    for (let i = 0; i < all.length; i++) {
-      for (let j = i + 1; j < all.length; j++) {
-        overlapMs += Math.max(0, Math.min(all[i]!.last, all[j]!.last) - Math.max(all[i]!.first, all[j]!.first))
+    const changesIn = new Map<number, number>()
+    for (let k = 1; k < runs.length; k++) {
+      const run = runs[k]!
+      const previous = runs[k - 1]!
+      const epoch = epochOf(run.first)
+      changesIn.set(epoch, (changesIn.get(epoch) ?? 0) + 1)
+      if (!runs.slice(0, k - 1).some((r) => r.worker === run.worker)) continue
+      returns++
+      if (epoch === epochOf(previous.first)) {
+        interleaved += run.outputs
+        overlapMs += Math.max(0, run.last - previous.first)
       }
     }
-    owners.set(partition, runs)
+    for (const n of changesIn.values()) maxChangesPerEpoch = Math.max(maxChangesPerEpoch, n)
+    owners.set(
+      partition,
+      runs.map((r) => r.worker)
+    )
   }
-  return { owners, interleaved, overlapMs }
+  return { owners, returns, interleaved, overlapMs, maxChangesPerEpoch }
 }

@@ -216,8 +216,10 @@ describe("counting's checks", () => {
         [1, ["a"]]
       ]
     )
+    assert.strictEqual(clean.returns, 0)
     assert.strictEqual(clean.interleaved, 0)
     assert.strictEqual(clean.overlapMs, 0)
+    assert.strictEqual(clean.maxChangesPerEpoch, 2, "one epoch: no membership change to spread them over")
 
     // Out of offset order on purpose: the history is the output offsets' order, not the array's.
     const overlapping = Counting.handoffs([
@@ -228,8 +230,21 @@ describe("counting's checks", () => {
       written(0, "a", 5, 50)
     ])
     assert.deepStrictEqual(overlapping.owners.get(0), ["a", "b", "a", "b", "a"])
+    assert.strictEqual(overlapping.returns, 3)
     assert.strictEqual(overlapping.interleaved, 3, "a at 3, b at 4, a at 5")
-    assert.strictEqual(overlapping.overlapMs, 20, "b wrote from 20 to 40, while a wrote from 0 to 50")
+    assert.strictEqual(overlapping.overlapMs, 10 + 10 + 10, "b from 20 to a at 30, a from 30 to b at 40, b to a at 50")
+  })
+
+  it("handoffs: a worker coming back after another membership change is a return, not an overlap", () => {
+    const history = [written(0, "a", 0, 0), written(0, "b", 1, 10), written(0, "b", 2, 15), written(0, "a", 3, 30)]
+    const byEpoch = Counting.handoffs(history, [5, 25])
+    assert.strictEqual(byEpoch.returns, 1)
+    assert.strictEqual(byEpoch.interleaved, 0)
+    assert.strictEqual(byEpoch.maxChangesPerEpoch, 1)
+    const oneEpoch = Counting.handoffs(history, [5])
+    assert.strictEqual(oneEpoch.interleaved, 1, "a wrote again in the epoch b took over in")
+    assert.strictEqual(oneEpoch.overlapMs, 20)
+    assert.strictEqual(oneEpoch.maxChangesPerEpoch, 2)
   })
 
   it("verify: counts over the truth are excess, counts under it or missing are lost, others unexpected", () => {
