@@ -168,15 +168,24 @@ export const decodeOutputs = (
   return into
 }
 
-/** The last count of each key: what the store held when each key was last written. */
-export const finalCounts = (outputs: ReadonlyArray<Written>): Map<string, number> => {
-  const last = new Map<string, Written>()
+/** The last output of each key (by output offset), added to `into`: outputs may come in several reads. */
+export const lastOutputs = (
+  outputs: Iterable<Written>,
+  into: Map<string, Written> = new Map()
+): Map<string, Written> => {
   for (const o of outputs) {
-    const seen = last.get(o.key)
-    if (seen === undefined || o.partition !== seen.partition || o.at > seen.at) last.set(o.key, o)
+    const seen = into.get(o.key)
+    if (seen === undefined || o.partition !== seen.partition || o.at > seen.at) into.set(o.key, o)
   }
-  return new Map([...last].map(([key, o]) => [key, o.count]))
+  return into
 }
+
+/** The count of each key's output in `last` (from `lastOutputs`). */
+export const countsOf = (last: ReadonlyMap<string, Written>): Map<string, number> =>
+  new Map(Array.from(last, ([key, o]) => [key, o.count]))
+
+/** The last count of each key: what the store held when each key was last written. */
+export const finalCounts = (outputs: Iterable<Written>): Map<string, number> => countsOf(lastOutputs(outputs))
 
 export interface Verification {
   readonly keys: number
@@ -286,4 +295,29 @@ export const handoffs = (outputs: ReadonlyArray<Written>, changes: ReadonlyArray
     )
   }
   return { owners, returns, interleaved, overlapMs, maxChangesPerEpoch }
+}
+
+/** A store restore, as the runtime reports it. */
+export interface Restore {
+  readonly store: string
+  readonly task: number
+  /** Changelog records read and applied. */
+  readonly records: number
+  /** The changelog offset it started from: the backend's checkpoint, 0 for a store restored in full. */
+  readonly from: number
+  readonly ms: number
+}
+
+const restoredLine = /restored (\S+) of task (\d+): (\d+) changelog record\(s\) from offset (\d+) in (\d+) ms/
+
+/**
+ * The restore a log message of the task runtime reports ("restored <store> of task <n>: <k> changelog record(s)
+ * from offset <o> in <t> ms", logged when a task's store read at least one record), if it is one. Core reports
+ * restores only in its log; tests and `sluice bench state` read them from there.
+ */
+export const restoreOf = (message: string): Restore | undefined => {
+  const m = restoredLine.exec(message)
+  return m === null
+    ? undefined
+    : { store: m[1]!, task: Number(m[2]), records: Number(m[3]), from: Number(m[4]), ms: Number(m[5]) }
 }

@@ -21,13 +21,13 @@ const topics = Counting.named("t-")
 const group = "counting"
 const changelog = Store.changelogTopic(group, Counting.counts)
 
-/** The runtime's "restored <store> of task <n>: <k> changelog record(s) from offset <o>" lines, as they come. */
+/** The restores the runtime logs, as they come. */
 const restoreLog = () => {
-  const restores: Array<{ readonly task: number; readonly records: number; readonly from: number }> = []
+  const restores: Array<Counting.Restore> = []
   const logger = Logger.make(({ message }) => {
     for (const part of Array.isArray(message) ? message : [message]) {
-      const m = /^restored counts of task (\d+): (\d+) changelog record\(s\) from offset (\d+)/.exec(String(part))
-      if (m !== null) restores.push({ task: Number(m[1]), records: Number(m[2]), from: Number(m[3]) })
+      const restore = Counting.restoreOf(String(part))
+      if (restore !== undefined) restores.push(restore)
     }
   })
   return { restores, layer: Logger.layer([logger]) }
@@ -273,6 +273,14 @@ describe("counting's checks", () => {
     })
     assert.isFalse(Counting.isComplete(v))
     assert.isTrue(Counting.isComplete(Counting.verify(truth, new Map([...truth].map(([k, n]) => [k, n + 1])))))
+  })
+
+  it("restoreOf reads the runtime's restore line, and nothing else", () => {
+    assert.deepStrictEqual(
+      Counting.restoreOf("restored counts of task 4: 1200 changelog record(s) from offset 300 in 57 ms"),
+      { store: "counts", task: 4, records: 1200, from: 300, ms: 57 }
+    )
+    assert.isUndefined(Counting.restoreOf("assigned 6 partition(s): 0,1,2,3,4,5 of count-input"))
   })
 
   it("generate and recompute: round robin over the keys; undecodable keys are not counted", () => {

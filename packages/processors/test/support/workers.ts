@@ -14,6 +14,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as Net from "node:net"
 import { fileURLToPath } from "node:url"
 import { Data, Deferred, Duration, Effect, type Scope } from "effect"
+import * as Counting from "../../src/Counting.ts"
 
 export const repoRoot = fileURLToPath(new URL("../../../..", import.meta.url))
 const nodeBin = `${repoRoot}node_modules/.bin/node`
@@ -51,15 +52,8 @@ export interface Worker {
   /** The partitions of every "assigned N partition(s): ..." line, in order; the last one is the current assignment. */
   readonly assignments: () => ReadonlyArray<ReadonlyArray<number>>
   /** Every store restore the worker logged ("restored <store> of task <n>: <k> changelog record(s) from ..."). */
-  readonly restores: () => ReadonlyArray<Restore>
+  readonly restores: () => ReadonlyArray<Counting.Restore>
   readonly fail: (reason: string) => WorkerError
-}
-
-export interface Restore {
-  readonly store: string
-  readonly task: number
-  readonly records: number
-  readonly from: number
 }
 
 const running = new Set<ChildProcess>()
@@ -73,7 +67,6 @@ export const killAll = (): void => {
 // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escape sequences are control characters
 const ansi = /\u001b\[[0-9;]*m/g
 const assignedLine = /assigned (\d+) partition\(s\): ([\d,]*)/g
-const restoredLine = /restored (\S+) of task (\d+): (\d+) changelog record\(s\) from offset (\d+)/g
 
 /**
  * Starts `sluice run <args>`. The worker is SIGKILLed when the scope closes if it is still running; output lines
@@ -181,12 +174,10 @@ export const start = (name: string, args: ReadonlyArray<string>): Effect.Effect<
         assignments: () =>
           Array.from(output.matchAll(assignedLine), (m) => (m[2] === "" ? [] : m[2]!.split(",").map(Number))),
         restores: () =>
-          Array.from(output.matchAll(restoredLine), (m) => ({
-            store: m[1]!,
-            task: Number(m[2]),
-            records: Number(m[3]),
-            from: Number(m[4])
-          }))
+          output.split("\n").flatMap((line) => {
+            const restore = Counting.restoreOf(line)
+            return restore === undefined ? [] : [restore]
+          })
       }
       return { worker, child, exited }
     }),
