@@ -143,6 +143,15 @@ describe("sluice with out-of-range numbers", () => {
     )
   )
 
+  it.effect("bench state: --keys, --partitions, --tail", () =>
+    rejected(
+      ["bench", "state", "--keys", "0", "--partitions", "1001", "--tail", "0", "--brokers", "memory"],
+      "--keys must be at least 1 (got 0)",
+      "--partitions must be between 1 and 1000 (got 1001)",
+      "--tail must be at least 1 (got 0)"
+    )
+  )
+
   it.effect("demo: --events, --users, --print", () =>
     rejected(
       ["demo", "--events", "0", "--users", "0", "--print", "-1"],
