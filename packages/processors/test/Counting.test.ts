@@ -67,11 +67,17 @@ const runToEnd = (worker: string, stateStore?: Store.BackendFactory, state?: "no
     yield* Fiber.join(stop)
   })
 
-const produce = (count: number, keys: number, from: number) =>
+/**
+ * Produces `count` records over `keys` keys. `spread` places them on partitions by the key's number rather than
+ * its hash: an input partitioned by another producer's rule.
+ */
+const produce = (count: number, keys: number, from: number, spread = false) =>
   Effect.gen(function* () {
     const kafka = yield* Kafka
     yield* kafka.createTopics([{ name: topics.input.name, partitions }])
-    const records = Counting.generate({ count, keys, from, topic: topics.input.name })
+    const records = Counting.generate({ count, keys, from, topic: topics.input.name }).map((r, i) =>
+      spread ? { ...r, partition: ((from + i) % keys) % partitions } : r
+    )
     yield* kafka.send(records)
     return records
   })
@@ -94,7 +100,8 @@ const tempDir = Effect.acquireRelease(
 describe("counting on the in-memory broker", () => {
   it.effect("counts every key exactly, each output one more than the key's last, on its task's partition", () =>
     Effect.gen(function* () {
-      const sent = yield* produce(1_200, 40, 0)
+      // Partitioned by key number, not by the key's hash: the outputs must still land on their task's partition.
+      const sent = yield* produce(1_200, 40, 0, true)
       yield* runToEnd("w1")
       const out = yield* outputs
       assert.strictEqual(out.length, 1_200)
