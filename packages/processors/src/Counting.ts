@@ -90,19 +90,13 @@ export const topology = (options: Options) => {
     process: (records, ctx) =>
       Effect.sync(() => {
         const store = countsOf(ctx)
+        // Task i writes to partition i whatever partitioner produced the input, so one output partition holds
+        // exactly one task's history, in the order its owners wrote it.
+        const partition = { partition: ctx.task }
         return Batch.forEach(records, ({ key, record }, out) => {
           const count = (store.get(key) ?? 0) + 1
           store.put(key, count)
-          // Task i writes to partition i whatever partitioner produced the input, so one output partition holds
-          // exactly one task's history, in the order its owners wrote it.
-          out.emit(
-            topics.output,
-            key,
-            { key, count, worker, task: ctx.task, offset: record.offset },
-            {
-              partition: ctx.task
-            }
-          )
+          out.emit(topics.output, key, { key, count, worker, task: ctx.task, offset: record.offset }, partition)
         })
       })
   })
