@@ -48,6 +48,11 @@ describe("bench state's arithmetic", () => {
     ])
     assert.include(text, "599/600 probes right WRONG")
     assert.include(text, "state overhead: 3000 records/s with the store, 4000 without (25% slower)")
+    const noise = BenchState.summary([
+      result({ store: "none", recordsPerSec: 1_000 }),
+      result({ recordsPerSec: 1_500 })
+    ])
+    assert.include(noise, "(50% faster)")
   })
 })
 
