@@ -3,6 +3,7 @@ import { Kafka } from "@sluice/core/Kafka"
 import type { ProducerRecord } from "@sluice/core/Record"
 import * as ClickData from "@sluice/processors/ClickData"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
+import * as Counting from "@sluice/processors/Counting"
 import * as UserEvents from "@sluice/processors/UserEvents"
 import { Console, Effect } from "effect"
 import { Command } from "effect/cli"
@@ -88,7 +89,33 @@ const clicks = Flags.command(
     }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
 ).pipe(Command.withDescription("Produce deterministic click events (timestamp, user_id, url)"))
 
+const counts = Flags.command(
+  "counts",
+  {
+    brokers: Flags.brokers,
+    prefix: Flags.prefix,
+    count,
+    keys: Flags.int("keys", { description: "how many distinct keys, taken round robin", min: 1, default: 100 }),
+    partitions: Flags.int("partitions", {
+      description: "partitions of the input topic when it is created (tasks of `sluice run counts`)",
+      min: 1,
+      max: 10_000,
+      default: 6
+    })
+  },
+  (o) =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const topic = Counting.named(o.prefix).input.name
+      yield* kafka.createTopics([{ name: topic, partitions: o.partitions }])
+      const ms = yield* sendAll(Counting.generate({ count: o.count, keys: o.keys, topic }), topic)
+      yield* Console.log(`produced ${o.count} records over ${Math.min(o.keys, o.count)} keys to ${topic} in ${ms} ms`)
+    }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
+).pipe(
+  Command.withDescription("Produce records for the counting topology: --count records over --keys keys, round robin")
+)
+
 export const command = Command.make("produce").pipe(
   Command.withDescription("Produce generated data to Kafka"),
-  Command.withSubcommands([userEvents, profiles, clicks])
+  Command.withSubcommands([userEvents, profiles, clicks, counts])
 )

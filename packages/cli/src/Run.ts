@@ -1,9 +1,13 @@
 /** `sluice run <topology>`: run a topology against Kafka until SIGINT/SIGTERM, with progress lines. */
+import { hostname } from "node:os"
 import * as Http from "@sluice/core/Http"
+import { Kafka } from "@sluice/core/Kafka"
 import * as Main from "@sluice/core/Main"
 import * as Metrics from "@sluice/core/Metrics"
 import * as Runner from "@sluice/core/Runner"
+import * as Store from "@sluice/core/Store"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
+import * as Counting from "@sluice/processors/Counting"
 import * as UserEvents from "@sluice/processors/UserEvents"
 import { Console, Effect, Layer, Option, Ref, Schedule } from "effect"
 import { Command, Flag } from "effect/cli"
@@ -179,11 +183,66 @@ const clickEnrichment = Flags.command(
     )
 ).pipe(describedWithExitCodes("Enrich clicks with user profiles; the join strategy is a layer (table, rescan, redis)"))
 
+/** Where a run keeps its tasks' stores: SQLite files under `--state-dir`, else memory (restored in full). */
+export const stateStore = (stateDir: Option.Option<string>): Store.BackendFactory =>
+  Option.isSome(stateDir) ? Store.sqlite({ dir: stateDir.value }) : Store.memory
+
+/** What names this process in its outputs: `--worker-id`, else `<host>:<pid>`. */
+export const workerId = (flag: Option.Option<string>): string =>
+  Option.getOrElse(flag, () => `${hostname()}:${process.pid}`)
+
+const counts = Flags.command(
+  "counts",
+  {
+    brokers: Flags.brokers,
+    prefix: Flags.prefix,
+    group,
+    shutdownTimeoutMs: shutdownTimeout,
+    metricsPort,
+    stateDir: Flag.Directory("state-dir").pipe(
+      Flag.withDescription(
+        "keep each task's counts in SQLite files under DIR, so a restart restores only the changelog's tail (default: in memory, restored in full from the changelog)"
+      ),
+      Flag.optional
+    ),
+    workerId: Flag.String("worker-id").pipe(
+      Flag.withDescription("the worker's name in every output record (default: <host>:<pid>)"),
+      Flag.optional
+    )
+  },
+  (o) =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const topics = Counting.named(o.prefix)
+      // The output gets the input's partition count, so that task i can write its partition i.
+      const { partitions } = yield* kafka.describeTopic(topics.input.name)
+      const worker = workerId(o.workerId)
+      const topology = Counting.topology({ topics, worker, partitions })
+      const options: Runner.RunOptions = { ...runOptions(o, topology.name), stateStore: stateStore(o.stateDir) }
+      const where = Option.match(o.stateDir, { onNone: () => "in memory", onSome: (dir) => `in SQLite under ${dir}` })
+      yield* Effect.logInfo(
+        `running counts on ${o.brokers} in group ${options.groupId} as worker ${worker}: ${topics.input.name} (${partitions} partitions) -> ${topics.output.name}, store counts ${where}`
+      )
+      return yield* Runner.run(topology, options).pipe(withProgress())
+    }).pipe(
+      Effect.provide(
+        Layer.mergeAll(Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }), metricsLayer(o.metricsPort))
+      )
+    )
+).pipe(
+  describedWithExitCodes(
+    "Count records per key in a changelog-backed store (word count): each output names its worker, task and offset",
+    "Reads --topic-prefix + count-input (fill it with `sluice produce counts`), writes count-output; the store's",
+    "changelog is <group>-counts-changelog. Delivery is at-least-once: a count can exceed the truth by records",
+    "re-delivered after a crash, never fall below it."
+  )
+)
+
 export const command = Command.make("run").pipe(
   describedWithExitCodes(
     "Run a topology against Kafka until SIGINT or SIGTERM (graceful: drain, commit, leave)",
     "Each run joins the consumer group --group; by default that is --topic-prefix followed by the topology's name",
     "(staging-user-events for --topic-prefix staging-), so deployments under different prefixes never share a group."
   ),
-  Command.withSubcommands([userEvents, clickEnrichment])
+  Command.withSubcommands([userEvents, clickEnrichment, counts])
 )

@@ -103,6 +103,15 @@ describe("sluice with out-of-range numbers", () => {
     })
   )
 
+  it.effect("produce counts: --count, --keys, --partitions", () =>
+    rejected(
+      ["produce", "counts", "--count", "0", "--keys", "0", "--partitions", "0", "--brokers", nowhere],
+      "--count must be at least 1 (got 0)",
+      "--keys must be at least 1 (got 0)",
+      "--partitions must be between 1 and 10000 (got 0)"
+    )
+  )
+
   it.effect("run: --metrics-port in 1..65535, --shutdown-timeout-ms above 0", () =>
     Effect.gen(function* () {
       yield* rejected(
@@ -131,6 +140,15 @@ describe("sluice with out-of-range numbers", () => {
       "--events must be at least 1 (got 0)",
       "--users must be at least 1 (got -3)",
       "--rescan-events must be at least 1 (got 0)"
+    )
+  )
+
+  it.effect("bench state: --keys, --partitions, --tail", () =>
+    rejected(
+      ["bench", "state", "--keys", "0", "--partitions", "1001", "--tail", "0", "--brokers", "memory"],
+      "--keys must be at least 1 (got 0)",
+      "--partitions must be between 1 and 1000 (got 1001)",
+      "--tail must be at least 1 (got 0)"
     )
   )
 

@@ -1,6 +1,10 @@
 /** `sluice run` (src/Run.ts): the options a run derives from its flags, and what its `--help` says. */
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { hostname, tmpdir } from "node:os"
+import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as Main from "@sluice/core/Main"
+import * as Store from "@sluice/core/Store"
 import { Effect, Option } from "effect"
 import { TestConsole } from "effect/testing"
 import { main } from "../src/main.ts"
@@ -42,7 +46,7 @@ const help = (...argv: ReadonlyArray<string>) => stdout([...argv, "--help"])
 describe("sluice run --help", () => {
   it.effect("lists every exit code, as core Main.ts defines them", () =>
     Effect.gen(function* () {
-      for (const argv of [["run"], ["run", "user-events"], ["run", "click-enrichment"]]) {
+      for (const argv of [["run"], ["run", "user-events"], ["run", "click-enrichment"], ["run", "counts"]]) {
         const text = yield* help(...argv)
         const where = `sluice ${argv.join(" ")} --help:\n${text}`
         assert.include(text, "Exit codes:", where)
@@ -81,7 +85,52 @@ describe("sluice run --help", () => {
   it.effect("lists the topologies by their one-line summary", () =>
     Effect.gen(function* () {
       const text = yield* help("run")
-      assert.match(text, /SUBCOMMANDS\n +user-events +Consume user-events: [^\n]*\n +click-enrichment +Enrich clicks/)
+      assert.match(
+        text,
+        /SUBCOMMANDS\n +user-events +Consume user-events: [^\n]*\n +click-enrichment +Enrich clicks[^\n]*\n +counts +Count records per key/
+      )
+    })
+  )
+})
+
+describe("sluice run counts", () => {
+  it.effect("keeps its stores in memory by default, in SQLite files under --state-dir when given", () =>
+    Effect.gen(function* () {
+      assert.strictEqual(Run.stateStore(Option.none()), Store.memory)
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => mkdtempSync(join(tmpdir(), "sluice-run-"))),
+        (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
+      )
+      const backend = yield* Run.stateStore(Option.some(dir)).open({ application: "g", task: 2, store: "counts" })
+      backend.apply([[new Uint8Array([1]), new Uint8Array([2])]], 7)
+      backend.close()
+      assert.isTrue(existsSync(join(dir, "g", "2", "counts.sqlite")), "the task's file is under --state-dir")
+      const again = yield* Run.stateStore(Option.some(dir)).open({ application: "g", task: 2, store: "counts" })
+      assert.strictEqual(again.checkpoint(), 7, "and it persists: a restart restores from the checkpoint")
+      again.close()
+    })
+  )
+
+  it("names its worker --worker-id, else host:pid", () => {
+    assert.strictEqual(Run.workerId(Option.some("w-1")), "w-1")
+    assert.strictEqual(Run.workerId(Option.none()), `${hostname()}:${process.pid}`)
+  })
+
+  it.effect("says in --help where its state lives and who it is", () =>
+    Effect.gen(function* () {
+      const text = yield* help("run", "counts")
+      assert.match(text, /--state-dir directory +keep each task's counts in SQLite files under DIR/)
+      assert.match(text, /--worker-id string +the worker's name in every output record \(default: <host>:<pid>\)/)
+      assert.include(text, "Delivery is at-least-once")
+    })
+  )
+
+  it.effect("needs its input topic: without one it says so and how to fill it", () =>
+    Effect.gen(function* () {
+      const exit = yield* Effect.exit(main(["run", "counts", "--brokers", "memory", "--topic-prefix", "none-"]))
+      assert.isTrue(exit._tag === "Failure")
+      const err = (yield* TestConsole.errorLines).join("\n")
+      assert.include(err, "topic none-count-input does not exist")
     })
   )
 })
@@ -105,6 +154,12 @@ describe("other commands' --help stays true", () => {
       // The stated default is what runs.
       const produced = yield* stdout(["produce", "user-events", "--brokers", "memory"])
       assert.include(produced, "produced 1000 records to user-events (0 malformed)")
+      assert.match(
+        yield* help("produce", "counts"),
+        /--keys integer +how many distinct keys, taken round robin \(at least 1; default 100\)/
+      )
+      const counts = yield* stdout(["produce", "counts", "--brokers", "memory", "--keys", "7"])
+      assert.include(counts, "produced 1000 records over 7 keys to count-input")
     })
   )
 })

@@ -14,6 +14,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as Net from "node:net"
 import { fileURLToPath } from "node:url"
 import { Data, Deferred, Duration, Effect, type Scope } from "effect"
+import * as Counting from "../../src/Counting.ts"
 
 export const repoRoot = fileURLToPath(new URL("../../../..", import.meta.url))
 const nodeBin = `${repoRoot}node_modules/.bin/node`
@@ -50,6 +51,8 @@ export interface Worker {
   readonly exit: (timeout: Duration.Input) => Effect.Effect<WorkerExit, WorkerError>
   /** The partitions of every "assigned N partition(s): ..." line, in order; the last one is the current assignment. */
   readonly assignments: () => ReadonlyArray<ReadonlyArray<number>>
+  /** Every store restore the worker logged ("restored <store> of task <n>: <k> changelog record(s) from ..."). */
+  readonly restores: () => ReadonlyArray<Counting.Restore>
   readonly fail: (reason: string) => WorkerError
 }
 
@@ -169,7 +172,12 @@ export const start = (name: string, args: ReadonlyArray<string>): Effect.Effect<
             })
           ),
         assignments: () =>
-          Array.from(output.matchAll(assignedLine), (m) => (m[2] === "" ? [] : m[2]!.split(",").map(Number)))
+          Array.from(output.matchAll(assignedLine), (m) => (m[2] === "" ? [] : m[2]!.split(",").map(Number))),
+        restores: () =>
+          output.split("\n").flatMap((line) => {
+            const restore = Counting.restoreOf(line)
+            return restore === undefined ? [] : [restore]
+          })
       }
       return { worker, child, exited }
     }),
@@ -181,30 +189,79 @@ export const start = (name: string, args: ReadonlyArray<string>): Effect.Effect<
       })
   ).pipe(Effect.map(({ worker }) => worker))
 
+/** What every `sluice run <topology>` worker of a test is given. */
+export interface RunArgs {
+  readonly brokers: ReadonlyArray<string>
+  readonly prefix: string
+  readonly group?: string
+  readonly shutdownTimeoutMs?: number
+}
+
+/** The flags of `run <topology>` that every topology has, from `options`. */
+const runFlags = (options: RunArgs): ReadonlyArray<string> => [
+  // For debugging a failure: SLUICE_TEST_LOG_LEVEL=debug shows the runner's commit and rebalance details.
+  ...(process.env.SLUICE_TEST_LOG_LEVEL === undefined ? [] : ["--log-level", process.env.SLUICE_TEST_LOG_LEVEL]),
+  "--brokers",
+  options.brokers.join(","),
+  "--topic-prefix",
+  options.prefix,
+  ...(options.group === undefined ? [] : ["--group", options.group]),
+  ...(options.shutdownTimeoutMs === undefined ? [] : ["--shutdown-timeout-ms", String(options.shutdownTimeoutMs)])
+]
+
 /**
  * `run user-events` on the given topics against `brokers`, in `group` or, without one, in the CLI's default group
  * (the prefix followed by the topology's name).
  */
-export const userEvents = (
+export const userEvents = (name: string, options: RunArgs): Effect.Effect<Worker, never, Scope.Scope> =>
+  start(name, ["user-events", ...runFlags(options)])
+
+/**
+ * `run counts`, with `name` as its `--worker-id` (so every output it writes names it), its stores in memory or,
+ * with `stateDir`, in SQLite files there.
+ */
+export const counts = (
   name: string,
-  options: {
-    readonly brokers: ReadonlyArray<string>
-    readonly prefix: string
-    readonly group?: string
-    readonly shutdownTimeoutMs?: number
-  }
+  options: RunArgs & { readonly stateDir?: string }
 ): Effect.Effect<Worker, never, Scope.Scope> =>
   start(name, [
-    "user-events",
-    // For debugging a failure: SLUICE_TEST_LOG_LEVEL=debug shows the runner's commit and rebalance details.
-    ...(process.env.SLUICE_TEST_LOG_LEVEL === undefined ? [] : ["--log-level", process.env.SLUICE_TEST_LOG_LEVEL]),
-    "--brokers",
-    options.brokers.join(","),
-    "--topic-prefix",
-    options.prefix,
-    ...(options.group === undefined ? [] : ["--group", options.group]),
-    ...(options.shutdownTimeoutMs === undefined ? [] : ["--shutdown-timeout-ms", String(options.shutdownTimeoutMs)])
+    "counts",
+    ...runFlags(options),
+    "--worker-id",
+    name,
+    ...(options.stateDir === undefined ? [] : ["--state-dir", options.stateDir])
   ])
+
+export class Timeout extends Data.TaggedError("Timeout")<{ readonly what: string; readonly details: string }> {
+  override get message(): string {
+    return `timed out waiting until ${this.what}\n${this.details}`
+  }
+}
+
+/**
+ * Polls `check` every 200 ms until it holds. Fails after `timeout`, or at once when one of `alive` exits, with the
+ * output of the workers and `status`: that is what explains a stuck integration test.
+ */
+export const waitUntil = <E, R>(
+  what: string,
+  timeout: Duration.Input,
+  check: Effect.Effect<boolean, E, R>,
+  alive: ReadonlyArray<Worker> = [],
+  status: Effect.Effect<string, E, R> = Effect.succeed("")
+) =>
+  Effect.gen(function* () {
+    const deadline = Date.now() + Duration.toMillis(Duration.fromInputUnsafe(timeout))
+    while (true) {
+      if (yield* check) return
+      const dead = alive.find((w) => !w.isRunning())
+      if (dead !== undefined) return yield* dead.fail(`exited while waiting until ${what}`)
+      if (Date.now() > deadline) {
+        const outputs = alive.map((w) => `--- ${w.name} ---\n${w.output().slice(-3000)}`).join("\n")
+        return yield* new Timeout({ what, details: `${yield* status}\n${outputs}` })
+      }
+      yield* Effect.sleep("200 millis")
+    }
+  })
 
 // ---------------------------------------------------------------------------------------------------------------
 // A Kafka proxy

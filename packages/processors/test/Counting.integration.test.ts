@@ -1,0 +1,285 @@
+/**
+ * The counting topology as operators run it: `sluice run counts` worker processes against the real broker
+ * (SLUICE_BROKERS, default 127.0.0.1:9092), joining, leaving and killed while records flow.
+ *
+ * These are the acceptance tests of the task runtime's ownership and state: every output names its worker and
+ * carries the count its store held, and task i writes output partition i, so each output partition is one task's
+ * history in the order it was written (Counting.handoffs reads it). The final count of each key (its last
+ * output) must equal the recomputation from the input, or exceed it by records re-delivered after a crash
+ * (at-least-once); the tests say by how much.
+ */
+import { assert, layer } from "@effect/vitest"
+import { brokersConfig, Kafka } from "@sluice/core/Kafka"
+import * as KafkaJs from "@sluice/core/KafkaJs"
+import * as Reader from "@sluice/core/Reader"
+import type { ConsumerRecord, ProducerRecord, RecordMetadata } from "@sluice/core/Record"
+import { Effect, Fiber } from "effect"
+import { afterEach } from "vitest"
+import * as Counting from "../src/Counting.ts"
+import * as Workers from "./support/workers.ts"
+
+const brokers = Effect.runSync(brokersConfig)
+const partitions = 6
+
+afterEach(() => Workers.killAll())
+
+/** Fresh topics under a random prefix and a fresh group, for workers of `sluice run counts`. */
+const fresh = () => {
+  const id = `${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 6)}`
+  const prefix = `it-${id}-`
+  const topics = Counting.named(prefix)
+  const group = `it-counts-${id}`
+  return {
+    topics,
+    group,
+    worker: (name: string) => Workers.counts(name, { brokers, prefix, group, shutdownTimeoutMs: 10_000 })
+  }
+}
+type Deployment = ReturnType<typeof fresh>
+
+const createInput = (d: Deployment) =>
+  Kafka.use((kafka) => kafka.createTopics([{ name: d.topics.input.name, partitions }]))
+
+/** The group's committed offsets against the input's ends. */
+const progress = (d: Deployment) =>
+  Effect.gen(function* () {
+    const kafka = yield* Kafka
+    const highs = yield* kafka.offsets(d.topics.input.name)
+    const committed = new Map(
+      (yield* kafka.committedOffsets(d.group, d.topics.input.name)).map((c) => [c.partition, c.offset])
+    )
+    return {
+      done: highs.every((h) => committed.get(h.partition) === h.high),
+      text: `committed ${highs.map((h) => `${h.partition}@${committed.get(h.partition) ?? "-"}/${h.high}`).join(" ")}`
+    }
+  })
+
+const awaitCommittedToEnd = (d: Deployment, workers: ReadonlyArray<Workers.Worker>) =>
+  Workers.waitUntil(
+    "the group has committed every input record",
+    "90 seconds",
+    Effect.map(progress(d), (p) => p.done),
+    workers,
+    Effect.map(progress(d), (p) => p.text)
+  )
+
+/** Outputs so far (0 while the topic does not exist). */
+const outputCount = (d: Deployment) =>
+  Kafka.use((kafka) => kafka.offsets(d.topics.output.name)).pipe(
+    Effect.map((offsets) => offsets.reduce((n, p) => n + p.high - p.low, 0)),
+    Effect.catchReason("KafkaError", "UnknownTopic", () => Effect.succeed(0))
+  )
+
+const readOutputs = (d: Deployment) =>
+  Reader.foldToEnd(d.topics.output.name, [] as Array<ConsumerRecord>, (acc, r) => {
+    acc.push(r)
+    return acc
+  }).pipe(
+    Effect.map((records) => Counting.decodeOutputs(records, d.topics)),
+    Effect.timeout("60 seconds")
+  )
+
+/** Whether the live workers' current assignments split the tasks between all of them, each task once. */
+const splitBetween = (workers: ReadonlyArray<Workers.Worker>) =>
+  Effect.sync(() => {
+    const current = workers.map((w) => w.assignments().at(-1) ?? [])
+    const all = current.flat()
+    return current.every((a) => a.length > 0) && all.length === partitions && new Set(all).size === partitions
+  })
+
+const assignments = (workers: ReadonlyArray<Workers.Worker>) =>
+  Effect.sync(() => workers.map((w) => `${w.name}=${(w.assignments().at(-1) ?? []).join(",")}`).join(" "))
+
+const stopGracefully = (worker: Workers.Worker) =>
+  Effect.gen(function* () {
+    yield* worker.signal("SIGTERM")
+    const exit = yield* worker.exit("30 seconds")
+    assert.strictEqual(exit.code, 0, `${worker.name} exit code after SIGTERM\n${worker.output().slice(-3000)}`)
+  })
+
+/**
+ * What the survivor restored beyond its tasks' committed offsets: for each key of a task it took over, its first
+ * count minus one is the restored count, and the key's records before the offset it started from are what that
+ * count should have been. The difference is records the dead worker counted (its changelog written) but did not
+ * commit, which the survivor counted again: the at-least-once re-delivery, key by key. A difference larger than
+ * the key's records from that offset on would be counts from nowhere.
+ */
+const redelivered = (
+  outputs: ReadonlyArray<Counting.Written>,
+  sent: ReadonlyArray<ProducerRecord>,
+  written: ReadonlyArray<RecordMetadata>,
+  survivor: string
+) => {
+  const inOrder = [...outputs].sort((x, y) => x.partition - y.partition || x.at - y.at)
+  // Where the survivor started on each partition it took over: its first output after another worker's.
+  const start = new Map<number, number>()
+  for (let i = 1; i < inOrder.length; i++) {
+    const [previous, o] = [inOrder[i - 1]!, inOrder[i]!]
+    if (o.worker === survivor && previous.partition === o.partition && previous.worker !== survivor) {
+      if (!start.has(o.partition)) start.set(o.partition, o.offset)
+    }
+  }
+  const first = new Map<string, Counting.Written>()
+  for (const o of inOrder) if (o.worker === survivor && start.has(o.partition) && !first.has(o.key)) first.set(o.key, o)
+  const keyAt = (i: number) => new TextDecoder().decode(sent[i]!.key ?? new Uint8Array())
+  const prior = new Map<string, number>()
+  const after = new Map<string, number>()
+  for (const [i, m] of written.entries()) {
+    const from = start.get(m.partition)
+    if (from === undefined) continue
+    const counts = m.offset < from ? prior : after
+    counts.set(keyAt(i), (counts.get(keyAt(i)) ?? 0) + 1)
+  }
+  let counted = 0
+  const impossible: Array<string> = []
+  for (const [key, o] of first) {
+    const extra = o.count - 1 - (prior.get(key) ?? 0)
+    if (extra < 0 || extra > (after.get(key) ?? 0)) impossible.push(`${key}: restored ${o.count - 1}`)
+    counted += extra
+  }
+  return { counted, impossible }
+}
+
+layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-it" }), {
+  excludeTestServices: true,
+  timeout: "60 seconds"
+})("counting workers against a real broker", (it) => {
+  it.effect(
+    "handoff, 2 -> 3 -> 2 workers with records flowing: one owner per task at a time, final counts = recomputation",
+    () =>
+      Effect.gen(function* () {
+        const d = fresh()
+        yield* createInput(d)
+        const keys = 60
+        const sent: Array<ProducerRecord> = []
+        // A producer that keeps going through every membership change: 300 records every 100 ms.
+        const producer = yield* Effect.gen(function* () {
+          const kafka = yield* Kafka
+          while (true) {
+            const records = Counting.generate({ count: 300, keys, from: sent.length, topic: d.topics.input.name })
+            yield* kafka.send(records)
+            sent.push(...records)
+            yield* Effect.sleep("100 millis")
+          }
+        }).pipe(Effect.forkChild)
+        /** When the group's membership changed, for Counting.handoffs' epochs. */
+        const changes: Array<number> = []
+        const flowing = (workers: ReadonlyArray<Workers.Worker>, what: string) =>
+          Workers.waitUntil(what, "60 seconds", splitBetween(workers), workers, assignments(workers)).pipe(
+            // Records flow for a while under each membership before the next change.
+            Effect.andThen(Effect.sleep("4 seconds"))
+          )
+
+        const a = yield* d.worker("worker-a")
+        yield* flowing([a], "worker-a has every task")
+        changes.push(Date.now())
+        const b = yield* d.worker("worker-b")
+        yield* flowing([a, b], "worker-a and worker-b split the tasks")
+        changes.push(Date.now())
+        const c = yield* d.worker("worker-c")
+        yield* flowing([a, b, c], "the three workers split the tasks")
+        const before = (yield* assignments([a, b, c])).toString()
+        // The one there from the start leaves: under a sticky assignor no task then ever goes back to a worker
+        // that had it before, so any A, B, A in a partition's history is two owners at once.
+        changes.push(Date.now())
+        yield* stopGracefully(a)
+        yield* flowing([b, c], "worker-b and worker-c split the tasks")
+        yield* Fiber.interrupt(producer)
+        yield* awaitCommittedToEnd(d, [b, c])
+        yield* Effect.all([stopGracefully(b), stopGracefully(c)], { concurrency: "unbounded" })
+
+        const outputs = yield* readOutputs(d)
+        const h = Counting.handoffs(outputs, changes)
+        const v = Counting.verify(Counting.recompute(sent), Counting.finalCounts(outputs))
+        const history = [...h.owners].map(([p, owners]) => `${p}: ${owners.join(",")}`).join("; ")
+        console.log(
+          `handoff 2 -> 3 -> 2: ${sent.length} records over ${keys} keys, ${outputs.length} outputs; ` +
+            `owners per task: ${history}; three workers: ${before}; ` +
+            `overlap measured: ${h.interleaved} interleaved output(s) over ${h.overlapMs} ms, ${h.returns} return(s); ` +
+            `counts: ${Counting.describe(v)} (excess over the truth: ${v.excess})`
+        )
+        for (const w of [a, b, c])
+          assert.isTrue(
+            outputs.some((o) => o.worker === w.name),
+            `${w.name} wrote outputs`
+          )
+        assert.strictEqual(h.interleaved, 0, `no task written by two workers at once: ${history}`)
+        assert.strictEqual(h.overlapMs, 0, history)
+        assert.strictEqual(h.returns, 0, `no task goes back to a worker that had it (no A, B, A): ${history}`)
+        assert.isAtMost(h.maxChangesPerEpoch, 1, `a task changes owner at most once per membership change: ${history}`)
+        assert.isTrue(Counting.isComplete(v), Counting.describe(v))
+        assert.strictEqual(
+          v.excess,
+          0,
+          `a handoff with one owner at a time re-delivers nothing: ${Counting.describe(v)}`
+        )
+      }).pipe(Effect.scoped),
+    180_000
+  )
+
+  it.effect(
+    "kill -9 of one of two workers during 100,000 records: the survivor restores its tasks, counts = recomputation",
+    () =>
+      Effect.gen(function* () {
+        const d = fresh()
+        yield* createInput(d)
+        const total = 100_000
+        const sent = Counting.generate({ count: total, keys: 1_000, topic: d.topics.input.name })
+        const a = yield* d.worker("worker-a")
+        const b = yield* d.worker("worker-b")
+        yield* Workers.waitUntil("the two workers split the tasks", "60 seconds", splitBetween([a, b]), [a, b])
+        const kafka = yield* Kafka
+        const written: Array<RecordMetadata> = []
+        for (let i = 0; i < total; i += 10_000) written.push(...(yield* kafka.send(sent.slice(i, i + 10_000))))
+
+        let atKill = 0
+        yield* Workers.waitUntil(
+          "the output holds 20% of the records",
+          "90 seconds",
+          Effect.map(outputCount(d), (n) => {
+            atKill = n
+            return n >= total * 0.2
+          }),
+          [a, b]
+        )
+        const lost = a.assignments().at(-1) ?? []
+        yield* a.signal("SIGKILL")
+        assert.strictEqual((yield* a.exit("10 seconds")).signal, "SIGKILL")
+        assert.isBelow(atKill, total * 0.8, "killed in the middle, not at the end")
+        const committedAtKill = yield* progress(d)
+
+        // The group gives up on the killed member after its session timeout (6 s in the CLI).
+        yield* Workers.waitUntil(
+          "worker-b has every task",
+          "60 seconds",
+          Effect.sync(() => (b.assignments().at(-1) ?? []).length === partitions),
+          [b]
+        )
+        yield* awaitCommittedToEnd(d, [b])
+        yield* stopGracefully(b)
+
+        const outputs = yield* readOutputs(d)
+        const v = Counting.verify(Counting.recompute(sent), Counting.finalCounts(outputs))
+        const r = redelivered(outputs, sent, written, b.name)
+        const restored = b.restores().map((x) => `task ${x.task}: ${x.records} from ${x.from}`)
+        console.log(
+          `kill -9 at ${atKill} of ${total} outputs (${committedAtKill.text}); worker-a had tasks ${lost.join(",")}; ` +
+            `worker-b restored ${restored.join(", ")}; ${outputs.length} outputs for ${total} records; ` +
+            `counts: ${Counting.describe(v)}; at-least-once: ${v.excess} count(s) over the truth, ${r.counted} of them ` +
+            `records worker-a had counted past its last commit and worker-b counted again (${outputs.length - total} ` +
+            "of those with worker-a's output written too: one send goes out in chunks, the changelog's first)"
+        )
+        // A task worker-a had written state for is restored from its changelog (a task it had not got to yet has
+        // no changelog to restore, and the runtime logs only restores that read something).
+        const restoredTasks = new Set(b.restores().map((x) => x.task))
+        const started = lost.filter((task) => outputs.some((o) => o.worker === a.name && o.task === task))
+        assert.isNotEmpty(started, "worker-a had counted records of its tasks when it was killed")
+        for (const task of started) assert.isTrue(restoredTasks.has(task), `worker-b restored task ${task} of worker-a`)
+        assert.isTrue(Counting.isComplete(v), Counting.describe(v))
+        assert.isAtLeast(outputs.length, total, "every record has an output")
+        assert.deepStrictEqual(r.impossible, [], "no restored count covers records that are not there")
+        assert.strictEqual(r.counted, v.excess, "every count over the truth is a re-delivered record")
+      }).pipe(Effect.scoped),
+    200_000
+  )
+})
