@@ -136,7 +136,8 @@ const known = new Set([
   "ConfigInvalid",
   "LookupError",
   "SinkError",
-  "JoinRunFailed"
+  "JoinRunFailed",
+  "StateBenchFailed"
 ])
 
 /** An argument effect/cli could not parse: it has printed the help and the error already. */

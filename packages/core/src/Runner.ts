@@ -22,7 +22,7 @@ import { Cause, Clock, Deferred, Duration, Effect, Exit, Option, Scope, Stream }
 import * as Assignor from "./Assignor.ts"
 import * as DeadLetter from "./DeadLetter.ts"
 import * as Delivery from "./Delivery.ts"
-import { ConfigInvalid, type KafkaError, type SinkError } from "./Errors.ts"
+import { ConfigInvalid, isRetryable, type KafkaError, type SinkError } from "./Errors.ts"
 import { type ComponentFailed, Health } from "./Health.ts"
 import * as Task from "./internal/task.ts"
 import { type GroupConsumer, Kafka } from "./Kafka.ts"
@@ -191,12 +191,18 @@ export const run = <E, R>(
             const from = store.checkpoint() ?? 0
             const started = Date.now()
             let restored = 0
-            yield* Stream.runForEach(kafka.readPartition({ topic, partition: task, from }), (batch) =>
-              Effect.sync(() => {
-                store.restoreBatch(batch)
-                restored += batch.records.length
-              })
-            )
+            // A changelog just created may not have a leader yet: a retryable failure restores again from the
+            // checkpoint reached so far (the store has applied everything before it).
+            yield* Effect.suspend(() =>
+              Stream.runForEach(
+                kafka.readPartition({ topic, partition: task, from: store.checkpoint() ?? from }),
+                (batch) =>
+                  Effect.sync(() => {
+                    store.restoreBatch(batch)
+                    restored += batch.records.length
+                  })
+              )
+            ).pipe(Effect.retry({ schedule: Delivery.defaultRetry, while: isRetryable }))
             const local = localStores.get(spec.name)!
             yield* Effect.acquireRelease(
               Effect.sync(() => local.set(task, store)),
