@@ -21,7 +21,7 @@ const group = Flag.String("group").pipe(
   Flag.optional
 )
 const metricsPort = Flags.int("metrics-port", {
-  description: "serve Prometheus metrics on http://127.0.0.1:PORT/metrics, and /health there too",
+  description: "serve http://127.0.0.1:PORT/metrics (Prometheus), /health, /ready and /tables (store contents)",
   min: 1,
   max: 65_535,
   whenAbsent: "off"
