@@ -17,21 +17,16 @@ import * as KafkaJs from "@sluice/core/KafkaJs"
 import * as Reader from "@sluice/core/Reader"
 import { type ConsumerRecord, header, type ProducerRecord, type RecordMetadata } from "@sluice/core/Record"
 import * as Topic from "@sluice/core/Topic"
-import { Data, Duration, Effect, Result, Stream } from "effect"
+import { type Duration, Effect, Result, Stream } from "effect"
 import { afterEach } from "vitest"
 import * as UserEvents from "../src/UserEvents.ts"
 import * as Workers from "./support/workers.ts"
+import { waitUntil } from "./support/workers.ts"
 
 // SLUICE_BROKERS as the code reads it (core's `brokersConfig`, default 127.0.0.1:9092).
 const brokers = Effect.runSync(brokersConfig)
 
 afterEach(() => Workers.killAll())
-
-class Timeout extends Data.TaggedError("Timeout")<{ readonly what: string; readonly details: string }> {
-  override get message(): string {
-    return `timed out waiting until ${this.what}\n${this.details}`
-  }
-}
 
 /**
  * A fresh deployment: topics under a random prefix and a fresh consumer group, named with `--group`, or with
@@ -93,31 +88,6 @@ const progress = (d: Deployment) =>
     return {
       done: highs.every((h) => committed.get(h.partition) === h.high),
       text: `committed ${highs.map((h) => `${h.partition}@${committed.get(h.partition) ?? "-"}/${h.high}`).join(" ")}; activity holds ${activity}`
-    }
-  })
-
-/**
- * Polls `check` every 200 ms until it holds. Fails after `timeout`, or at once when one of `alive` exits, with the
- * output of the workers: that is what explains a stuck integration test.
- */
-const waitUntil = <E, R>(
-  what: string,
-  timeout: Duration.Input,
-  check: Effect.Effect<boolean, E, R>,
-  alive: ReadonlyArray<Workers.Worker> = [],
-  status: Effect.Effect<string, E, R> = Effect.succeed("")
-) =>
-  Effect.gen(function* () {
-    const deadline = Date.now() + Duration.toMillis(Duration.fromInputUnsafe(timeout))
-    while (true) {
-      if (yield* check) return
-      const dead = alive.find((w) => !w.isRunning())
-      if (dead !== undefined) return yield* dead.fail(`exited while waiting until ${what}`)
-      if (Date.now() > deadline) {
-        const outputs = alive.map((w) => `--- ${w.name} ---\n${w.output().slice(-3000)}`).join("\n")
-        return yield* new Timeout({ what, details: `${yield* status}\n${outputs}` })
-      }
-      yield* Effect.sleep("200 millis")
     }
   })
 
