@@ -16,6 +16,7 @@ import * as Runner from "../src/Runner.ts"
 import * as Topic from "../src/Topic.ts"
 import * as Topology from "../src/Topology.ts"
 import { captureLogs } from "./support/captureLogs.ts"
+import { settle } from "./support/runtime.ts"
 
 const input = Topic.raw("in")
 const output = Topic.raw("out")
@@ -91,7 +92,7 @@ describe("Runner", () => {
     }).pipe(Effect.provide(memoryBroker))
   )
 
-  it.live("an output over its topic's limit dead-letters its input record, and the other records go on", () =>
+  it.effect("an output over its topic's limit dead-letters its input record, and the other records go on", () =>
     Effect.gen(function* () {
       const kafka = yield* Kafka
       const broker = yield* MemoryBroker
@@ -112,7 +113,7 @@ describe("Runner", () => {
             })
           )
       })
-      const fiber = yield* Effect.forkChild(Runner.run(topology))
+      const fiber = yield* Effect.forkChild(Runner.run(topology, { commitEveryRecords: 1 }))
       yield* broker.awaitCommitted("enlarge", "in")
       yield* Fiber.interrupt(fiber)
       const out = (yield* broker.records("out")).map((r) => text(r.value ?? new Uint8Array()))
@@ -129,7 +130,7 @@ describe("Runner", () => {
     }).pipe(Effect.provide(memoryBroker))
   )
 
-  it.live("a dead letter over its topic's limit is truncated to fit, and later records are processed", () =>
+  it.effect("a dead letter over its topic's limit is truncated to fit, and later records are processed", () =>
     Effect.gen(function* () {
       const kafka = yield* Kafka
       const broker = yield* MemoryBroker
@@ -151,7 +152,7 @@ describe("Runner", () => {
         process: (records) =>
           Effect.succeed(Batch.forEach(records, (r, out) => out.emit(output, null, bytes(String(r.value.n)))))
       })
-      const fiber = yield* Effect.forkChild(Runner.run(topology))
+      const fiber = yield* Effect.forkChild(Runner.run(topology, { commitEveryRecords: 1 }))
       yield* broker.awaitCommitted("json", "events")
       yield* Fiber.interrupt(fiber)
       assert.deepStrictEqual(
@@ -221,38 +222,44 @@ describe("Runner", () => {
     }).pipe(Effect.provide(Layer.mergeAll(memoryBroker, Health.layer)))
   )
 
-  it.live("dead letters are counted apart from outputs, once acknowledged; a revoked partition's lag is dropped", () =>
-    Effect.gen(function* () {
-      const kafka = yield* Kafka
-      const broker = yield* MemoryBroker
-      yield* kafka.createTopics([{ name: "counted", partitions: 1 }])
-      yield* kafka.send(["ok", "bad", "ok"].map((v) => ({ topic: "counted", key: null, value: bytes(v) })))
-      const topology = Topology.make({
-        name: "count",
-        input: Topic.raw("counted"),
-        outputs: [{ name: "counted.out", partitions: 1 }],
-        process: (records) =>
-          Effect.succeed(
-            Batch.forEach(records, (r, out) => {
-              if (text(r.value ?? new Uint8Array()) === "bad") out.reject({ _tag: "Bad", message: "bad" })
-              else out.emit(Topic.raw("counted.out"), null, r.value)
-            })
-          )
-      })
-      const fiber = yield* Effect.forkChild(Runner.run(topology))
-      yield* broker.awaitCommitted("count", "counted")
-      const counter = (metric: Metric.Metric<number, Metric.CounterState<number>>, topic: string) =>
-        Effect.map(Metric.value(Metric.withAttributes(metric, { topic })), (s) => Number(s.count))
-      assert.strictEqual(yield* counter(Metrics.recordsOut, "counted.out"), 2)
-      assert.strictEqual(yield* counter(Metrics.recordsOut, "counted.dlq"), 0, "a dead letter is not an output")
-      assert.strictEqual(yield* counter(Metrics.recordsDeadLettered, "counted"), 1)
-      const lagSeries = Effect.map(Metric.snapshot, (all) =>
-        all.filter((m) => m.id === Metrics.consumerLag.id && m.attributes?.topic === "counted")
-      )
-      assert.strictEqual((yield* lagSeries).length, 1)
-      yield* Fiber.interrupt(fiber)
-      assert.strictEqual((yield* lagSeries).length, 0, "the lag of a partition no longer owned is dropped")
-    }).pipe(Effect.provide(memoryBroker))
+  it.effect(
+    "dead letters are counted apart from outputs, once acknowledged; a revoked partition's lag is dropped",
+    () =>
+      Effect.gen(function* () {
+        const kafka = yield* Kafka
+        const broker = yield* MemoryBroker
+        yield* kafka.createTopics([{ name: "counted", partitions: 1 }])
+        yield* kafka.send(["ok", "bad", "ok"].map((v) => ({ topic: "counted", key: null, value: bytes(v) })))
+        const topology = Topology.make({
+          name: "count",
+          input: Topic.raw("counted"),
+          outputs: [{ name: "counted.out", partitions: 1 }],
+          process: (records) =>
+            Effect.succeed(
+              Batch.forEach(records, (r, out) => {
+                if (text(r.value ?? new Uint8Array()) === "bad") out.reject({ _tag: "Bad", message: "bad" })
+                else out.emit(Topic.raw("counted.out"), null, r.value)
+              })
+            )
+        })
+        const fiber = yield* Effect.forkChild(Runner.run(topology, { commitEveryRecords: 1 }))
+        yield* broker.awaitCommitted("count", "counted")
+        const counter = (metric: Metric.Metric<number, Metric.CounterState<number>>, topic: string) =>
+          Effect.map(Metric.value(Metric.withAttributes(metric, { topic })), (s) => Number(s.count))
+        assert.strictEqual(yield* counter(Metrics.recordsOut, "counted.out"), 2)
+        assert.strictEqual(yield* counter(Metrics.recordsOut, "counted.dlq"), 0, "a dead letter is not an output")
+        assert.strictEqual(yield* counter(Metrics.recordsDeadLettered, "counted"), 1)
+        const lagSeries = Effect.map(Metric.snapshot, (all) =>
+          all.filter((m) => m.id === Metrics.consumerLag.id && m.attributes?.topic === "counted")
+        )
+        // The commit (after every record here) comes before the step's metrics: let the step end.
+        yield* settle(
+          "the partition's lag series",
+          Effect.map(lagSeries, (l) => l.length === 1)
+        )
+        yield* Fiber.interrupt(fiber)
+        assert.strictEqual((yield* lagSeries).length, 0, "the lag of a partition no longer owned is dropped")
+      }).pipe(Effect.provide(memoryBroker))
   )
 
   it.effect("a defect in the periodic commit ends the worker instead of leaving it running without commits", () =>
@@ -297,7 +304,7 @@ describe("Runner", () => {
     }).pipe(Effect.provide(memoryBroker))
   )
 
-  it.live("a processor failing with a retryable SqlError is retried, not dead-lettered", () =>
+  it.effect("a processor failing with a retryable SqlError is retried, not dead-lettered", () =>
     Effect.gen(function* () {
       yield* setup
       const broker = yield* MemoryBroker
@@ -315,8 +322,13 @@ describe("Runner", () => {
               : Effect.succeed(Batch.forEach(records, (r, out) => out.emit(output, r.key, r.value)))
           )
       })
-      const fiber = yield* Effect.forkChild(Runner.run(topology))
+      const fiber = yield* Effect.forkChild(Runner.run(topology, { commitEveryRecords: 1 }))
+      // The retries back off on the test clock: move it along until the records are committed.
+      const clock = yield* Effect.forkChild(
+        Effect.forever(Effect.andThen(TestClock.adjust("100 millis"), Effect.yieldNow))
+      )
       yield* broker.awaitCommitted("sql", "in")
+      yield* Fiber.interrupt(clock)
       yield* Fiber.interrupt(fiber)
       assert.strictEqual(failures, 4)
       assert.strictEqual((yield* broker.records("out")).length, 3)
