@@ -19,6 +19,7 @@ import { ConfigInvalid, type KafkaError } from "./Errors.ts"
 import * as Admin from "./internal/kafkajsAdmin.ts"
 import { connectWithRetry, disconnectWithin } from "./internal/kafkajsClient.ts"
 import * as Consumer from "./internal/kafkajsConsumer.ts"
+import type { ConsumerSettings } from "./internal/kafkajsConsumerBase.ts"
 import { attempt } from "./internal/kafkajsErrors.ts"
 import { logCreator, toKafkaJsLevel } from "./internal/kafkajsLog.ts"
 import * as Partition from "./internal/kafkajsPartition.ts"
@@ -120,7 +121,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
     probe.pipe(Effect.andThen(admin.connect), Effect.andThen(producer.connect))
   )
 
-  const consumerSettings: Consumer.ConsumerSettings = {
+  const consumerSettings: ConsumerSettings = {
     partitionsConsumedConcurrently: options.partitionsConsumedConcurrently ?? 16,
     retry,
     allowAutoTopicCreation,

@@ -18,7 +18,7 @@ import {
   startRunning,
   subscribe,
   whileHeartbeating
-} from "./kafkajsConsumer.ts"
+} from "./kafkajsConsumerBase.ts"
 import { toKafkaError } from "./kafkajsErrors.ts"
 import { toRecordBatch } from "./kafkajsRecords.ts"
 
