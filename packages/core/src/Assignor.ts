@@ -6,6 +6,7 @@
  *
  * A pure function, so the in-memory broker and the kafkajs layer assign with the very same code.
  */
+import type { TopicPartition } from "./Record.ts"
 
 /** What a member says it owned: its tasks in the latest generation it took part in. */
 export interface Claim {
@@ -97,4 +98,49 @@ export const taskCount = (
   return {
     mismatch: `inputs are not co-partitioned: ${partitions.map((p) => `${p.topic} has ${p.partitions}`).join(", ")} partitions; every input of a topology needs the same count`
   }
+}
+
+/**
+ * A group's assignment from its members' subscriptions and what they owned, the same on both layers (the memory
+ * broker's groups and the kafkajs assigner): members with the
+ * same subscription share tasks, a task being partition i of every topic they read, and keep the tasks they owned
+ * where the balance allows. Members whose subscriptions differ (a misconfigured group) are assigned topic by topic.
+ * Topics that do not exist yet assign nothing.
+ */
+export const taskAssign = (
+  members: ReadonlyArray<{
+    readonly id: string
+    readonly topics: ReadonlyArray<string>
+    readonly owned: ReadonlyArray<TopicPartition>
+    readonly generation: number
+  }>,
+  topics: ReadonlyMap<string, { readonly partitions: ReadonlyArray<unknown> }>
+): Map<string, Array<TopicPartition>> => {
+  const plan = new Map<string, Array<TopicPartition>>(members.map((m) => [m.id, []]))
+  const subscription = (m: { readonly topics: ReadonlyArray<string> }) => [...new Set(m.topics)].sort().join("\u0000")
+  const same = members.every((m) => subscription(m) === subscription(members[0]!))
+  const countOf = (topic: string) => topics.get(topic)?.partitions.length ?? 0
+  const share = (names: ReadonlyArray<string>, sharing: typeof members) => {
+    const taskCount = Math.max(0, ...names.map(countOf))
+    const claims = sharing.map((m) => ({
+      memberId: m.id,
+      owned: [...new Set(m.owned.filter((tp) => names.includes(tp.topic)).map((tp) => tp.partition))],
+      generation: m.generation
+    }))
+    for (const [id, tasks] of assignTasks(taskCount, claims)) {
+      const target = plan.get(id)!
+      for (const t of tasks) for (const topic of names) if (t < countOf(topic)) target.push({ topic, partition: t })
+    }
+  }
+  if (members.length === 0) return plan
+  if (same) share([...new Set(members[0]!.topics)].sort(), members)
+  else {
+    const names = [...new Set(members.flatMap((m) => m.topics))].sort()
+    for (const topic of names)
+      share(
+        [topic],
+        members.filter((m) => m.topics.includes(topic))
+      )
+  }
+  return plan
 }

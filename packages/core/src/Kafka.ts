@@ -61,8 +61,9 @@ export interface ConsumeHandlers {
    */
   readonly onAssignment: (assignment: ReadonlyArray<TopicPartition>) => Effect.Effect<void>
   /**
-   * Called before the member (re)joins its group for a new generation: when a rebalance starts, and before it
-   * leaves. The member does not send its JoinGroup until this completes, and the group gives no partition to a new
+   * Called before the member rejoins its group for a new generation, when a rebalance starts (not when it leaves:
+   * the runner drains before it closes the consumer; a stopped member holds a rebalance until its scope closes).
+   * The member does not send its JoinGroup until this completes, and the group gives no partition to a new
    * owner before every old owner has rejoined, so what this does for its partitions (finish in-flight work, make it
    * durable, commit) happens before any other member starts on them. No batch is delivered while it runs; commits
    * work and heartbeats go on. It must complete within the rebalance timeout (a member that takes longer is dropped

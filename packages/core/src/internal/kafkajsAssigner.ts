@@ -12,10 +12,9 @@
  */
 import { Option, Result, Schema } from "effect"
 import * as KafkaJS from "kafkajs"
-import { taskCount } from "../Assignor.ts"
+import { taskAssign, taskCount } from "../Assignor.ts"
 import { KafkaError, Rejected } from "../Errors.ts"
 import type { TopicPartition } from "../Record.ts"
-import { taskAssign } from "./memoryGroup.ts"
 
 export const protocolName = "SluiceTasks"
 

@@ -16,7 +16,7 @@
  * decides to deliver and marks its batch in flight in one such step, so a quiesce can never miss a batch.
  */
 import { Cause, type Context, Deferred, Effect, Exit, Fiber, Scope, Semaphore } from "effect"
-import { assignTasks } from "../Assignor.ts"
+import { taskAssign } from "../Assignor.ts"
 import { Closed, KafkaError, Rebalance } from "../Errors.ts"
 import type { ConsumeHandlers, ConsumeOptions, GroupConsumer } from "../Kafka.ts"
 import { type RecordBatch, type TopicPartition, type TopicPartitionOffset, tpKey } from "../Record.ts"
@@ -110,50 +110,6 @@ export const membersOf = (group: Group): ReadonlyArray<MemberInfo> =>
       generation: m.generation,
       stopped: m.stopped
     }))
-
-/**
- * Sluice's task assignment (`Assignor.assignTasks`), as the kafkajs layer's assignor does it: members with the
- * same subscription share tasks, a task being partition i of every topic they read, and keep the tasks they owned
- * where the balance allows. Members whose subscriptions differ (a misconfigured group) are assigned topic by topic.
- * Topics that do not exist yet assign nothing.
- */
-export const taskAssign = (
-  members: ReadonlyArray<{
-    readonly id: string
-    readonly topics: ReadonlyArray<string>
-    readonly owned: ReadonlyArray<TopicPartition>
-    readonly generation: number
-  }>,
-  topics: ReadonlyMap<string, { readonly partitions: ReadonlyArray<unknown> }>
-): Map<string, Array<TopicPartition>> => {
-  const plan = new Map<string, Array<TopicPartition>>(members.map((m) => [m.id, []]))
-  const subscription = (m: { readonly topics: ReadonlyArray<string> }) => [...new Set(m.topics)].sort().join("\u0000")
-  const same = members.every((m) => subscription(m) === subscription(members[0]!))
-  const countOf = (topic: string) => topics.get(topic)?.partitions.length ?? 0
-  const share = (names: ReadonlyArray<string>, sharing: typeof members) => {
-    const taskCount = Math.max(0, ...names.map(countOf))
-    const claims = sharing.map((m) => ({
-      memberId: m.id,
-      owned: [...new Set(m.owned.filter((tp) => names.includes(tp.topic)).map((tp) => tp.partition))],
-      generation: m.generation
-    }))
-    for (const [id, tasks] of assignTasks(taskCount, claims)) {
-      const target = plan.get(id)!
-      for (const t of tasks) for (const topic of names) if (t < countOf(topic)) target.push({ topic, partition: t })
-    }
-  }
-  if (members.length === 0) return plan
-  if (same) share([...new Set(members[0]!.topics)].sort(), members)
-  else {
-    const names = [...new Set(members.flatMap((m) => m.topics))].sort()
-    for (const topic of names)
-      share(
-        [topic],
-        members.filter((m) => m.topics.includes(topic))
-      )
-  }
-  return plan
-}
 
 /** Joins the group and returns at once; the rebalance that follows delivers the first assignment. */
 export const consume = Effect.fnUntraced(function* (env: Env, options: ConsumeOptions, handlers: ConsumeHandlers) {
