@@ -10,6 +10,7 @@ import { bytes, header, text } from "@sluice/core/Record"
 import * as Runner from "@sluice/core/Runner"
 import * as Topic from "@sluice/core/Topic"
 import { Effect, Fiber, Layer, Ref, Result } from "effect"
+import { TestClock } from "effect/testing"
 import * as UserEvents from "../src/UserEvents.ts"
 import { waitUntil } from "./support/effects.ts"
 
@@ -31,7 +32,7 @@ const setup = (topics: UserEvents.Topics, records: number, badRatio = 0) =>
   })
 
 describe("user-events on the in-memory broker", () => {
-  it.live("processes every good record and dead-letters malformed ones with their headers", () =>
+  it.effect("processes every good record and dead-letters malformed ones with their headers", () =>
     Effect.gen(function* () {
       const topics = UserEvents.named("a-")
       const sent = yield* setup(topics, 1_000, 0.05)
@@ -72,7 +73,7 @@ describe("user-events on the in-memory broker", () => {
     }).pipe(Effect.provide(Env))
   )
 
-  it.live("a restart resumes from the committed offset: nothing skipped, nothing reprocessed", () =>
+  it.effect("a restart resumes from the committed offset: nothing skipped, nothing reprocessed", () =>
     Effect.gen(function* () {
       const topics = UserEvents.named("b-")
       yield* setup(topics, 600)
@@ -89,7 +90,7 @@ describe("user-events on the in-memory broker", () => {
         "1000 out",
         Effect.map(count(topics.activity.name), (n) => n >= 1_000)
       )
-      yield* Effect.sleep("100 millis")
+      yield* TestClock.adjust("100 millis")
       yield* Fiber.interrupt(second)
       const out = yield* (yield* MemoryBroker).records(topics.activity.name)
       const sources = out.map((r) => {
@@ -103,7 +104,7 @@ describe("user-events on the in-memory broker", () => {
     }).pipe(Effect.provide(Env))
   )
 
-  it.live("retryable produce failures are retried, not dead-lettered", () =>
+  it.effect("retryable produce failures are retried, not dead-lettered", () =>
     Effect.gen(function* () {
       const topics = UserEvents.named("c-")
       yield* setup(topics, 300)
@@ -118,48 +119,50 @@ describe("user-events on the in-memory broker", () => {
     }).pipe(Effect.provide(Env))
   )
 
-  it.live("a non-retryable batch failure is narrowed to the failing record; a throwing handler is a dead letter", () =>
-    Effect.gen(function* () {
-      const topics = UserEvents.named("d-")
-      yield* setup(topics, 200)
-      class Poison extends Errors.RecordRejected {}
-      const topology = Topology.make({
-        name: "poison",
-        input: topics.events,
-        process: (records) =>
-          records.some((r) => r.value.event_id === "e13")
-            ? Effect.fail(new Poison({ tag: "Poison", reason: "e13 is poison" }))
-            : Effect.succeed(
-                Batch.forEach(records, (r, out) => {
-                  if (r.value.event_id === "e42") throw new TypeError("boom")
-                  out.emit(topics.activity, r.key, {
-                    event_id: r.value.event_id,
-                    user_id: r.value.user_id,
-                    event_type: r.value.event_type,
-                    summary: "",
-                    source_partition: r.record.partition,
-                    source_offset: r.record.offset
+  it.effect(
+    "a non-retryable batch failure is narrowed to the failing record; a throwing handler is a dead letter",
+    () =>
+      Effect.gen(function* () {
+        const topics = UserEvents.named("d-")
+        yield* setup(topics, 200)
+        class Poison extends Errors.RecordRejected {}
+        const topology = Topology.make({
+          name: "poison",
+          input: topics.events,
+          process: (records) =>
+            records.some((r) => r.value.event_id === "e13")
+              ? Effect.fail(new Poison({ tag: "Poison", reason: "e13 is poison" }))
+              : Effect.succeed(
+                  Batch.forEach(records, (r, out) => {
+                    if (r.value.event_id === "e42") throw new TypeError("boom")
+                    out.emit(topics.activity, r.key, {
+                      event_id: r.value.event_id,
+                      user_id: r.value.user_id,
+                      event_type: r.value.event_type,
+                      summary: "",
+                      source_partition: r.record.partition,
+                      source_offset: r.record.offset
+                    })
                   })
-                })
-              )
-      })
-      const fiber = yield* Effect.forkChild(Runner.run(topology))
-      yield* waitUntil(
-        "200 handled",
-        Effect.map(
-          Effect.all([count(topics.activity.name), count(`${topics.events.name}.dlq`)]),
-          ([a, d]) => a + d === 200
+                )
+        })
+        const fiber = yield* Effect.forkChild(Runner.run(topology))
+        yield* waitUntil(
+          "200 handled",
+          Effect.map(
+            Effect.all([count(topics.activity.name), count(`${topics.events.name}.dlq`)]),
+            ([a, d]) => a + d === 200
+          )
         )
-      )
-      yield* Fiber.interrupt(fiber)
-      const dlq = yield* (yield* MemoryBroker).records(`${topics.events.name}.dlq`)
-      const tags = dlq.map(
-        (r) => `${header(r.headers, DeadLetter.headers.errorTag)}:${text(r.value ?? new Uint8Array())}`
-      )
-      assert.strictEqual(dlq.length, 2)
-      assert.isTrue(tags.some((t) => t.startsWith("Poison:") && t.includes('"e13"')))
-      assert.isTrue(tags.some((t) => t.startsWith("HandlerDefect:") && t.includes('"e42"')))
-    }).pipe(Effect.provide(Env))
+        yield* Fiber.interrupt(fiber)
+        const dlq = yield* (yield* MemoryBroker).records(`${topics.events.name}.dlq`)
+        const tags = dlq.map(
+          (r) => `${header(r.headers, DeadLetter.headers.errorTag)}:${text(r.value ?? new Uint8Array())}`
+        )
+        assert.strictEqual(dlq.length, 2)
+        assert.isTrue(tags.some((t) => t.startsWith("Poison:") && t.includes('"e13"')))
+        assert.isTrue(tags.some((t) => t.startsWith("HandlerDefect:") && t.includes('"e42"')))
+      }).pipe(Effect.provide(Env))
   )
 
   it.effect(

@@ -49,7 +49,7 @@ const rewriteMetadata = (frame: Buffer, version: number, from: number, to: numbe
   }
 }
 
-/** Listens on `port` (0: any free port) and forwards to the broker at `upstream`. */
+/** Listens on `port` (0 picks a free one) and forwards to the broker at `upstream`. */
 export const startProxy = (upstream: { readonly host: string; readonly port: number }, port = 0) =>
   new Promise<KafkaProxy>((resolve, reject) => {
     const sockets = new Set<net.Socket>()
