@@ -59,6 +59,17 @@ const alterMaxMessageBytes = (topic: string, value: number) =>
         }
       ]
     })
+    // The broker applies a topic's new config asynchronously: wait until it reports it, then a little more for the
+    // partition's log to take it (a record sent at once can still be measured against the old limit).
+    for (let i = 0; i < 50; i++) {
+      const described = await admin.describeConfigs({
+        includeSynonyms: false,
+        resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ["max.message.bytes"] }]
+      })
+      if (described.resources[0]?.configEntries[0]?.configValue === String(value)) break
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000))
     await admin.disconnect()
   })
 
