@@ -93,10 +93,42 @@ export interface GroupConsumer {
   readonly commit: (offsets: ReadonlyArray<TopicPartitionOffset>) => Effect.Effect<void, KafkaError>
   readonly pause: (partitions: ReadonlyArray<TopicPartition>) => Effect.Effect<void>
   readonly resume: (partitions: ReadonlyArray<TopicPartition>) => Effect.Effect<void>
+  /**
+   * Moves the member's fetch position of assigned partitions: the next batch of each is read from `offset` (a task
+   * that starts from positions kept outside Kafka, or from the group's committed offset under exactly-once).
+   * Batches fetched before the seek are not delivered afterwards. Partitions not assigned are ignored.
+   */
+  readonly seek: (offsets: ReadonlyArray<TopicPartitionOffset>) => Effect.Effect<void>
   /** Stops fetching for good; waits for in-flight `onBatch` calls. Commits keep working until the scope closes. */
   readonly stop: Effect.Effect<void>
   /** Fails when the member is out of its group for good (the client crashed and will not rejoin); never succeeds. */
   readonly failed: Effect.Effect<never, KafkaError>
+}
+
+/** The consumed offsets a transaction commits for a consumer group (Kafka's `sendOffsetsToTransaction`). */
+export interface TransactionOffsets {
+  readonly groupId: string
+  /** Per input partition, the offset of the next record to consume. */
+  readonly offsets: ReadonlyArray<TopicPartitionOffset>
+}
+
+/**
+ * A producer with a `transactional.id`. Opening one (`KafkaShape.transactional`) fences every earlier producer with
+ * the same id: their open transaction is aborted, and every later call of theirs fails with reason `Fenced`.
+ */
+export interface TransactionalProducer {
+  readonly transactionalId: string
+  /**
+   * One transaction: begin, produce `records` (acks=all; the same size pre-check as `send`), add `offsets` as the
+   * group's committed offsets, commit. Succeeds once committed, with each record's metadata in order. On any
+   * failure the transaction is aborted: read_committed readers never see its records and the offsets stay as they
+   * were, so the same content can be tried again in a new transaction. A producer that was fenced, or whose id
+   * expired, fails with reason `Fenced` (not retryable: the task it served belongs to another producer now).
+   */
+  readonly transaction: (
+    records: ReadonlyArray<ProducerRecord>,
+    offsets?: TransactionOffsets
+  ) => Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError>
 }
 
 export interface ReadOptions {
@@ -120,7 +152,13 @@ export interface KafkaShape {
    */
   readonly send: (records: ReadonlyArray<ProducerRecord>) => Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError>
   /**
+   * A transactional producer with this `transactional.id`, open until the scope closes. Opening it fences earlier
+   * producers with the same id and aborts their open transaction (so it may wait for that abort).
+   */
+  readonly transactional: (transactionalId: string) => Effect.Effect<TransactionalProducer, KafkaError, Scope.Scope>
+  /**
    * Joins `groupId` and delivers batches to `handlers` until `stop` or the scope closes (which leaves the group).
+   * Reads with isolation read_committed: records of open or aborted transactions are never delivered.
    * Returns before the first assignment: handlers may wait for `consume` to have returned. Partitions are assigned
    * as tasks (`Assignor.assignTasks`): a member gets partition i of every topic it subscribes to together, and keeps
    * what it had where the balance allows. `onRevoke` runs before every rejoin, so one partition never has two
@@ -131,7 +169,8 @@ export interface KafkaShape {
     handlers: ConsumeHandlers
   ) => Effect.Effect<GroupConsumer, KafkaError, Scope.Scope>
   /**
-   * Reads every partition of the topics outside any consumer group, committing nothing: global tables and scans.
+   * Reads every partition of the topics outside any consumer group (read_committed), committing nothing: global
+   * tables and scans.
    * The stream does not end by itself; see `Reader.readToEnd` for a bounded read.
    */
   readonly read: (options: ReadOptions) => Stream.Stream<RecordBatch, KafkaError>

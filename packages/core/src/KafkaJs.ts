@@ -131,6 +131,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
 
   return Kafka.of({
     send: producer.send,
+    transactional: () => Effect.die(new Error("KafkaJs: transactions are not implemented yet")),
     consume: Consumer.consume(kafka, consumerSettings),
     read: Reader.read(kafka, consumerSettings),
     readPartition: Partition.readPartition(kafka, { closeTimeoutMs, fetchBytes: 8 * 1024 * 1024 }),

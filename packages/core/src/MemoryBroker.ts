@@ -314,6 +314,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
 
   const kafka: KafkaShape = {
     send,
+    transactional: () => Effect.die(new Error("MemoryBroker: transactions are not implemented yet")),
     consume: (options, handlers) =>
       Effect.suspend(() => {
         const missing = options.topics.find((name) => !topics.has(name))

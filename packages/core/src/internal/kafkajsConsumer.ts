@@ -337,6 +337,13 @@ export const consume = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) =>
           for (const tp of partitions) paused.delete(tpKey(tp.topic, tp.partition))
           if (!stopped && partitions.length > 0) quietly(() => consumer.resume(byTopic(partitions)))
         }),
+      // kafkajs drops a batch fetched before the seek of its partition, and fetches from the new offset next.
+      seek: (offsets) =>
+        Effect.sync(() => {
+          for (const o of offsets) {
+            quietly(() => consumer.seek({ topic: o.topic, partition: o.partition, offset: String(o.offset) }))
+          }
+        }),
       // kafkajs' own stop() leaves the group and drops its runner, after which commitOffsets fails. Pausing every
       // topic stops fetching while the member stays in the group (heartbeats go on), so commits keep working.
       stop: Effect.suspend(() => {

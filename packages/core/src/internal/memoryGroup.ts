@@ -183,6 +183,7 @@ const handle = (group: Group, member: Member): GroupConsumer => ({
         Deferred.doneUnsafe(wake, Effect.void)
       }
     }),
+  seek: () => Effect.die(new Error("MemoryBroker: seek is not implemented yet")),
   stop: Effect.suspend(() => {
     member.stopped = true
     return quiesce(member)
