@@ -1,6 +1,6 @@
 /**
  * The commit path: how a task's outputs, dead letters and changelog records become durable and its input offsets
- * committed.
+ * committed, under one of two guarantees.
  *
  * At-least-once (the default): the task hands over what a step wrote, it is produced with acks=all and awaited,
  * and only then are the step's input positions recorded as committable. A store's changelog records go in the same
@@ -9,9 +9,19 @@
  * between "outputs durable" and "offset committed" re-processes the step: duplicates (and state updates applied
  * again), never loss.
  *
- * Tasks only see `TaskDelivery`, so an exactly-once mode (the step's records and the consumed offsets in one Kafka
- * transaction, one transactional id per task) is a second implementation of this interface, not a change to tasks. */
-import { Cause, Deferred, Duration, Effect, Metric, Schedule, type Scope, Semaphore } from "effect"
+ * Exactly-once (`exactlyOnce`): each task has its own transactional producer (`transactional.id`
+ * `<group>-<task>`; opening it fences the task's previous owner and aborts its open transaction). Steps accumulate
+ * in the task until a commit is due (by record count and by interval); then one Kafka transaction carries every
+ * output, dead letter and changelog record of those steps and the task's input offsets (sendOffsetsToTransaction),
+ * and commits. Read_committed readers see all of it or none of it; the stores' writes become durable (locally) only
+ * after the commit, so an aborted transaction leaves them as they were at the last commit. A retryable failure
+ * aborts and runs the same transaction again (equivalent to re-processing from the last committed position: the
+ * steps are deterministic given the state they started from); a fenced producer (the task moved to another member)
+ * fails the task with reason `Fenced`, which the runner treats as the task's retirement, not the worker's failure.
+ *
+ * Tasks only see `TaskDelivery`; the runner only sees `Delivery`.
+ */
+import { Cause, Clock, Deferred, Duration, Effect, Metric, Schedule, type Scope, Semaphore } from "effect"
 import { isRetryable, type KafkaError, type SinkError } from "./Errors.ts"
 import type { GroupConsumer, KafkaShape } from "./Kafka.ts"
 import * as Metrics from "./Metrics.ts"
@@ -32,29 +42,50 @@ export interface Outgoing {
 
 export const nothing: Outgoing = { outputs: [], deadLetters: [], changelog: [] }
 
+export type Guarantee = "at_least_once" | "exactly_once"
+
+export const guarantees: ReadonlyArray<Guarantee> = ["at_least_once", "exactly_once"]
+
+/** One step of a task, handed to the delivery path. */
+export interface Step {
+  readonly outgoing: Outgoing
+  /** Per input partition, the offset after the last record processed (the task's position after the step). */
+  readonly positions: ReadonlyArray<TopicPartitionOffset>
+  /** Input records the step processed (0 for a timer). */
+  readonly records: number
+  /**
+   * Runs once the step's records are durable (and, under exactly-once, committed), with where each changelog
+   * record was written, in order; in the task's fiber, during this `complete` or a later `complete` or `flush`.
+   * Never runs if the step's records do not become durable (the call that would have made them so fails).
+   */
+  readonly onDurable: (changelog: ReadonlyArray<RecordMetadata>) => void
+}
+
 export interface TaskDelivery {
   /**
-   * Makes `outgoing` durable (one send), recording no offset; succeeds with where each changelog record was
-   * written, in order.
+   * Hands over one step. At-least-once: produces its records, awaits the acknowledgement, runs `onDurable` and
+   * records its positions as committable. Exactly-once: adds it to the open transaction, and commits that when due.
    */
-  readonly send: (outgoing: Outgoing) => Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError | SinkError>
+  readonly complete: (step: Step) => Effect.Effect<void, KafkaError | SinkError>
+  /** Makes every step handed over durable now (exactly-once: commits the open transaction). */
+  readonly flush: Effect.Effect<void, KafkaError | SinkError>
   /**
-   * Makes `outgoing` durable, then records `positions` (per input partition, the offset after the last record
-   * processed) as committable: never before the send is acknowledged.
+   * When steps handed over must be made durable at the latest (epoch ms, on the Effect `Clock`): the task calls
+   * `flush` then, if nothing else did. `undefined` while nothing waits.
    */
-  readonly complete: (
-    outgoing: Outgoing,
-    positions: ReadonlyArray<TopicPartitionOffset>,
-    records: number
-  ) => Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError | SinkError>
+  readonly due: () => number | undefined
 }
 
 export interface Delivery {
-  /** The delivery path of one task; `metricsTopic` names the input its dead letters are counted under. */
-  readonly open: (metricsTopic: string, task: number) => Effect.Effect<TaskDelivery>
+  readonly guarantee: Guarantee
+  /**
+   * The delivery path of one task, open until the scope closes; `metricsTopic` names the input its dead letters are
+   * counted under. Exactly-once: opening it fences the task's previous owner.
+   */
+  readonly open: (metricsTopic: string, task: number) => Effect.Effect<TaskDelivery, KafkaError, Scope.Scope>
   /** The task's partitions were revoked or are shutting down: commit what they completed, then forget them. */
   readonly release: (tps: ReadonlyArray<TopicPartition>) => Effect.Effect<void>
-  /** Flushes sinks and commits every completed offset not yet committed. */
+  /** Flushes sinks and commits every completed offset not yet committed (exactly-once: tasks commit their own). */
   readonly commit: Effect.Effect<void, KafkaError | SinkError>
   /** Fails (with the defect) if the periodic commit fiber ever dies; never succeeds. */
   readonly failed: Effect.Effect<never>
@@ -132,32 +163,29 @@ export const atLeastOnce = Effect.fnUntraced(function* (
         const { outputs, deadLetters, changelog } = outgoing
         if (outputs.length === 0 && deadLetters.length === 0 && changelog.length === 0) return Effect.succeed([])
         return Effect.gen(function* () {
-          // One send: the changelog first, so its metadata is the head of the answer.
-          const all = changelog.length === 0 ? outputs : changelog.concat(outputs)
           const metadata = yield* kafka
-            .send(deadLetters.length === 0 ? all : all.concat(deadLetters))
+            .send(recordsOf(outgoing))
             .pipe(Effect.retry({ schedule: retry, while: isRetryable }))
-          // Counted once acknowledged, and apart: a dead letter is not an output.
-          yield* Metrics.countOut(outputs)
-          if (deadLetters.length > 0) yield* Metric.update(deadLettered, deadLetters.length)
+          yield* countDelivered(outgoing, deadLettered)
           return changelog.length === 0 ? [] : metadata.slice(0, changelog.length)
         })
       }
       return {
-        send,
-        complete: (outgoing, positions, records) =>
+        complete: (step) =>
           Effect.gen(function* () {
-            const changelog = yield* send(outgoing)
-            for (const p of positions) pending.set(tpKey(p.topic, p.partition), p)
-            sinceCommit += records
+            step.onDurable(yield* send(step.outgoing))
+            for (const p of step.positions) pending.set(tpKey(p.topic, p.partition), p)
+            sinceCommit += step.records
             // A failed commit loses nothing: the offsets stay pending and the next commit carries them.
             if (sinceCommit >= commitEvery) {
               yield* commit.pipe(
                 Effect.catch((e) => Effect.logWarning(`commit failed, retrying at the next one: ${e.message}`))
               )
             }
-            return changelog
-          })
+          }),
+        // Durable at every `complete`; the offsets are committed by the runner (periodically, and before revokes).
+        flush: Effect.void,
+        due: () => undefined
       }
     })
 
@@ -182,5 +210,107 @@ export const atLeastOnce = Effect.fnUntraced(function* (
     )
   }
 
-  return { open, release, commit, failed: Deferred.await(periodicDied) } satisfies Delivery
+  return {
+    guarantee: "at_least_once",
+    open,
+    release,
+    commit,
+    failed: Deferred.await(periodicDied)
+  } satisfies Delivery
 })
+
+/** One send of a step: the changelog first (so its metadata is the head of the answer), then outputs, dead letters. */
+const recordsOf = (outgoing: Outgoing): ReadonlyArray<ProducerRecord> => {
+  const { outputs, deadLetters, changelog } = outgoing
+  const all = changelog.length === 0 ? outputs : changelog.concat(outputs)
+  return deadLetters.length === 0 ? all : all.concat(deadLetters)
+}
+
+/** Counted once durable, and apart: a dead letter is not an output. */
+const countDelivered = (outgoing: Outgoing, deadLettered: Metric.Metric<number, Metric.CounterState<number>>) =>
+  Effect.gen(function* () {
+    yield* Metrics.countOut(outgoing.outputs)
+    if (outgoing.deadLetters.length > 0) yield* Metric.update(deadLettered, outgoing.deadLetters.length)
+  })
+
+export interface ExactlyOnceOptions {
+  /** The consumer group whose offsets the transactions commit; the tasks' transactional ids start with it. */
+  readonly groupId: string
+  /** Commit the open transaction once its steps processed this many input records. Default 10,000. */
+  readonly commitEveryRecords?: number
+  /** Commit the open transaction at most this long after its first step. Default 100 ms (Kafka Streams' EOS default). */
+  readonly commitInterval?: Duration.Input
+  /** Makes buffered sink writes durable; runs before every transaction commits. */
+  readonly flush?: Effect.Effect<void, SinkError>
+  /** How retryable failures of a transaction (and of opening a producer) are retried before the task fails. */
+  readonly retry?: Schedule.Schedule<unknown, unknown>
+}
+
+/** The transactional id of a task's producer: one per task, so that the task's next owner fences this one. */
+export const transactionalId = (groupId: string, task: number): string => `${groupId}-${task}`
+
+export const exactlyOnce = (kafka: KafkaShape, options: ExactlyOnceOptions): Delivery => {
+  const commitEvery = options.commitEveryRecords ?? 10_000
+  const intervalMs = Duration.toMillis(Duration.fromInputUnsafe(options.commitInterval ?? "100 millis"))
+  const flushSinks = options.flush ?? Effect.void
+  const retry = options.retry ?? defaultRetry
+  const retryable = { schedule: retry, while: isRetryable }
+
+  const open = Effect.fnUntraced(function* (metricsTopic: string, task: number) {
+    const deadLettered = Metrics.forPartition(metricsTopic, task).deadLettered
+    const producer = yield* kafka.transactional(transactionalId(options.groupId, task)).pipe(Effect.retry(retryable))
+    let steps: Array<Step> = []
+    let records = 0
+    let dueAt: number | undefined
+    const positions = new Map<string, TopicPartitionOffset>()
+
+    const flush: Effect.Effect<void, KafkaError | SinkError> = Effect.suspend(() => {
+      if (steps.length === 0) return Effect.void
+      const taken = steps
+      const offsets = [...positions.values()]
+      return Effect.gen(function* () {
+        const started = Date.now()
+        const all: Array<ProducerRecord> = []
+        for (const step of taken) for (const r of recordsOf(step.outgoing)) all.push(r)
+        yield* flushSinks
+        // A retry is a new transaction with the same content: the last one was aborted, so none of it is visible.
+        const metadata = yield* Effect.suspend(() =>
+          producer.transaction(all, offsets.length === 0 ? undefined : { groupId: options.groupId, offsets })
+        ).pipe(Effect.retry(retryable))
+        steps = []
+        records = 0
+        dueAt = undefined
+        let at = 0
+        for (const step of taken) {
+          const { changelog } = step.outgoing
+          step.onDurable(changelog.length === 0 ? [] : metadata.slice(at, at + changelog.length))
+          at += changelog.length + step.outgoing.outputs.length + step.outgoing.deadLetters.length
+          yield* countDelivered(step.outgoing, deadLettered)
+        }
+        yield* Metric.update(Metrics.commitLatency, Date.now() - started)
+      })
+    })
+
+    return {
+      complete: (step) =>
+        Effect.gen(function* () {
+          if (steps.length === 0) dueAt = (yield* Clock.currentTimeMillis) + intervalMs
+          steps.push(step)
+          for (const p of step.positions) positions.set(tpKey(p.topic, p.partition), p)
+          records += step.records
+          if (records >= commitEvery || (yield* Clock.currentTimeMillis) >= dueAt!) yield* flush
+        }),
+      flush,
+      due: () => dueAt
+    } satisfies TaskDelivery
+  })
+
+  return {
+    guarantee: "exactly_once",
+    open,
+    // Each task commits its own transaction when it suspends or ends; nothing is left for the runner to commit.
+    release: () => Effect.void,
+    commit: Effect.void,
+    failed: Effect.never
+  }
+}

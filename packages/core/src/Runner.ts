@@ -22,11 +22,11 @@ import { Cause, Clock, Deferred, Duration, Effect, Exit, Option, Scope, Stream }
 import * as Assignor from "./Assignor.ts"
 import * as DeadLetter from "./DeadLetter.ts"
 import * as Delivery from "./Delivery.ts"
-import { ConfigInvalid, isRetryable, type KafkaError, type SinkError } from "./Errors.ts"
+import { ConfigInvalid, isRetryable, KafkaError, type SinkError } from "./Errors.ts"
 import { type ComponentFailed, Health } from "./Health.ts"
 import * as Task from "./internal/task.ts"
 import { type GroupConsumer, Kafka } from "./Kafka.ts"
-import type { RecordBatch, TopicPartition } from "./Record.ts"
+import type { RecordBatch, TopicPartition, TopicPartitionOffset } from "./Record.ts"
 import * as Store from "./Store.ts"
 import { Tables } from "./Tables.ts"
 import type { Topology } from "./Topology.ts"
@@ -41,7 +41,15 @@ export interface RunOptions {
   readonly fromBeginning?: boolean
   /** Batches a task's mailbox holds before its partitions are paused. Default 4. */
   readonly mailboxCapacity?: number
+  /**
+   * At-least-once (the default): outputs are durable before their input offsets are committed; a crash re-processes
+   * what was not committed. Exactly-once: each task's outputs, dead letters, changelog records and input offsets
+   * are committed in one Kafka transaction (Delivery.ts).
+   */
+  readonly guarantee?: Delivery.Guarantee
+  /** Commit once this many records were processed since the last commit. Default 10,000. */
   readonly commitEveryRecords?: number
+  /** Commit at least this often while records are processed. Default 1 s; 100 ms under exactly-once. */
   readonly commitInterval?: Duration.Input
   /** The bound on a graceful stop (drain, flush, commit), and on a task's drain when a rebalance moves it. Default 5 s. */
   readonly shutdownTimeout?: Duration.Input
@@ -217,36 +225,99 @@ export const run = <E, R>(
           })
         )
 
+      const retryable = { schedule: Delivery.defaultRetry, while: isRetryable }
+      const partitionsOf = (task: number) => inputTopics.map((topic): TopicPartition => ({ topic, partition: task }))
+
+      /**
+       * Where a new task starts: the positions the topology keeps outside Kafka (`startOffsets`), or under
+       * exactly-once the group's committed offsets as they are once the task's producer has fenced its previous owner
+       * (whose last transaction is then committed or aborted for good), or the consumer's own position.
+       */
+      const startPositions = (task: number, delivery: Delivery.Delivery) =>
+        topology.startOffsets !== undefined
+          ? Effect.retry(
+              Effect.suspend(() => topology.startOffsets!(task, partitionsOf(task))),
+              retryable
+            )
+          : delivery.guarantee === "exactly_once"
+            ? Effect.forEach(inputTopics, (topic) =>
+                Effect.retry(kafka.committedOffsets(groupId, topic), retryable).pipe(
+                  Effect.map((offsets) => offsets.filter((o) => o.partition === task))
+                )
+              ).pipe(Effect.map((perTopic) => perTopic.flat()))
+            : Effect.succeed<ReadonlyArray<TopicPartitionOffset>>([])
+
+      /** Starts a task; `undefined` when it could not start (the worker then fails with the cause). */
       const start = Effect.fnUntraced(function* (task: number) {
         const { consumer, delivery } = yield* Deferred.await(ready)
         const scope = yield* Scope.fork(tasksScope)
-        const taskDelivery = yield* delivery.open(inputTopics[0]!, task)
-        const actor = yield* Task.make(task, topology, taskDelivery, {
-          application: groupId,
-          capacity,
-          retry: Delivery.defaultRetry,
-          idleMs,
-          onDrained: Effect.suspend(() => {
-            const tps = paused.get(task)
-            if (tps === undefined) return Effect.void
-            paused.delete(task)
-            return consumer.resume(tps)
-          }),
-          maxRecordBytes: kafka.maxRecordBytes,
-          openStores
-        }).pipe(Scope.provide(scope), Effect.provideContext(context))
-        // A task that fails for good (an error or a defect) fails the worker: its offsets stay uncommitted.
+        const started = yield* Effect.exit(
+          Effect.gen(function* () {
+            // First the producer (under exactly-once this fences the previous owner), then the position to start
+            // from, then the stores' restore (in the task, read_committed).
+            const taskDelivery = yield* delivery.open(inputTopics[0]!, task)
+            const from = yield* startPositions(task, delivery)
+            const actor = yield* Task.make(task, topology, taskDelivery, {
+              application: groupId,
+              capacity,
+              retry: Delivery.defaultRetry,
+              idleMs,
+              onDrained: Effect.suspend(() => {
+                const tps = paused.get(task)
+                if (tps === undefined) return Effect.void
+                paused.delete(task)
+                return consumer.resume(tps)
+              }),
+              maxRecordBytes: kafka.maxRecordBytes,
+              openStores
+            })
+            return { actor, from }
+          }).pipe(Scope.provide(scope), Effect.provideContext(context))
+        )
+        if (Exit.isFailure(started)) {
+          yield* Scope.close(scope, Exit.void)
+          if (!Cause.hasInterruptsOnly(started.cause)) yield* Deferred.failCause(failed, started.cause)
+          return undefined
+        }
+        const { actor, from } = started.value
+        const entry: Entry<E> = { actor, scope, next: new Map() }
+        if (from.length > 0) {
+          yield* consumer.seek(from)
+          for (const o of from) entry.next.set(o.topic, o.offset)
+          yield* Effect.logInfo(
+            `task ${task} starts from ${from.map((o) => `${o.topic}[${o.partition}]@${o.offset}`).join(", ")}`
+          )
+        }
+        // A task that fails for good (an error or a defect) fails the worker: its offsets stay uncommitted. A task
+        // whose producer was fenced belongs to another member now: it is retired, and the worker goes on.
         yield* Effect.forkIn(
           actor.await.pipe(
-            Effect.catchCause((cause) =>
-              Cause.hasInterruptsOnly(cause) ? Effect.void : Deferred.failCause(failed, cause)
-            )
+            Effect.catchCause((cause) => {
+              if (Cause.hasInterruptsOnly(cause)) return Effect.void
+              const error = Cause.findErrorOption(cause)
+              if (Option.isSome(error) && isFenced(error.value)) return retireFenced(task, entry, error.value)
+              return Deferred.failCause(failed, cause)
+            })
           ),
-          scope
+          tasksScope
         )
-        const entry: Entry<E> = { actor, scope, next: new Map() }
         tasks.set(task, entry)
         return entry
+      })
+
+      // Tasks retired because their producer was fenced, until the next assignment: their batches are dropped and
+      // their partitions paused, so that this member does not take the task back from its new owner.
+      const fenced = new Set<number>()
+      const retireFenced = Effect.fnUntraced(function* (task: number, entry: Entry<E>, error: KafkaError) {
+        const { consumer } = yield* Deferred.await(ready)
+        if (tasks.get(task) === entry) tasks.delete(task)
+        paused.delete(task)
+        fenced.add(task)
+        yield* consumer.pause(entry.actor.partitions)
+        yield* Scope.close(entry.scope, Exit.void)
+        yield* Effect.logWarning(
+          `task ${task} retired: its producer was fenced (${error.reason.message}); another member owns it now, its state was dropped and its uncommitted transaction aborted; this worker goes on with its other tasks`
+        )
       })
 
       /** A task moves away or the worker stops: let it finish within the bound, then release its partitions. */
@@ -325,6 +396,10 @@ export const run = <E, R>(
               Effect.logWarning(`commit after rebalance failed (retried at the next commit): ${e.message}`)
             )
           )
+          // Fenced tasks given back to this member start again from their last commit.
+          const unfenced = [...fenced].filter((task) => assigned.has(task))
+          fenced.clear()
+          if (unfenced.length > 0) yield* consumer.resume(unfenced.flatMap(partitionsOf))
           for (const task of [...assigned].sort((a, b) => a - b)) if (!tasks.has(task)) yield* start(task)
           assignments++
           phase = "running"
@@ -343,8 +418,12 @@ export const run = <E, R>(
       const onBatch = (batch: RecordBatch) =>
         Effect.gen(function* () {
           const { consumer } = yield* Deferred.await(ready)
-          if (phase === "stopping" || !isInput.has(batch.topic)) return
-          const entry = tasks.get(batch.partition) ?? (yield* start(batch.partition))
+          if (phase === "stopping" || !isInput.has(batch.topic) || fenced.has(batch.partition)) return
+          const known = tasks.get(batch.partition)
+          const entry = known ?? (yield* start(batch.partition))
+          if (entry === undefined) return
+          // A task started here may have moved the fetch position (`seek`): this batch was fetched before it.
+          if (known === undefined && entry.next.size > 0) return
           const last = batch.records[batch.records.length - 1]
           const next = entry.next.get(batch.topic) ?? 0
           if (last === undefined || last.offset < next) return
@@ -375,11 +454,15 @@ export const run = <E, R>(
         },
         { onBatch, onAssignment, onRevoke }
       )
-      const delivery = yield* Delivery.atLeastOnce(kafka, consumer, {
+      const commitOptions = {
         ...(options.commitEveryRecords === undefined ? {} : { commitEveryRecords: options.commitEveryRecords }),
         ...(options.commitInterval === undefined ? {} : { commitInterval: options.commitInterval }),
         ...(options.flush === undefined ? {} : { flush: options.flush })
-      })
+      }
+      const delivery =
+        options.guarantee === "exactly_once"
+          ? Delivery.exactlyOnce(kafka, { groupId, ...commitOptions })
+          : yield* Delivery.atLeastOnce(kafka, consumer, commitOptions)
 
       yield* Deferred.succeed(ready, { consumer, delivery })
 
@@ -420,3 +503,5 @@ export const run = <E, R>(
       return yield* Effect.raceAllFirst([Deferred.await(failed), consumer.failed, delivery.failed, health.failures])
     })
   )
+
+const isFenced = (error: unknown): error is KafkaError => error instanceof KafkaError && error.reason._tag === "Fenced"

@@ -15,7 +15,7 @@ import { Effect, Result } from "effect"
 import type { BatchResult } from "./Batch.ts"
 import * as DeadLetter from "./DeadLetter.ts"
 import type { TopicSpec } from "./Kafka.ts"
-import type { ConsumerRecord, TopicPartition } from "./Record.ts"
+import type { ConsumerRecord, TopicPartition, TopicPartitionOffset } from "./Record.ts"
 import type * as Store from "./Store.ts"
 import type { TaskContext, Timer } from "./Task.ts"
 import * as Topic from "./Topic.ts"
@@ -59,7 +59,19 @@ export interface Topology<E, R> {
   readonly stores: ReadonlyArray<Store.AnyStoreSpec>
   readonly timers: ReadonlyArray<Timer<E, R>>
   readonly lifecycle: PartitionLifecycle<R>
+  readonly startOffsets: StartOffsets<E, R> | undefined
 }
+
+/**
+ * Where a task starts, when its position is kept outside Kafka (say, offsets written to Postgres in the same
+ * transaction as the rows they produced): per input partition of the task, the offset of the next record to
+ * process. A partition left out starts from the group's committed offset. Called when the task starts on this
+ * member, before its first batch; retryable failures are retried, others fail the worker.
+ */
+export type StartOffsets<E, R> = (
+  task: number,
+  partitions: ReadonlyArray<TopicPartition>
+) => Effect.Effect<ReadonlyArray<TopicPartitionOffset>, E, R>
 
 /** An input: `topic`'s records decoded with its codecs, processed a batch at a time by `process`. */
 export const input = <K, V, E, R>(
@@ -96,6 +108,8 @@ interface Common<E, R> {
   readonly stores?: ReadonlyArray<Store.AnyStoreSpec>
   readonly timers?: ReadonlyArray<Timer<E, R>>
   readonly lifecycle?: PartitionLifecycle<R>
+  /** Positions kept outside Kafka, where tasks start instead of the group's committed offsets. */
+  readonly startOffsets?: StartOffsets<E, R>
 }
 
 export interface OneInput<K, V, E, R> extends Common<E, R> {
@@ -131,7 +145,8 @@ export function make<K, V, E, R>(definition: OneInput<K, V, E, R> | SeveralInput
     outputs: definition.outputs ?? [],
     stores: definition.stores ?? [],
     timers: definition.timers ?? [],
-    lifecycle: definition.lifecycle ?? {}
+    lifecycle: definition.lifecycle ?? {},
+    startOffsets: definition.startOffsets
   }
 }
 

@@ -186,6 +186,10 @@ export const make = Effect.fnUntraced(function* <E, R>(
   })
 
   const savepoint = () => stores.map((s) => s.savepoint())
+  const discardWrites = () =>
+    Effect.sync(() => {
+      for (const s of stores) s.discardWrites()
+    })
   const rollback = (points: ReadonlyArray<Store.Savepoint>) => {
     for (let i = 0; i < stores.length; i++) stores[i]!.rollback(points[i]!)
   }
@@ -265,28 +269,36 @@ export const make = Effect.fnUntraced(function* <E, R>(
     return { records, writes }
   }
 
-  /** Hands a step's records to the delivery path; once acknowledged, the stores' writes become durable. */
+  /** Hands a step's records to the delivery path; once they are durable, so are the stores' writes. */
   const deliver = Effect.fnUntraced(function* (
     outgoing: Omit<Outgoing, "changelog">,
     positions: ReadonlyArray<TopicPartitionOffset>,
     count: number
   ) {
     const { records, writes } = changelog()
-    const acked = yield* delivery.complete({ ...outgoing, changelog: records }, positions, count).pipe(
-      Effect.onError(() =>
-        Effect.sync(() => {
-          for (const s of stores) s.discardWrites()
-        })
-      )
-    )
-    let at = 0
-    for (let i = 0; i < stores.length; i++) {
-      const w = writes[i]!
-      if (w.length === 0) continue
-      at += w.length
-      stores[i]!.durable(w, acked[at - 1]!.offset + 1)
-    }
+    yield* delivery
+      .complete({
+        outgoing: { ...outgoing, changelog: records },
+        positions,
+        records: count,
+        onDurable: (acked) => {
+          let at = 0
+          for (let i = 0; i < stores.length; i++) {
+            const w = writes[i]!
+            if (w.length === 0) continue
+            at += w.length
+            stores[i]!.durable(w, acked[at - 1]!.offset + 1)
+          }
+        }
+      })
+      .pipe(Effect.onError(discardWrites))
   })
+
+  /**
+   * Makes every step handed over durable (exactly-once: commits the open transaction). A failure leaves the stores
+   * as they were at the last commit.
+   */
+  const flush = delivery.flush.pipe(Effect.onError(discardWrites))
 
   const positions = (): Array<TopicPartitionOffset> =>
     partitions.flatMap((tp) => {
@@ -434,8 +446,16 @@ export const make = Effect.fnUntraced(function* <E, R>(
     yield* startWallClockTimers
     while (true) {
       busySince = undefined
-      const remaining =
-        waitingSince === undefined ? undefined : options.idleMs - ((yield* Clock.currentTimeMillis) - waitingSince)
+      const now = yield* Clock.currentTimeMillis
+      const due = delivery.due()
+      if (due !== undefined && now >= due) {
+        busySince = now
+        yield* flush
+        continue
+      }
+      // Wake for the idle wait of an input, or for the delivery's next commit, whichever comes first.
+      const idle = waitingSince === undefined ? undefined : options.idleMs - (now - waitingSince)
+      const remaining = due === undefined ? idle : Math.min(idle ?? Number.POSITIVE_INFINITY, due - now)
       const taken =
         remaining === undefined
           ? Option.some(yield* Effect.result(Queue.takeAll(mailbox)))
@@ -447,6 +467,7 @@ export const make = Effect.fnUntraced(function* <E, R>(
       }
       if (Result.isFailure(taken.value)) {
         yield* drainBuffers(true)
+        yield* flush
         return
       }
       if (Queue.sizeUnsafe(mailbox) <= options.capacity / 2) yield* options.onDrained
@@ -462,6 +483,7 @@ export const make = Effect.fnUntraced(function* <E, R>(
             break
           case "Suspend":
             yield* drainBuffers(true)
+            yield* flush
             yield* Deferred.succeed(item.done, undefined)
             break
         }
@@ -501,11 +523,7 @@ export const make = Effect.fnUntraced(function* <E, R>(
           ? Effect.forEach(partitions, (tp) => topology.lifecycle.onRevoked!(tp), { discard: true })
           : Effect.void
       ),
-      Effect.ensuring(
-        Effect.sync(() => {
-          for (const s of stores) s.discardWrites()
-        })
-      ),
+      Effect.ensuring(discardWrites()),
       // A revoked task's lag is no longer this member's to report.
       Effect.ensuring(Effect.forEach(metricsOf.values(), (m) => Metric.remove(m.lag), { discard: true }))
     )
