@@ -1,5 +1,6 @@
 /** `sluice run <topology>`: run a topology against Kafka until SIGINT/SIGTERM, with progress lines. */
 import { hostname } from "node:os"
+import type * as Delivery from "@sluice/core/Delivery"
 import * as Http from "@sluice/core/Http"
 import { Kafka } from "@sluice/core/Kafka"
 import * as Main from "@sluice/core/Main"
@@ -38,6 +39,32 @@ const shutdownTimeout = Flags.int("shutdown-timeout-ms", {
   default: 5_000
 })
 
+const guarantee = Flag.Literals("guarantee", ["at_least_once", "exactly_once"]).pipe(
+  Flag.withDescription(
+    "at_least_once (default): outputs are durable before their input offsets are committed, a crash re-processes what was not committed; exactly_once: each task's outputs, dead letters, store changes and input offsets are committed in one Kafka transaction (read them with isolation read_committed)"
+  ),
+  Flag.withDefault("at_least_once")
+)
+
+const commitInterval = Flags.int("commit-interval-ms", {
+  description:
+    "commit at least this often while records flow (default 1000; 100 under exactly_once, where it is also the longest an output waits before read_committed readers see it)",
+  min: 1,
+  max: 3_600_000,
+  whenAbsent: "per guarantee"
+})
+
+/** The flags every `sluice run` topology takes. */
+const common = {
+  brokers: Flags.brokers,
+  prefix: Flags.prefix,
+  group,
+  shutdownTimeoutMs: shutdownTimeout,
+  metricsPort,
+  guarantee,
+  commitIntervalMs: commitInterval
+}
+
 /**
  * The consumer group a run joins: `--group`, else the topic prefix followed by the topology's name. The prefix is
  * part of it because it is what isolates deployments: two workers with different prefixes read different topics,
@@ -50,7 +77,13 @@ export const groupId = (o: { readonly group: Option.Option<string>; readonly pre
 const graceMarginMs = 2_000
 
 export const runOptions = (
-  o: { readonly group: Option.Option<string>; readonly prefix: string; readonly shutdownTimeoutMs: number },
+  o: {
+    readonly group: Option.Option<string>
+    readonly prefix: string
+    readonly shutdownTimeoutMs: number
+    readonly guarantee?: Delivery.Guarantee
+    readonly commitIntervalMs?: Option.Option<number>
+  },
   topology: string
 ): Runner.RunOptions => {
   // The process exits hard if the graceful stop outlives its bound by more than the margin the clients need to
@@ -60,7 +93,11 @@ export const runOptions = (
     groupId: groupId(o, topology),
     shutdownTimeout: `${o.shutdownTimeoutMs} millis`,
     sessionTimeoutMs: 6_000,
-    onUncleanStop: Main.markUncleanStop
+    onUncleanStop: Main.markUncleanStop,
+    guarantee: o.guarantee ?? "at_least_once",
+    ...(o.commitIntervalMs !== undefined && Option.isSome(o.commitIntervalMs)
+      ? { commitInterval: `${o.commitIntervalMs.value} millis` }
+      : {})
   }
 }
 
@@ -116,7 +153,7 @@ const withProgress =
 
 const userEvents = Flags.command(
   "user-events",
-  { brokers: Flags.brokers, prefix: Flags.prefix, group, shutdownTimeoutMs: shutdownTimeout, metricsPort },
+  common,
   (o) =>
     Effect.gen(function* () {
       const counts = yield* UserEvents.EventCounts
@@ -125,7 +162,7 @@ const userEvents = Flags.command(
       const topology = UserEvents.topology(topics)
       const options = runOptions(o, topology.name)
       yield* Effect.logInfo(
-        `running user-events on ${o.brokers} in group ${options.groupId}: ${topics.events.name} -> ${topics.activity.name} (dead letters: ${topology.deadLetterTopic})`
+        `running user-events on ${o.brokers} in group ${options.groupId} (${o.guarantee}): ${topics.events.name} -> ${topics.activity.name} (dead letters: ${topology.deadLetterTopic})`
       )
       return yield* Runner.run(topology, options).pipe(
         withProgress(show),
@@ -145,11 +182,7 @@ const userEvents = Flags.command(
 const clickEnrichment = Flags.command(
   "click-enrichment",
   {
-    brokers: Flags.brokers,
-    prefix: Flags.prefix,
-    group,
-    shutdownTimeoutMs: shutdownTimeout,
-    metricsPort,
+    ...common,
     strategy: Strategy.flag,
     print: Flag.Boolean("print").pipe(
       Flag.withDescription("log each enriched event like the lab did"),
@@ -168,7 +201,7 @@ const clickEnrichment = Flags.command(
       const topology = ClickEnrichment.topology({ unknownUsers: o.unknownUsers, print: o.print, topics })
       const options = runOptions(o, topology.name)
       yield* Effect.logInfo(
-        `running click-enrichment on ${o.brokers} in group ${options.groupId} with the ${o.strategy} strategy: ${topics.clicks.name} + ${topics.profiles.name} -> ${topics.enriched.name}`
+        `running click-enrichment on ${o.brokers} in group ${options.groupId} (${o.guarantee}) with the ${o.strategy} strategy: ${topics.clicks.name} + ${topics.profiles.name} -> ${topics.enriched.name}`
       )
       return yield* Runner.run(topology, options).pipe(withProgress())
     }).pipe(
@@ -194,11 +227,7 @@ export const workerId = (flag: Option.Option<string>): string =>
 const counts = Flags.command(
   "counts",
   {
-    brokers: Flags.brokers,
-    prefix: Flags.prefix,
-    group,
-    shutdownTimeoutMs: shutdownTimeout,
-    metricsPort,
+    ...common,
     stateDir: Flag.Directory("state-dir").pipe(
       Flag.withDescription(
         "keep each task's counts in SQLite files under DIR, so a restart restores only the changelog's tail (default: in memory, restored in full from the changelog)"
@@ -221,7 +250,7 @@ const counts = Flags.command(
       const options: Runner.RunOptions = { ...runOptions(o, topology.name), stateStore: stateStore(o.stateDir) }
       const where = Option.match(o.stateDir, { onNone: () => "in memory", onSome: (dir) => `in SQLite under ${dir}` })
       yield* Effect.logInfo(
-        `running counts on ${o.brokers} in group ${options.groupId} as worker ${worker}: ${topics.input.name} (${partitions} partitions) -> ${topics.output.name}, store counts ${where}`
+        `running counts on ${o.brokers} in group ${options.groupId} (${o.guarantee}) as worker ${worker}: ${topics.input.name} (${partitions} partitions) -> ${topics.output.name}, store counts ${where}`
       )
       return yield* Runner.run(topology, options).pipe(withProgress())
     }).pipe(
@@ -233,8 +262,8 @@ const counts = Flags.command(
   describedWithExitCodes(
     "Count records per key in a changelog-backed store (word count): each output names its worker, task and offset",
     "Reads --topic-prefix + count-input (fill it with `sluice produce counts`), writes count-output; the store's",
-    "changelog is <group>-counts-changelog. Delivery is at-least-once: a count can exceed the truth by records",
-    "re-delivered after a crash, never fall below it."
+    "changelog is <group>-counts-changelog. At-least-once (the default), a count can exceed the truth by records",
+    "re-delivered after a crash, never fall below it; with --guarantee exactly_once, every count is exact."
   )
 )
 
