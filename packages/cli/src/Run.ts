@@ -151,32 +151,29 @@ const withProgress =
   <A, E, R>(run: Effect.Effect<A, E, R>) =>
     Effect.raceFirst(run, Effect.andThen(progress(extra), Effect.never))
 
-const userEvents = Flags.command(
-  "user-events",
-  common,
-  (o) =>
-    Effect.gen(function* () {
-      const counts = yield* UserEvents.EventCounts
-      const show = Effect.map(Ref.get(counts), (c) => `login=${c.login} purchase=${c.purchase} logout=${c.logout}`)
-      const topics = UserEvents.named(o.prefix)
-      const topology = UserEvents.topology(topics)
-      const options = runOptions(o, topology.name)
-      yield* Effect.logInfo(
-        `running user-events on ${o.brokers} in group ${options.groupId} (${o.guarantee}): ${topics.events.name} -> ${topics.activity.name} (dead letters: ${topology.deadLetterTopic})`
-      )
-      return yield* Runner.run(topology, options).pipe(
-        withProgress(show),
-        Effect.onInterrupt(() => Effect.flatMap(show, (s) => Console.log(`counts: ${s}`)))
-      )
-    }).pipe(
-      Effect.provide(
-        Layer.mergeAll(
-          Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }),
-          UserEvents.EventCounts.layer,
-          metricsLayer(o.metricsPort)
-        )
+const userEvents = Flags.command("user-events", common, (o) =>
+  Effect.gen(function* () {
+    const counts = yield* UserEvents.EventCounts
+    const show = Effect.map(Ref.get(counts), (c) => `login=${c.login} purchase=${c.purchase} logout=${c.logout}`)
+    const topics = UserEvents.named(o.prefix)
+    const topology = UserEvents.topology(topics)
+    const options = runOptions(o, topology.name)
+    yield* Effect.logInfo(
+      `running user-events on ${o.brokers} in group ${options.groupId} (${o.guarantee}): ${topics.events.name} -> ${topics.activity.name} (dead letters: ${topology.deadLetterTopic})`
+    )
+    return yield* Runner.run(topology, options).pipe(
+      withProgress(show),
+      Effect.onInterrupt(() => Effect.flatMap(show, (s) => Console.log(`counts: ${s}`)))
+    )
+  }).pipe(
+    Effect.provide(
+      Layer.mergeAll(
+        Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }),
+        UserEvents.EventCounts.layer,
+        metricsLayer(o.metricsPort)
       )
     )
+  )
 ).pipe(describedWithExitCodes("Consume user-events: a handler per event type, counts per type, activity records out"))
 
 const clickEnrichment = Flags.command(

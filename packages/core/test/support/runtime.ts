@@ -30,12 +30,16 @@ export const counts = Store.make("counts", { key: Codec.string, value: Codec.jso
  * Counts words (record keys) of `words` in the store `counts`; `emit` (if given) says what to write per record,
  * from the worker's id, the task, the key and its new count.
  */
-export const wordCount = (emit?: {
-  readonly topic: Topic.Topic<string | null, string>
-  readonly line: (task: number, key: string, n: number) => string
-}) =>
+export const wordCount = (
+  emit?: {
+    readonly topic: Topic.Topic<string | null, string>
+    readonly line: (task: number, key: string, n: number) => string
+  },
+  extra: { readonly startOffsets?: Topology.StartOffsets<never, never> } = {}
+) =>
   Topology.make({
     name: "wc",
+    ...extra,
     input: Topic.make("words", { key: Codec.string, value: Codec.raw }),
     stores: [counts],
     process: (records, ctx) =>
