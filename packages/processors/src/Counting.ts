@@ -8,12 +8,16 @@
  * task in the order it was written: `handoffs` checks that it changes worker only at a handoff and never goes
  * back and forth (two owners at once), and `verify` checks the last count of each key against `recompute`.
  *
- * Delivery: at-least-once. A batch's counts reach the changelog in the same send as its outputs, and its input
+ * Delivery, by default at-least-once: a batch's counts reach the changelog in the same send as its outputs, and its input
  * offsets are committed only after that send is acknowledged. A record whose send was acknowledged but whose
  * offset was not committed (a kill -9 between the two, a handoff that abandons its drain) is counted again by the
  * next owner, which restores the store with that record's write in it: a count exceeds the truth by one for each
  * such re-delivery, and is never below it. That holds only with one owner per task at a time: two owners would
  * both write the key's changelog from what each had restored, and the next restore could get the smaller count.
+ *
+ * Under exactly-once (`guarantee: "exactly_once"`) the outputs, the changelog records and the input offsets of a
+ * task's steps commit in one transaction: a read_committed reader sees each input offset once in the output, and
+ * each key's counts as 1, 2, 3, ... with no repeat.
  */
 import { Batch, Codec, Store, Topic, Topology } from "@sluice/core"
 import { bytes, type ConsumerRecord, type ProducerRecord } from "@sluice/core/Record"
