@@ -16,6 +16,7 @@ import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
 import * as JoinRun from "@sluice/processors/JoinRun"
 import { Console, Effect, FileSystem, Logger, Option, Path } from "effect"
 import { Command, Flag } from "effect/cli"
+import * as BenchEos from "./BenchEos.ts"
 import * as BenchReport from "./BenchReport.ts"
 import * as BenchState from "./BenchState.ts"
 import * as BenchTable from "./BenchTable.ts"
@@ -217,5 +218,5 @@ const join = Flags.command(
 
 export const command = Command.make("bench").pipe(
   Command.withDescription("Benchmarks whose outputs are verified, not just timed"),
-  Command.withSubcommands([join, BenchTable.command, BenchState.command])
+  Command.withSubcommands([join, BenchTable.command, BenchState.command, BenchEos.command])
 )

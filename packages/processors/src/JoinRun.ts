@@ -56,7 +56,7 @@ export class JoinRunFailed extends Schema.TaggedError<JoinRunFailed>()("JoinRunF
   }
 }
 
-const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
+export const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
 
 const sendChunk = 2_000

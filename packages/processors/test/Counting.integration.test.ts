@@ -9,93 +9,28 @@
  * (at-least-once); the tests say by how much.
  */
 import { assert, layer } from "@effect/vitest"
-import { brokersConfig, Kafka } from "@sluice/core/Kafka"
+import { Kafka } from "@sluice/core/Kafka"
 import * as KafkaJs from "@sluice/core/KafkaJs"
-import * as Reader from "@sluice/core/Reader"
-import type { ConsumerRecord, ProducerRecord, RecordMetadata } from "@sluice/core/Record"
+import type { ProducerRecord, RecordMetadata } from "@sluice/core/Record"
 import { Effect, Fiber } from "effect"
 import { afterEach } from "vitest"
 import * as Counting from "../src/Counting.ts"
+import {
+  assignments,
+  awaitCommittedToEnd,
+  brokers,
+  createInput,
+  fresh,
+  hasEveryTask,
+  outputCount,
+  progress,
+  readOutputs,
+  splitBetween,
+  stopGracefully
+} from "./support/deployment.ts"
 import * as Workers from "./support/workers.ts"
 
-const brokers = Effect.runSync(brokersConfig)
-const partitions = 6
-
 afterEach(() => Workers.killAll())
-
-/** Fresh topics under a random prefix and a fresh group, for workers of `sluice run counts`. */
-const fresh = () => {
-  const id = `${Date.now().toString(36)}-${crypto.randomUUID().slice(0, 6)}`
-  const prefix = `it-${id}-`
-  const topics = Counting.named(prefix)
-  const group = `it-counts-${id}`
-  return {
-    topics,
-    group,
-    worker: (name: string) => Workers.counts(name, { brokers, prefix, group, shutdownTimeoutMs: 10_000 })
-  }
-}
-type Deployment = ReturnType<typeof fresh>
-
-const createInput = (d: Deployment) =>
-  Kafka.use((kafka) => kafka.createTopics([{ name: d.topics.input.name, partitions }]))
-
-/** The group's committed offsets against the input's ends. */
-const progress = (d: Deployment) =>
-  Effect.gen(function* () {
-    const kafka = yield* Kafka
-    const highs = yield* kafka.offsets(d.topics.input.name)
-    const committed = new Map(
-      (yield* kafka.committedOffsets(d.group, d.topics.input.name)).map((c) => [c.partition, c.offset])
-    )
-    return {
-      done: highs.every((h) => committed.get(h.partition) === h.high),
-      text: `committed ${highs.map((h) => `${h.partition}@${committed.get(h.partition) ?? "-"}/${h.high}`).join(" ")}`
-    }
-  })
-
-const awaitCommittedToEnd = (d: Deployment, workers: ReadonlyArray<Workers.Worker>) =>
-  Workers.waitUntil(
-    "the group has committed every input record",
-    "90 seconds",
-    Effect.map(progress(d), (p) => p.done),
-    workers,
-    Effect.map(progress(d), (p) => p.text)
-  )
-
-/** Outputs so far (0 while the topic does not exist). */
-const outputCount = (d: Deployment) =>
-  Kafka.use((kafka) => kafka.offsets(d.topics.output.name)).pipe(
-    Effect.map((offsets) => offsets.reduce((n, p) => n + p.high - p.low, 0)),
-    Effect.catchReason("KafkaError", "UnknownTopic", () => Effect.succeed(0))
-  )
-
-const readOutputs = (d: Deployment) =>
-  Reader.foldToEnd(d.topics.output.name, [] as Array<ConsumerRecord>, (acc, r) => {
-    acc.push(r)
-    return acc
-  }).pipe(
-    Effect.map((records) => Counting.decodeOutputs(records, d.topics)),
-    Effect.timeout("60 seconds")
-  )
-
-/** Whether the live workers' current assignments split the tasks between all of them, each task once. */
-const splitBetween = (workers: ReadonlyArray<Workers.Worker>) =>
-  Effect.sync(() => {
-    const current = workers.map((w) => w.assignments().at(-1) ?? [])
-    const all = current.flat()
-    return current.every((a) => a.length > 0) && all.length === partitions && new Set(all).size === partitions
-  })
-
-const assignments = (workers: ReadonlyArray<Workers.Worker>) =>
-  Effect.sync(() => workers.map((w) => `${w.name}=${(w.assignments().at(-1) ?? []).join(",")}`).join(" "))
-
-const stopGracefully = (worker: Workers.Worker) =>
-  Effect.gen(function* () {
-    yield* worker.signal("SIGTERM")
-    const exit = yield* worker.exit("30 seconds")
-    assert.strictEqual(exit.code, 0, `${worker.name} exit code after SIGTERM\n${worker.output().slice(-3000)}`)
-  })
 
 /**
  * What the survivor restored beyond its tasks' committed offsets: for each key of a task it took over, its first
@@ -165,7 +100,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-it" }), {
         /** When the group's membership changed, for Counting.handoffs' epochs. */
         const changes: Array<number> = []
         const flowing = (workers: ReadonlyArray<Workers.Worker>, what: string) =>
-          Workers.waitUntil(what, "60 seconds", splitBetween(workers), workers, assignments(workers)).pipe(
+          Workers.waitUntil(what, "60 seconds", splitBetween(d, workers), workers, assignments(workers)).pipe(
             // Records flow for a while under each membership before the next change.
             Effect.andThen(Effect.sleep("4 seconds"))
           )
@@ -227,7 +162,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-it" }), {
         const sent = Counting.generate({ count: total, keys: 1_000, topic: d.topics.input.name })
         const a = yield* d.worker("worker-a")
         const b = yield* d.worker("worker-b")
-        yield* Workers.waitUntil("the two workers split the tasks", "60 seconds", splitBetween([a, b]), [a, b])
+        yield* Workers.waitUntil("the two workers split the tasks", "60 seconds", splitBetween(d, [a, b]), [a, b])
         const kafka = yield* Kafka
         const written: Array<RecordMetadata> = []
         for (let i = 0; i < total; i += 10_000) written.push(...(yield* kafka.send(sent.slice(i, i + 10_000))))
@@ -249,12 +184,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-it" }), {
         const committedAtKill = yield* progress(d)
 
         // The group gives up on the killed member after its session timeout (6 s in the CLI).
-        yield* Workers.waitUntil(
-          "worker-b has every task",
-          "60 seconds",
-          Effect.sync(() => (b.assignments().at(-1) ?? []).length === partitions),
-          [b]
-        )
+        yield* Workers.waitUntil("worker-b has every task", "60 seconds", hasEveryTask(d, b), [b])
         yield* awaitCommittedToEnd(d, [b])
         yield* stopGracefully(b)
 

@@ -195,6 +195,10 @@ export interface RunArgs {
   readonly prefix: string
   readonly group?: string
   readonly shutdownTimeoutMs?: number
+  /** `--guarantee`; the CLI's default (at-least-once) without one. */
+  readonly guarantee?: "at_least_once" | "exactly_once"
+  /** `--commit-interval-ms`; the CLI's default for the guarantee without one. */
+  readonly commitIntervalMs?: number
 }
 
 /** The flags of `run <topology>` that every topology has, from `options`. */
@@ -206,7 +210,9 @@ const runFlags = (options: RunArgs): ReadonlyArray<string> => [
   "--topic-prefix",
   options.prefix,
   ...(options.group === undefined ? [] : ["--group", options.group]),
-  ...(options.shutdownTimeoutMs === undefined ? [] : ["--shutdown-timeout-ms", String(options.shutdownTimeoutMs)])
+  ...(options.shutdownTimeoutMs === undefined ? [] : ["--shutdown-timeout-ms", String(options.shutdownTimeoutMs)]),
+  ...(options.guarantee === undefined ? [] : ["--guarantee", options.guarantee]),
+  ...(options.commitIntervalMs === undefined ? [] : ["--commit-interval-ms", String(options.commitIntervalMs)])
 ]
 
 /**
