@@ -62,18 +62,25 @@ const perWorker = (outputs: ReadonlyArray<Counting.Written>) => {
   return n
 }
 
-const assertExactlyOnce = (
+/** The audit of the committed outputs and the final counts against the truth; `assertExactlyOnce` judges them. */
+const check = (
   sent: ReadonlyArray<ProducerRecord>,
   written: ReadonlyArray<RecordMetadata>,
   outputs: ReadonlyArray<Counting.Written>
-) => {
-  const a = CountingAudit.audit(CountingAudit.inputsOf(sent, written), outputs)
-  const v = Counting.verify(Counting.recompute(sent), Counting.finalCounts(outputs))
-  assert.isTrue(CountingAudit.isExactlyOnce(a), CountingAudit.describe(a))
-  assert.strictEqual(a.outputs, sent.length, "one committed output per input record")
-  assert.strictEqual(v.exact, v.keys, `every key's final count is the recomputation: ${Counting.describe(v)}`)
-  assert.deepStrictEqual(v.unexpected, [])
-  return { a, v }
+) => ({
+  audit: CountingAudit.audit(CountingAudit.inputsOf(sent, written), outputs),
+  counts: Counting.verify(Counting.recompute(sent), Counting.finalCounts(outputs))
+})
+
+const assertExactlyOnce = ({ audit, counts }: ReturnType<typeof check>, total: number) => {
+  assert.isTrue(CountingAudit.isExactlyOnce(audit), CountingAudit.describe(audit))
+  assert.strictEqual(audit.outputs, total, "one committed output per input record")
+  assert.strictEqual(
+    counts.exact,
+    counts.keys,
+    `every key's final count is the recomputation: ${Counting.describe(counts)}`
+  )
+  assert.deepStrictEqual(counts.unexpected, [])
 }
 
 layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
@@ -94,41 +101,46 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
         const seed = Number(process.env.SLUICE_TEST_SEED ?? Date.now() % 2 ** 32)
         const random = Random.make(seed)
 
-        // Each life is killed after committing a random 2,000-8,000 more records: five lives commit at most 40,000,
-        // so every kill lands while records are still waiting, and the last life has work left too.
-        const kills: Array<{ life: string; committed: number; sinceStart: number; inLog: number }> = []
+        // Each life is killed once a random 1,500-5,000 more outputs have reached the log (polled every 20 ms): five
+        // lives write at most ~30,000 of the 50,000, so every kill lands while the worker is busy, and the last life
+        // has work left too.
+        const kills: Array<{ life: string; outputs: number; sinceStart: number; committed: number }> = []
         for (let life = 1; life <= 5; life++) {
           const name = `life-${life}`
-          const from = (yield* progress(d)).committed
-          const after = random.int(2_000, 8_000)
+          const from = yield* outputCount(d)
+          const after = random.int(1_500, 5_000)
           const worker = yield* d.worker(name)
-          let committed = from
+          let outputs = from
           yield* Workers.waitUntil(
-            `${name} has committed ${after} more input records (from ${from})`,
+            `${name} has written ${after} more outputs (from ${from})`,
             "90 seconds",
-            Effect.map(progress(d), (p) => {
-              committed = p.committed
-              return p.committed >= from + after
+            Effect.map(outputCount(d), (n) => {
+              outputs = n
+              return n >= from + after
             }),
             [worker],
-            Effect.map(progress(d), (p) => p.text)
+            Effect.map(progress(d), (p) => p.text),
+            "20 millis"
           )
           yield* worker.signal("SIGKILL")
           assert.strictEqual((yield* worker.exit("10 seconds")).signal, "SIGKILL")
-          kills.push({ life: name, committed, sinceStart: committed - from, inLog: yield* outputCount(d) })
+          const { committed } = yield* progress(d)
+          kills.push({ life: name, outputs, sinceStart: outputs - from, committed })
         }
         const last = yield* d.worker("life-6")
         yield* awaitCommittedToEnd(d, [last])
         yield* stopGracefully(last)
 
         const { committed, inLog } = yield* readBoth(d)
-        const { a } = assertExactlyOnce(sent, written, committed)
+        const checked = check(sent, written, committed)
+        const a = checked.audit
         const logAudit = CountingAudit.audit(CountingAudit.inputsOf(sent, written), inLog)
         console.log(
           `exactly-once kill -9 x${kills.length} (seed ${seed}): ` +
             kills
               .map(
-                (k) => `${k.life} killed at ${k.committed} committed (+${k.sinceStart}), ${k.inLog} outputs in the log`
+                (k) =>
+                  `${k.life} killed at ${k.outputs} outputs in the log (+${k.sinceStart}), ${k.committed} inputs committed`
               )
               .join("; ") +
             `; committed outputs per life: ${[...perWorker(committed)].map(([w, n]) => `${w}=${n}`).join(" ")}` +
@@ -136,6 +148,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
             `; the log (read_uncommitted) holds ${inLog.length} outputs, ${inLog.length - committed.length} of them ` +
             `aborted, with ${logAudit.duplicates} duplicate(s) a reader without isolation would see`
         )
+        assertExactlyOnce(checked, total)
         assert.strictEqual(kills.length, 5)
         for (const k of kills) assert.isBelow(k.committed, total, `${k.life} was killed before the end`)
         assert.strictEqual(a.duplicates, 0, "duplicates found")
@@ -207,7 +220,8 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
         yield* Effect.all([stopGracefully(a), stopGracefully(b)], { concurrency: "unbounded" })
 
         const { committed, inLog } = yield* readBoth(d)
-        const { a: audit } = assertExactlyOnce(sent, written, committed)
+        const checked = check(sent, written, committed)
+        const audit = checked.audit
         const h = Counting.handoffs(committed)
         const aborted = (perWorker(inLog).get(a.name) ?? 0) - (perWorker(committed).get(a.name) ?? 0)
         console.log(
@@ -217,6 +231,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
             `worker-a outputs in the log but never committed (its aborted, fenced transactions): ${aborted}; ` +
             `read_committed: ${CountingAudit.describe(audit)}`
         )
+        assertExactlyOnce(checked, sent.length)
         assert.isAbove(stoppedMs, 6_000, "worker-a was stopped for longer than its session timeout")
         assert.strictEqual(members.length, 1, "worker-a was out of the group when worker-b took over")
         for (const w of [a, b])

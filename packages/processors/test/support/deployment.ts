@@ -4,10 +4,11 @@
  * tests (Counting.integration.test.ts) and the exactly-once ones (CountingExactlyOnce.integration.test.ts).
  */
 import { assert } from "@effect/vitest"
+import { isRetryable } from "@sluice/core/Errors"
 import { brokersConfig, Kafka } from "@sluice/core/Kafka"
 import * as Reader from "@sluice/core/Reader"
 import type { ConsumerRecord } from "@sluice/core/Record"
-import { Effect } from "effect"
+import { Effect, Schedule } from "effect"
 import * as Counting from "../../src/Counting.ts"
 import * as Workers from "./workers.ts"
 
@@ -60,9 +61,13 @@ export const awaitCommittedToEnd = (d: Deployment, workers: ReadonlyArray<Worker
     Effect.map(progress(d), (p) => p.text)
   )
 
-/** Records in the output's log so far, committed or not (0 while the topic does not exist). */
+/**
+ * Records in the output's log so far, committed or not (0 while the topic does not exist). A topic the worker has
+ * just created may not have a leader yet: retryable answers are asked again.
+ */
 export const outputCount = (d: Deployment) =>
   Kafka.use((kafka) => kafka.offsets(d.topics.output.name)).pipe(
+    Effect.retry({ while: isRetryable, schedule: Schedule.spaced("100 millis"), times: 50 }),
     Effect.map((offsets) => offsets.reduce((n, p) => n + p.high - p.low, 0)),
     Effect.catchReason("KafkaError", "UnknownTopic", () => Effect.succeed(0))
   )

@@ -245,15 +245,16 @@ export class Timeout extends Data.TaggedError("Timeout")<{ readonly what: string
 }
 
 /**
- * Polls `check` every 200 ms until it holds. Fails after `timeout`, or at once when one of `alive` exits, with the
- * output of the workers and `status`: that is what explains a stuck integration test.
+ * Polls `check` every `every` (default 200 ms) until it holds. Fails after `timeout`, or at once when one of `alive`
+ * exits, with the output of the workers and `status`: that is what explains a stuck integration test.
  */
 export const waitUntil = <E, R>(
   what: string,
   timeout: Duration.Input,
   check: Effect.Effect<boolean, E, R>,
   alive: ReadonlyArray<Worker> = [],
-  status: Effect.Effect<string, E, R> = Effect.succeed("")
+  status: Effect.Effect<string, E, R> = Effect.succeed(""),
+  every: Duration.Input = "200 millis"
 ) =>
   Effect.gen(function* () {
     const deadline = Date.now() + Duration.toMillis(Duration.fromInputUnsafe(timeout))
@@ -265,7 +266,7 @@ export const waitUntil = <E, R>(
         const outputs = alive.map((w) => `--- ${w.name} ---\n${w.output().slice(-3000)}`).join("\n")
         return yield* new Timeout({ what, details: `${yield* status}\n${outputs}` })
       }
-      yield* Effect.sleep("200 millis")
+      yield* Effect.sleep(every)
     }
   })
 
