@@ -105,7 +105,10 @@ export interface MemoryBrokerShape {
   readonly heldSends: Effect.Effect<number>
   /** The group's current members in join order, with their assignments. */
   readonly members: (groupId: string) => Effect.Effect<ReadonlyArray<Group.MemberInfo>>
-  /** Waits until the group has committed every partition of `topic` up to the partition's current end. */
+  /**
+   * Waits until the group has committed every partition of `topic` up to the partition's current end, less its
+   * trailing markers and aborted records (a consumer commits the offset after the last record it got).
+   */
   readonly awaitCommitted: (groupId: string, topic: string) => Effect.Effect<void>
 }
 
