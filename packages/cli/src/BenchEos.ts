@@ -2,17 +2,20 @@
  * `sluice bench eos`: what exactly-once costs. The counting topology (processors/Counting.ts: its changelog-backed
  * store by default, or `--state none`, counting in a plain Map with no changelog) on the same input under
  * at-least-once and then exactly-once, run by `Runner.run` in this process against the broker, each run on fresh
- * topics and a fresh group. Two runs per guarantee:
+ * topics and a fresh group. Every run starts with a warm-up (one record per task, until each one's output is
+ * visible: the group joined, the tasks' producers open, the reader reading), then two runs per guarantee:
  *
- * - throughput: --events records produced first (a backlog), then the topology started. events/s is --events
- *   divided by the time from the first output visible to the last, "visible" meaning delivered to a read_committed
- *   reader (`Kafka.read`, in this process).
- * - latency: --latency-events records produced at --rate per second while the topology runs (once it has joined its
- *   group). An event's latency is the moment its output reached the read_committed reader minus the input record's
- *   timestamp, which this process sets just before the send: the produce request, the worker's fetch wait, the
- *   processing, the output and changelog writes (acks=all), under exactly-once the wait for the transaction to commit
- *   (up to the commit interval, 100 ms by default) and the commit itself, and the reader's fetch wait (up to 50 ms).
- *   In a backlog run this would mostly measure the time a record waited in the backlog, so it is measured apart.
+ * - throughput: --events records produced as fast as this process can (much faster than the topology counts, so
+ *   it works through a backlog). events/s is --events divided by the time from the first batch the topology
+ *   processes to the moment the last output is visible, "visible" meaning delivered to a read_committed reader
+ *   (`Kafka.read`, in this process). Not from the first output visible: under exactly-once that waits for the first
+ *   commit, and the window would leave the first transaction's work out.
+ * - latency: --latency-events records produced at --rate per second. An event's latency is the moment its output
+ *   reached the read_committed reader minus the input record's timestamp, which this process sets just before the
+ *   send: the produce request, the worker's fetch wait, the processing, the output and changelog writes (acks=all),
+ *   under exactly-once the wait for the transaction to commit (up to the commit interval, 100 ms by default) and the
+ *   commit itself, and the reader's fetch wait (up to 50 ms). In a throughput run it would mostly measure the time
+ *   a record waited in the backlog, so it is measured apart.
  *
  * Every run is audited (CountingAudit.ts): under exactly-once a duplicate, a missing output or a wrong count fails
  * the benchmark, whatever its speed; under at-least-once duplicates are reported (a run without a crash has none).
@@ -21,13 +24,15 @@
 
 import type { Guarantee } from "@sluice/core/Delivery"
 import { Kafka } from "@sluice/core/Kafka"
-import type { ProducerRecord } from "@sluice/core/Record"
+import { bytes, type ProducerRecord, text } from "@sluice/core/Record"
 import * as Runner from "@sluice/core/Runner"
+import * as Topology from "@sluice/core/Topology"
 import * as Counting from "@sluice/processors/Counting"
 import * as CountingAudit from "@sluice/processors/CountingAudit"
 import { percentile } from "@sluice/processors/JoinRun"
 import { Console, Effect, Fiber, Logger, Option, Schema, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
+import * as BenchEosReport from "./BenchEosReport.ts"
 import * as Flags from "./Flags.ts"
 
 export class EosBenchFailed extends Schema.TaggedError<EosBenchFailed>()("EosBenchFailed", {
@@ -38,96 +43,6 @@ export class EosBenchFailed extends Schema.TaggedError<EosBenchFailed>()("EosBen
   }
 }
 
-export type Phase = "throughput" | "latency"
-
-/** One measured run: one JSON line with `--json`. */
-export interface RunResult {
-  readonly guarantee: Guarantee
-  readonly phase: Phase
-  readonly state: "store" | "none"
-  readonly events: number
-  readonly keys: number
-  readonly partitions: number
-  /** The commit interval the run used: --commit-interval-ms, else the runtime's default for the guarantee. */
-  readonly commitIntervalMs: number
-  /** Latency runs: the produce rate asked for; null for throughput runs. */
-  readonly rate: number | null
-  /** First output visible to the last. */
-  readonly elapsedMs: number
-  readonly eventsPerSec: number
-  readonly p50Ms: number
-  readonly p99Ms: number
-  readonly maxMs: number
-  readonly duplicates: number
-  readonly missing: number
-  readonly exactlyOnce: boolean
-  /** Exactly-once: the audit passed. At-least-once: nothing missing or unknown (duplicates are allowed). */
-  readonly correct: boolean
-}
-
-export interface Summary {
-  readonly summary: true
-  readonly alosEventsPerSec: number
-  readonly eosEventsPerSec: number
-  /** EOS throughput / ALOS throughput. */
-  readonly cost: number
-  readonly goal: number
-  readonly met: boolean
-  readonly alosP99Ms: number
-  readonly eosP99Ms: number
-}
-
-/** At most 10% slower: the exactly-once throughput is at least 90% of the at-least-once one. */
-export const goal = 0.9
-
-export const runtimeDefaultCommitMs = (guarantee: Guarantee): number => (guarantee === "exactly_once" ? 100 : 1_000)
-
-/** The cost and the goal from the runs, when both throughput runs are there. */
-export const summarize = (results: ReadonlyArray<RunResult>): Summary | undefined => {
-  const find = (guarantee: Guarantee, phase: Phase) =>
-    results.find((r) => r.guarantee === guarantee && r.phase === phase)
-  const alos = find("at_least_once", "throughput")
-  const eos = find("exactly_once", "throughput")
-  if (alos === undefined || eos === undefined) return undefined
-  const cost = Math.round((eos.eventsPerSec / Math.max(1, alos.eventsPerSec)) * 1000) / 1000
-  return {
-    summary: true,
-    alosEventsPerSec: alos.eventsPerSec,
-    eosEventsPerSec: eos.eventsPerSec,
-    cost,
-    goal,
-    met: cost >= goal,
-    alosP99Ms: find("at_least_once", "latency")?.p99Ms ?? 0,
-    eosP99Ms: find("exactly_once", "latency")?.p99Ms ?? 0
-  }
-}
-
-const pad = (s: string | number, n: number) => String(s).padStart(n)
-
-/** The runs as a table, then the cost against the goal. */
-export const formatSummary = (results: ReadonlyArray<RunResult>): string => {
-  const lines = [
-    `${"guarantee".padEnd(15)}${"phase".padEnd(12)}${pad("events", 8)}${pad("commit ms", 11)}${pad("elapsed ms", 12)}${pad("events/s", 10)}${pad("p50 ms", 8)}${pad("p99 ms", 8)}${pad("dup", 6)}  audit`,
-    ...results.map(
-      (r) =>
-        `${r.guarantee.padEnd(15)}${r.phase.padEnd(12)}${pad(r.events, 8)}${pad(r.commitIntervalMs, 11)}${pad(r.elapsedMs, 12)}${pad(r.eventsPerSec, 10)}${pad(r.p50Ms, 8)}${pad(r.p99Ms, 8)}${pad(r.duplicates, 6)}  ${r.exactlyOnce ? "exactly once" : `${r.missing} missing`}${r.correct ? "" : " WRONG"}`
-    )
-  ]
-  const s = summarize(results)
-  if (s !== undefined) {
-    const slower = Math.round((1 - s.cost) * 100)
-    lines.push(
-      `exactly-once cost: ${s.eosEventsPerSec} events/s against ${s.alosEventsPerSec} at-least-once = ${s.cost} ` +
-        `(${slower >= 0 ? `${slower}% slower` : `${-slower}% faster`}); goal at most 10% slower: ${s.met ? "met" : "NOT met"}`,
-      `p99 latency: ${s.eosP99Ms} ms exactly-once, ${s.alosP99Ms} ms at-least-once`
-    )
-  }
-  lines.push(
-    "events/s: throughput run, first output visible -> last; latency: input timestamp -> output delivered to a read_committed reader"
-  )
-  return lines.join("\n")
-}
-
 export interface Settings {
   readonly events: number
   readonly latencyEvents: number
@@ -136,6 +51,7 @@ export interface Settings {
   readonly partitions: number
   readonly state: "store" | "none"
   readonly commitIntervalMs: Option.Option<number>
+  readonly rounds: number
   readonly json: boolean
 }
 
@@ -166,34 +82,39 @@ const awaitOrFail = Effect.fnUntraced(function* <E, R>(
 })
 
 /** One run on fresh topics: produce (before or during), run the topology, watch the output read_committed. */
-const measure = Effect.fnUntraced(function* (guarantee: Guarantee, phase: Phase, settings: Settings, runId: string) {
+const measure = Effect.fnUntraced(function* (
+  round: number,
+  guarantee: Guarantee,
+  phase: BenchEosReport.Phase,
+  settings: Settings,
+  runId: string
+) {
   const kafka = yield* Kafka
-  const prefix = `bench-eos-${runId}-${guarantee === "exactly_once" ? "eos" : "alos"}-${phase}-`
+  const prefix = `bench-eos-${runId}-${round}-${guarantee === "exactly_once" ? "eos" : "alos"}-${phase}-`
   const topics = Counting.named(prefix)
   const group = `${prefix}counts`
   const { partitions, keys } = settings
   const events = phase === "throughput" ? settings.events : settings.latencyEvents
-  const label = `${guarantee} ${phase}`
+  const label = `round ${round}, ${guarantee} ${phase}`
   yield* kafka.createTopics([
     { name: topics.input.name, partitions },
     { name: topics.output.name, partitions }
   ])
 
-  // Per input partition, each record's timestamp by offset (offsets of a fresh topic start at 0, contiguous).
+  // Per input partition, when each measured record was produced, by offset (a fresh topic's offsets start at 0).
   const timestamps = Array.from({ length: partitions }, () => [] as Array<number>)
   const inputs: Array<CountingAudit.Input> = []
-  const produce = Effect.fnUntraced(function* (from: number, count: number) {
+  /** Produces `records`, stamped with the time of the send; `timed` ones count in the latency. */
+  const produce = Effect.fnUntraced(function* (records: ReadonlyArray<ProducerRecord>, timed: boolean) {
     const at = Date.now()
-    const records: Array<ProducerRecord> = Counting.generate({ count, keys, from, topic: topics.input.name }).map(
-      (r) => ({ ...r, timestamp: at })
-    )
-    const written = yield* kafka.send(records)
+    const written = yield* kafka.send(records.map((r) => ({ ...r, timestamp: at })))
     for (let i = 0; i < written.length; i++) {
       const m = written[i]!
-      timestamps[m.partition]![m.offset] = at
-      inputs.push({ partition: m.partition, offset: m.offset, key: Counting.keyOf((from + i) % keys) })
+      if (timed) timestamps[m.partition]![m.offset] = at
+      inputs.push({ partition: m.partition, offset: m.offset, key: text(records[i]!.key ?? new Uint8Array()) })
     }
   })
+  const generated = (from: number, count: number) => Counting.generate({ count, keys, from, topic: topics.input.name })
 
   // The read_committed reader: when each output became visible, and the outputs themselves for the audit.
   const outputs: Array<Counting.Written> = []
@@ -215,7 +136,7 @@ const measure = Effect.fnUntraced(function* (guarantee: Guarantee, phase: Phase,
           if (at !== undefined) latencies.push(now - at)
         }
         if (decoded.length > 0) {
-          if (firstVisible === 0) firstVisible = now
+          if (measuring && firstVisible === 0) firstVisible = now
           lastVisible = now
         }
       })
@@ -223,44 +144,66 @@ const measure = Effect.fnUntraced(function* (guarantee: Guarantee, phase: Phase,
     Effect.forkScoped
   )
 
-  const commitIntervalMs = Option.getOrElse(settings.commitIntervalMs, () => runtimeDefaultCommitMs(guarantee))
-  const topology = Counting.topology({ topics, worker: `bench-${guarantee}`, partitions, state: settings.state })
-  const chunk = 5_000
-  if (phase === "throughput") {
-    yield* say(`${label}: producing ${events} records to ${topics.input.name} (${partitions} partitions)`)
-    for (let from = 0; from < events; from += chunk) yield* produce(from, Math.min(chunk, events - from))
-  }
+  const commitIntervalMs = Option.getOrElse(settings.commitIntervalMs, () =>
+    BenchEosReport.runtimeDefaultCommitMs(guarantee)
+  )
+  // The first batch processed after the warm-up: where a throughput run's clock starts.
+  let measuring = false
+  let firstBatchAt = 0
+  const topology = Topology.tapBatches(
+    Counting.topology({ topics, worker: `bench-${guarantee}`, partitions, state: settings.state }),
+    () =>
+      Effect.sync(() => {
+        if (measuring && firstBatchAt === 0) firstBatchAt = Date.now()
+      })
+  )
   yield* say(`${label}: running the counting topology (store: ${settings.state}, commit every ${commitIntervalMs} ms)`)
   const runner = yield* Runner.run(topology, {
     groupId: group,
     guarantee,
     ...(Option.isSome(settings.commitIntervalMs) ? { commitInterval: `${commitIntervalMs} millis` } : {})
   }).pipe(Effect.forkScoped)
-  const progress = Effect.suspend(() => say(`${label}: ${seen.size}/${events} outputs visible`))
-  if (phase === "latency") {
-    // The clock starts once the topology has joined its group, so no event waits for the join.
-    yield* awaitOrFail(
-      "the topology has joined its group",
-      runner,
-      Effect.map(kafka.describeGroup(group), (members) => members.some((m) => m.assignment.length > 0)),
-      progress
-    )
+  const expected = events + partitions
+  const progress = Effect.suspend(() => say(`${label}: ${seen.size}/${expected} outputs visible`))
+  // One record per task first, until all of their outputs are visible: the group is joined, every task's producer
+  // open and its store restored, the reader reading. No measured record waits for any of that.
+  yield* produce(
+    Array.from({ length: partitions }, (_, partition) => ({
+      topic: topics.input.name,
+      partition,
+      key: bytes("warm-up"),
+      value: bytes("warm-up")
+    })),
+    false
+  )
+  yield* awaitOrFail(
+    "every task is running",
+    runner,
+    Effect.sync(() => seen.size >= partitions),
+    progress
+  )
+  measuring = true
+  if (phase === "throughput") {
+    // As fast as this process can produce: far faster than the topology counts, so it works through a backlog.
+    yield* say(`${label}: producing ${events} records`)
+    for (let from = 0; from < events; from += 5_000)
+      yield* produce(generated(from, Math.min(5_000, events - from)), false)
+  } else {
     yield* say(`${label}: producing ${events} records at ${settings.rate}/s`)
     const tickMs = 20
     const perTick = Math.max(1, Math.round((settings.rate * tickMs) / 1000))
     const started = Date.now()
     for (let from = 0; from < events; from += perTick) {
       // Paced against the start, so a slow send is caught up rather than lowering the rate.
-      const due = started + (from / settings.rate) * 1000
-      const wait = due - Date.now()
+      const wait = started + (from / settings.rate) * 1000 - Date.now()
       if (wait > 0) yield* Effect.sleep(`${wait} millis`)
-      yield* produce(from, Math.min(perTick, events - from))
+      yield* produce(generated(from, Math.min(perTick, events - from)), true)
     }
   }
   yield* awaitOrFail(
-    `every output is visible (${events})`,
+    `every output is visible (${expected})`,
     runner,
-    Effect.sync(() => seen.size >= events),
+    Effect.sync(() => seen.size >= expected),
     progress
   )
   yield* Fiber.interrupt(runner)
@@ -269,8 +212,10 @@ const measure = Effect.fnUntraced(function* (guarantee: Guarantee, phase: Phase,
   latencies.sort((a, b) => a - b)
   const audit = CountingAudit.audit(inputs, outputs)
   const exactlyOnce = CountingAudit.isExactlyOnce(audit)
-  const elapsedMs = Math.max(1, lastVisible - firstVisible)
-  const result: RunResult = {
+  const elapsedMs = Math.max(1, lastVisible - firstBatchAt)
+  const timed = phase === "latency"
+  const result: BenchEosReport.RunResult = {
+    round,
     guarantee,
     phase,
     state: settings.state,
@@ -278,12 +223,13 @@ const measure = Effect.fnUntraced(function* (guarantee: Guarantee, phase: Phase,
     keys,
     partitions,
     commitIntervalMs,
-    rate: phase === "latency" ? settings.rate : null,
+    rate: timed ? settings.rate : null,
     elapsedMs,
+    visibleWindowMs: Math.max(1, lastVisible - firstVisible),
     eventsPerSec: Math.round((events / elapsedMs) * 1000),
-    p50Ms: percentile(latencies, 50),
-    p99Ms: percentile(latencies, 99),
-    maxMs: latencies[latencies.length - 1] ?? 0,
+    p50Ms: timed ? percentile(latencies, 50) : null,
+    p99Ms: timed ? percentile(latencies, 99) : null,
+    maxMs: timed ? (latencies[latencies.length - 1] ?? 0) : null,
     duplicates: audit.duplicates,
     missing: audit.missing,
     exactlyOnce,
@@ -291,7 +237,7 @@ const measure = Effect.fnUntraced(function* (guarantee: Guarantee, phase: Phase,
       guarantee === "exactly_once" ? exactlyOnce : audit.missing === 0 && audit.unknown === 0 && audit.outputs > 0
   }
   yield* say(
-    `${label}: ${result.eventsPerSec} events/s, p99 ${result.p99Ms} ms; audit: ${CountingAudit.describe(audit)}`
+    `${label}: ${timed ? `p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms` : `${result.eventsPerSec} events/s`}; audit: ${CountingAudit.describe(audit)}`
   )
   return result
 }, Effect.scoped)
@@ -299,20 +245,22 @@ const measure = Effect.fnUntraced(function* (guarantee: Guarantee, phase: Phase,
 const bench = (settings: Settings) =>
   Effect.gen(function* () {
     const runId = Date.now().toString(36)
-    const results: Array<RunResult> = []
-    for (const guarantee of ["at_least_once", "exactly_once"] as const) {
-      for (const phase of ["throughput", "latency"] as const) {
-        const result = yield* measure(guarantee, phase, settings, runId)
-        results.push(result)
-        if (settings.json) yield* Console.log(JSON.stringify(result))
+    const results: Array<BenchEosReport.RunResult> = []
+    for (let round = 1; round <= settings.rounds; round++) {
+      for (const guarantee of ["at_least_once", "exactly_once"] as const) {
+        for (const phase of ["throughput", "latency"] as const) {
+          const result = yield* measure(round, guarantee, phase, settings, runId)
+          results.push(result)
+          if (settings.json) yield* Console.log(JSON.stringify(result))
+        }
       }
     }
-    const summary = summarize(results)
+    const summary = BenchEosReport.summarize(results)
     yield* settings.json
       ? summary === undefined
         ? Effect.void
         : Console.log(JSON.stringify(summary))
-      : Console.log(formatSummary(results))
+      : Console.log(BenchEosReport.formatSummary(results))
     const wrong = results.filter((r) => !r.correct)
     if (wrong.length > 0) {
       return yield* new EosBenchFailed({
@@ -370,6 +318,13 @@ export const command = Flags.command(
       max: 3_600_000,
       whenAbsent: "the runtime's default per guarantee: 1000 at-least-once, 100 exactly-once"
     }),
+    rounds: Flags.int("rounds", {
+      description:
+        "times to run both guarantees, alternating; the cost is taken from the medians (a shared machine drifts)",
+      min: 1,
+      max: 100,
+      default: 1
+    }),
     brokers: Flags.brokers,
     json: Flag.Boolean("json").pipe(
       Flag.withDescription(
@@ -387,6 +342,7 @@ export const command = Flags.command(
       partitions: o.partitions,
       state: o.state,
       commitIntervalMs: o.commitIntervalMs,
+      rounds: o.rounds,
       json: o.json
     }).pipe(
       Effect.provide(Flags.kafkaLayer(o.brokers)),

@@ -173,8 +173,13 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
         const producer = yield* Effect.gen(function* () {
           while (true) {
             const records = Counting.generate({ count: 300, keys, from: sent.length, topic: d.topics.input.name })
-            written.push(...(yield* kafka.send(records)))
-            sent.push(...records)
+            // Not interrupted between the send and the bookkeeping: every record written is in the truth.
+            yield* Effect.uninterruptible(
+              Effect.map(kafka.send(records), (metadata) => {
+                written.push(...metadata)
+                sent.push(...records)
+              })
+            )
             yield* Effect.sleep("100 millis")
           }
         }).pipe(Effect.forkChild)
@@ -202,6 +207,9 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
           [b],
           Effect.map(progress(d), (p) => p.text)
         )
+        // Stopped well past the session timeout, whatever the takeover took.
+        const longEnough = stoppedAt + 8_000 - Date.now()
+        if (longEnough > 0) yield* Effect.sleep(`${longEnough} millis`)
         const stoppedMs = Date.now() - stoppedAt
         yield* a.signal("SIGCONT")
         const fenced = yield* a.waitForLog(/task \d+ retired: its producer was fenced[^\n]*/, "30 seconds")
@@ -214,7 +222,14 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
           [a, b],
           assignments([a, b])
         )
-        yield* Effect.sleep("2 seconds")
+        const atSplit = (yield* progress(d)).committed
+        yield* Workers.waitUntil(
+          "the two workers have committed 2,000 more records",
+          "60 seconds",
+          Effect.map(progress(d), (p) => p.committed >= atSplit + 2_000),
+          [a, b],
+          Effect.map(progress(d), (p) => p.text)
+        )
         yield* Fiber.interrupt(producer)
         yield* awaitCommittedToEnd(d, [a, b])
         yield* Effect.all([stopGracefully(a), stopGracefully(b)], { concurrency: "unbounded" })
