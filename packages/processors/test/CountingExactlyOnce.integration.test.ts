@@ -101,14 +101,22 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
         const seed = Number(process.env.SLUICE_TEST_SEED ?? Date.now() % 2 ** 32)
         const random = Random.make(seed)
 
-        // Each life is killed once a random 1,500-5,000 more outputs have reached the log (polled every 20 ms): five
-        // lives write at most ~30,000 of the 50,000, so every kill lands while the worker is busy, and the last life
-        // has work left too.
-        const kills: Array<{ life: string; outputs: number; sinceStart: number; committed: number }> = []
+        // Each life is killed a random 0-200 ms after a random 1,000-4,000 more outputs have reached the log (polled
+        // every 20 ms; outputs reach the log while their transaction is open, so without the delay every kill would
+        // land in one): five lives write well under the 50,000, so every kill lands while the worker is busy, and
+        // the last life has work left too.
+        const kills: Array<{
+          life: string
+          outputs: number
+          sinceStart: number
+          delayMs: number
+          committed: number
+        }> = []
         for (let life = 1; life <= 5; life++) {
           const name = `life-${life}`
           const from = yield* outputCount(d)
-          const after = random.int(1_500, 5_000)
+          const after = random.int(1_000, 4_000)
+          const delayMs = random.int(0, 200)
           const worker = yield* d.worker(name)
           let outputs = from
           yield* Workers.waitUntil(
@@ -122,10 +130,11 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
             Effect.map(progress(d), (p) => p.text),
             "20 millis"
           )
+          if (delayMs > 0) yield* Effect.sleep(`${delayMs} millis`)
           yield* worker.signal("SIGKILL")
           assert.strictEqual((yield* worker.exit("10 seconds")).signal, "SIGKILL")
           const { committed } = yield* progress(d)
-          kills.push({ life: name, outputs, sinceStart: outputs - from, committed })
+          kills.push({ life: name, outputs: yield* outputCount(d), sinceStart: outputs - from, delayMs, committed })
         }
         const last = yield* d.worker("life-6")
         yield* awaitCommittedToEnd(d, [last])
@@ -140,7 +149,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
             kills
               .map(
                 (k) =>
-                  `${k.life} killed at ${k.outputs} outputs in the log (+${k.sinceStart}), ${k.committed} inputs committed`
+                  `${k.life} killed ${k.delayMs} ms after +${k.sinceStart} outputs: ${k.outputs} outputs in the log, ${k.committed} inputs committed`
               )
               .join("; ") +
             `; committed outputs per life: ${[...perWorker(committed)].map(([w, n]) => `${w}=${n}`).join(" ")}` +
