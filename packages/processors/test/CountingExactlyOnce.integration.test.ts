@@ -39,13 +39,31 @@ import * as Workers from "./support/workers.ts"
 
 afterEach(() => Workers.killAll())
 
-/** Produces `records` in chunks, returning where each was written (in order). */
-const produce = (records: ReadonlyArray<ProducerRecord>) =>
+/**
+ * Produces `perTick` records every 100 ms in a fiber of the scope, until there are `total` (or, without one, until
+ * the fiber is interrupted). A send is never interrupted between reaching the broker and being recorded, so `sent`
+ * and `written` (where each record went, in the same order) are the whole truth.
+ */
+const feed = (d: Deployment, options: { readonly keys: number; readonly perTick: number; readonly total?: number }) =>
   Effect.gen(function* () {
     const kafka = yield* Kafka
+    const total = options.total ?? Number.POSITIVE_INFINITY
+    const sent: Array<ProducerRecord> = []
     const written: Array<RecordMetadata> = []
-    for (let i = 0; i < records.length; i += 10_000) written.push(...(yield* kafka.send(records.slice(i, i + 10_000))))
-    return written
+    const fiber = yield* Effect.gen(function* () {
+      while (sent.length < total) {
+        const count = Math.min(options.perTick, total - sent.length)
+        const records = Counting.generate({ count, keys: options.keys, from: sent.length, topic: d.topics.input.name })
+        yield* Effect.uninterruptible(
+          Effect.map(kafka.send(records), (metadata) => {
+            written.push(...metadata)
+            sent.push(...records)
+          })
+        )
+        yield* Effect.sleep("100 millis")
+      }
+    }).pipe(Effect.forkScoped)
+    return { sent, written, fiber, done: () => sent.length >= total }
   })
 
 /** The outputs as a read_committed reader and as a read_uncommitted one see them, read independently of Sluice. */
@@ -96,21 +114,22 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
         yield* createInput(d)
         const total = 50_000
         const keys = 1_000
-        const sent = Counting.generate({ count: total, keys, topic: d.topics.input.name })
-        const written = yield* produce(sent)
+        // About 1,000 records a second for the whole test, so that every life has records coming and each restart a
+        // backlog (what arrived while the group waited out the killed member's session) to work through.
+        const input = yield* feed(d, { keys, perTick: 100, total })
         const seed = Number(process.env.SLUICE_TEST_SEED ?? Date.now() % 2 ** 32)
         const random = Random.make(seed)
 
         // Each life is killed a random 0-200 ms after a random 1,000-4,000 more outputs have reached the log (polled
         // every 20 ms; outputs reach the log while their transaction is open, so without the delay every kill would
-        // land in one): five lives write well under the 50,000, so every kill lands while the worker is busy, and
-        // the last life has work left too.
+        // land in one), while records are still being produced.
         const kills: Array<{
           life: string
           outputs: number
           sinceStart: number
           delayMs: number
           committed: number
+          produced: number
         }> = []
         for (let life = 1; life <= 5; life++) {
           const name = `life-${life}`
@@ -134,13 +153,22 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
           yield* worker.signal("SIGKILL")
           assert.strictEqual((yield* worker.exit("10 seconds")).signal, "SIGKILL")
           const { committed } = yield* progress(d)
-          kills.push({ life: name, outputs: yield* outputCount(d), sinceStart: outputs - from, delayMs, committed })
+          kills.push({
+            life: name,
+            outputs: yield* outputCount(d),
+            sinceStart: outputs - from,
+            delayMs,
+            committed,
+            produced: input.sent.length
+          })
         }
         const last = yield* d.worker("life-6")
+        yield* Fiber.join(input.fiber)
         yield* awaitCommittedToEnd(d, [last])
         yield* stopGracefully(last)
 
         const { committed, inLog } = yield* readBoth(d)
+        const { sent, written } = input
         const checked = check(sent, written, committed)
         const a = checked.audit
         const logAudit = CountingAudit.audit(CountingAudit.inputsOf(sent, written), inLog)
@@ -149,7 +177,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
             kills
               .map(
                 (k) =>
-                  `${k.life} killed ${k.delayMs} ms after +${k.sinceStart} outputs: ${k.outputs} outputs in the log, ${k.committed} inputs committed`
+                  `${k.life} killed ${k.delayMs} ms after +${k.sinceStart} outputs: ${k.outputs} outputs in the log, ${k.committed} of ${k.produced} inputs committed`
               )
               .join("; ") +
             `; committed outputs per life: ${[...perWorker(committed)].map(([w, n]) => `${w}=${n}`).join(" ")}` +
@@ -159,7 +187,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
         )
         assertExactlyOnce(checked, total)
         assert.strictEqual(kills.length, 5)
-        for (const k of kills) assert.isBelow(k.committed, total, `${k.life} was killed before the end`)
+        for (const k of kills) assert.isBelow(k.produced, total, `${k.life} was killed while records were still coming`)
         assert.strictEqual(a.duplicates, 0, "duplicates found")
       }).pipe(Effect.scoped),
     // Each of the six lives waits out the killed one's 6 s session timeout before it gets the tasks.
@@ -176,23 +204,9 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
         yield* createInput(d)
         const kafka = yield* Kafka
         const keys = 600
-        const sent: Array<ProducerRecord> = []
-        const written: Array<RecordMetadata> = []
         // 300 records every 100 ms throughout, so both workers always have records in flight.
-        const producer = yield* Effect.gen(function* () {
-          while (true) {
-            const records = Counting.generate({ count: 300, keys, from: sent.length, topic: d.topics.input.name })
-            // Not interrupted between the send and the bookkeeping: every record written is in the truth.
-            yield* Effect.uninterruptible(
-              Effect.map(kafka.send(records), (metadata) => {
-                written.push(...metadata)
-                sent.push(...records)
-              })
-            )
-            yield* Effect.sleep("100 millis")
-          }
-        }).pipe(Effect.forkChild)
-
+        const input = yield* feed(d, { keys, perTick: 300 })
+        const { sent, written } = input
         const a = yield* d.worker("worker-a")
         yield* Workers.waitUntil(
           "worker-a has every task and has committed 3,000 records",
@@ -239,7 +253,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-eos-it" }), {
           [a, b],
           Effect.map(progress(d), (p) => p.text)
         )
-        yield* Fiber.interrupt(producer)
+        yield* Fiber.interrupt(input.fiber)
         yield* awaitCommittedToEnd(d, [a, b])
         yield* Effect.all([stopGracefully(a), stopGracefully(b)], { concurrency: "unbounded" })
 
