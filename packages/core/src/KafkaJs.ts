@@ -25,6 +25,7 @@ import { logCreator, toKafkaJsLevel } from "./internal/kafkajsLog.ts"
 import * as Partition from "./internal/kafkajsPartition.ts"
 import * as Producer from "./internal/kafkajsProducer.ts"
 import * as Reader from "./internal/kafkajsRead.ts"
+import * as Transactional from "./internal/kafkajsTransactional.ts"
 import { brokersConfig, Kafka, parseBrokers } from "./Kafka.ts"
 
 export interface Options {
@@ -56,6 +57,12 @@ export interface Options {
   readonly sendRetryMs?: number
   /** Upper bound of the record bytes in one produce request. Default 512 KiB. */
   readonly maxBatchBytes?: number
+  /**
+   * How long a transaction may stay open before the coordinator aborts it (`transaction.timeout.ms`): how long the
+   * open transaction of a producer that died holds back read_committed readers, unless a new producer with its id
+   * opens first. At most the broker's `transaction.max.timeout.ms` (default 15 min). Default 60000 ms.
+   */
+  readonly transactionTimeoutMs?: number
   /** Lets a produce or a subscription create a missing topic with broker defaults. Default false. */
   readonly allowAutoTopicCreation?: boolean
   /** Partitions whose batches a consumer processes at the same time. Default 16. */
@@ -96,9 +103,10 @@ const make = Effect.fnUntraced(function* (options: Options) {
   // The admin and the producer close side by side, so that closing takes one `closeTimeoutMs`, not two.
   const clients = yield* Scope.fork(yield* Effect.scope, "parallel")
   const admin = yield* Admin.make(kafka, { closeTimeoutMs }).pipe(Scope.provide(yield* Scope.fork(clients)))
+  const maxBatchBytes = options.maxBatchBytes ?? 512 * 1024
   const producer = yield* Producer.make((producerConfig) => kafka.producer(producerConfig), {
     sendRetryMs: options.sendRetryMs ?? 30_000,
-    maxBatchBytes: options.maxBatchBytes ?? 512 * 1024,
+    maxBatchBytes,
     allowAutoTopicCreation,
     closeTimeoutMs,
     listTopics: admin.listTopics,
@@ -131,7 +139,14 @@ const make = Effect.fnUntraced(function* (options: Options) {
 
   return Kafka.of({
     send: producer.send,
-    transactional: () => Effect.die(new Error("KafkaJs: transactions are not implemented yet")),
+    transactional: Transactional.make((producerConfig) => kafka.producer(producerConfig), {
+      maxBatchBytes,
+      closeTimeoutMs,
+      transactionTimeoutMs: options.transactionTimeoutMs ?? 60_000,
+      allowAutoTopicCreation,
+      maxRecordBytes: admin.maxRecordBytes,
+      forgetLimit: admin.forgetLimit
+    }),
     consume: Consumer.consume(kafka, consumerSettings),
     read: Reader.read(kafka, consumerSettings),
     readPartition: Partition.readPartition(kafka, { closeTimeoutMs, fetchBytes: 8 * 1024 * 1024 }),
