@@ -28,9 +28,10 @@ const record = (topic: string, value: string, partition?: number): ProducerRecor
 
 /**
  * The values of a topic as an independent kafkajs consumer sees them, from the beginning until it has seen `last`
- * (which a committed transaction wrote after whatever the test looks for, so that nothing earlier is still on its way).
+ * (which a committed transaction wrote after whatever the test looks for, so that nothing earlier in its partition is
+ * still on its way), or `last` values.
  */
-const valuesUntil = (topic: string, last: string, isolation: "read_committed" | "read_uncommitted") =>
+const valuesUntil = (topic: string, last: string | number, isolation: "read_committed" | "read_uncommitted") =>
   Effect.acquireUseRelease(
     Effect.promise(async () => {
       const consumer = client.consumer({
@@ -51,7 +52,7 @@ const valuesUntil = (topic: string, last: string, isolation: "read_committed" | 
               eachMessage: async ({ message }) => {
                 const value = message.value?.toString() ?? ""
                 values.push(value)
-                if (value === last) resolve(values)
+                if (value === last || values.length === last) resolve(values)
               }
             })
           })
@@ -116,7 +117,8 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-txn-test", connectRetry
         { topic: out, partition: 0, offset: 1 },
         { topic: out, partition: 1, offset: 1 }
       ])
-      const seen = yield* valuesUntil(out, "last", "read_committed")
+      // Two partitions: the four values in any order.
+      const seen = yield* valuesUntil(out, 4, "read_committed")
       assert.deepStrictEqual([...seen].sort(), ["last", "r1", "r2", "r3"])
       const committed = yield* kafka.committedOffsets(groupId, input)
       assert.deepStrictEqual(
@@ -173,6 +175,46 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-txn-test", connectRetry
           ["aborted", "committed"],
           "the aborted record was written, then aborted"
         )
+        assert.deepStrictEqual(yield* kafka.committedOffsets(groupId, input), [
+          { topic: input, partition: 0, offset: 4 }
+        ])
+      })
+  )
+
+  it.effect(
+    "a transaction whose offsets cannot be committed (their topic is gone) is aborted after its records were sent",
+    () =>
+      Effect.gen(function* () {
+        const kafka = yield* Kafka
+        const input = unique("sluice-txn-in")
+        const out = unique("sluice-txn-out")
+        const groupId = unique("sluice-txn-group")
+        yield* kafka.createTopics([
+          { name: input, partitions: 1 },
+          { name: out, partitions: 1 }
+        ])
+        const producer = yield* kafka.transactional(unique("sluice-txn-id"))
+        // The broker refuses offsets of a topic it does not know (an input deleted under a running task); kafkajs
+        // retries that for about 8 s before it gives up.
+        const error = yield* producer
+          .transaction([record(out, "aborted")], {
+            groupId,
+            offsets: [
+              { topic: input, partition: 0, offset: 3 },
+              { topic: unique("sluice-txn-deleted"), partition: 0, offset: 3 }
+            ]
+          })
+          .pipe(Effect.flip)
+        assert.strictEqual(error.operation, "transaction")
+        assert.strictEqual(reasonOf(error), "UnknownTopic")
+        assert.deepStrictEqual(yield* kafka.committedOffsets(groupId, input), [], "no offset committed")
+
+        yield* producer.transaction([record(out, "committed")], {
+          groupId,
+          offsets: [{ topic: input, partition: 0, offset: 4 }]
+        })
+        assert.deepStrictEqual(yield* valuesUntil(out, "committed", "read_committed"), ["committed"])
+        assert.deepStrictEqual(yield* valuesUntil(out, "committed", "read_uncommitted"), ["aborted", "committed"])
         assert.deepStrictEqual(yield* kafka.committedOffsets(groupId, input), [
           { topic: input, partition: 0, offset: 4 }
         ])
