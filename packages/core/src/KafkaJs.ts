@@ -1,9 +1,10 @@
 /**
  * The kafkajs implementation of Sluice's `Kafka` service: the layer that talks to a real broker.
  *
- * One idempotent producer and one admin client live as long as the layer; every `consume` and `read` gets its own
- * kafkajs consumer for its scope, and every `readPartition` its own connections to the partition's leader (no
- * group). Group members assign with Sluice's task assignor and run `onRevoke` before every JoinGroup
+ * One idempotent producer and one admin client live as long as the layer; every `transactional` gets its own
+ * transactional kafkajs producer for its scope (`internal/kafkajsTransactional.ts`), every `consume` and `read` its
+ * own kafkajs consumer, and every `readPartition` its own connections to the partition's leader (no group). Every
+ * reader is read_committed. Group members assign with Sluice's task assignor and run `onRevoke` before every JoinGroup
  * (`internal/kafkajsAssigner.ts`, `internal/kafkajsBarrier.ts`), so every member of a group must be a Sluice
  * worker. No kafkajs type leaves this module and `internal/kafkajs*`; every kafkajs failure
  * becomes a `KafkaError`, and kafkajs' log goes to Effect's logger, summarised (`internal/kafkajsLog.ts`).

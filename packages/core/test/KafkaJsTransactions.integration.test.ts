@@ -85,7 +85,57 @@ const sluiceValuesUntil = (kafka: KafkaShape, topic: string, last: string) =>
     return { read, consumed }
   })
 
+/**
+ * Fresh names for an input topic (whose offsets transactions commit), an output topic, a group and a transactional
+ * id; the topics created with `partitions` each (the output with `outConfig`), and a producer with the id opened.
+ */
+const setup = (options: { readonly partitions?: number; readonly outConfig?: Readonly<Record<string, string>> } = {}) =>
+  Effect.gen(function* () {
+    const kafka = yield* Kafka
+    const input = unique("sluice-txn-in")
+    const out = unique("sluice-txn-out")
+    const groupId = unique("sluice-txn-group")
+    const partitions = options.partitions ?? 1
+    yield* kafka.createTopics([
+      { name: input, partitions },
+      { name: out, partitions, ...(options.outConfig === undefined ? {} : { config: options.outConfig }) }
+    ])
+    const producer = yield* kafka.transactional(unique("sluice-txn-id"))
+    return { kafka, input, out, groupId, producer }
+  })
+
 const reasonOf = (error: KafkaError) => error.reason._tag
+
+/**
+ * After a transaction (of the record "aborted" and the offset 3 of `input`) failed with `reason`: it committed no
+ * offset, the producer commits the next one (the record "committed", offset 4), and then read_committed readers,
+ * kafkajs' and Sluice's, see only that one, while a read_uncommitted reader shows the aborted record was written.
+ */
+const abortedThenGoesOn = (
+  { kafka, input, out, groupId, producer }: Effect.Success<ReturnType<typeof setup>>,
+  error: KafkaError,
+  reason: string
+) =>
+  Effect.gen(function* () {
+    assert.strictEqual(error.operation, "transaction")
+    assert.strictEqual(reasonOf(error), reason)
+    assert.deepStrictEqual(yield* kafka.committedOffsets(groupId, input), [], "no offset committed")
+    yield* producer.transaction([record(out, "committed")], {
+      groupId,
+      offsets: [{ topic: input, partition: 0, offset: 4 }]
+    })
+    assert.deepStrictEqual(yield* valuesUntil(out, "committed", "read_committed"), ["committed"])
+    assert.deepStrictEqual(yield* sluiceValuesUntil(kafka, out, "committed"), {
+      read: ["committed"],
+      consumed: ["committed"]
+    })
+    assert.deepStrictEqual(
+      yield* valuesUntil(out, "committed", "read_uncommitted"),
+      ["aborted", "committed"],
+      "the aborted record was written, then aborted"
+    )
+    assert.deepStrictEqual(yield* kafka.committedOffsets(groupId, input), [{ topic: input, partition: 0, offset: 4 }])
+  })
 
 layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-txn-test", connectRetry, transactionTimeoutMs: 10_000 }), {
   excludeTestServices: true,
@@ -93,15 +143,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-txn-test", connectRetry
 })("KafkaJs transactions (real broker)", (it) => {
   it.effect("a committed transaction: its records and the group's offsets are visible to read_committed readers", () =>
     Effect.gen(function* () {
-      const kafka = yield* Kafka
-      const input = unique("sluice-txn-in")
-      const out = unique("sluice-txn-out")
-      const groupId = unique("sluice-txn-group")
-      yield* kafka.createTopics([
-        { name: input, partitions: 2 },
-        { name: out, partitions: 2 }
-      ])
-      const producer = yield* kafka.transactional(unique("sluice-txn-id"))
+      const { kafka, input, out, groupId, producer } = yield* setup({ partitions: 2 })
       assert.deepStrictEqual(yield* kafka.committedOffsets(groupId, input), [])
       const records = [record(out, "r1", 0), record(out, "r2", 1), record(out, "r3", 0), record(out, "last", 1)]
       const metadata = yield* producer.transaction(records, {
@@ -136,48 +178,21 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-txn-test", connectRetry
       "and the producer goes on",
     () =>
       Effect.gen(function* () {
-        const kafka = yield* Kafka
-        const input = unique("sluice-txn-in")
-        const out = unique("sluice-txn-out")
+        const context = yield* setup()
+        const { kafka, input, out, groupId, producer } = context
         const small = unique("sluice-txn-small")
-        const groupId = unique("sluice-txn-group")
-        yield* kafka.createTopics([
-          { name: input, partitions: 1 },
-          { name: out, partitions: 1 },
-          { name: small, partitions: 1 }
-        ])
+        yield* kafka.createTopics([{ name: small, partitions: 1 }])
         // The layer caches the default limit for `small`, which is then lowered behind its back: the pre-check lets
         // the large record through and the broker refuses it, after the record for `out` in the same request.
         assert.isAbove(yield* kafka.maxRecordBytes(small), 100_000)
         yield* alterMaxMessageBytes(small, 2000)
-        const producer = yield* kafka.transactional(unique("sluice-txn-id"))
         const error = yield* producer
           .transaction([record(out, "aborted"), recordOfSize({ topic: small, key: null }, 5000)], {
             groupId,
             offsets: [{ topic: input, partition: 0, offset: 3 }]
           })
           .pipe(Effect.flip)
-        assert.strictEqual(error.operation, "transaction")
-        assert.strictEqual(reasonOf(error), "MessageTooLarge")
-        assert.deepStrictEqual(yield* kafka.committedOffsets(groupId, input), [], "no offset committed")
-
-        yield* producer.transaction([record(out, "committed")], {
-          groupId,
-          offsets: [{ topic: input, partition: 0, offset: 4 }]
-        })
-        assert.deepStrictEqual(yield* valuesUntil(out, "committed", "read_committed"), ["committed"])
-        assert.deepStrictEqual(yield* sluiceValuesUntil(kafka, out, "committed"), {
-          read: ["committed"],
-          consumed: ["committed"]
-        })
-        assert.deepStrictEqual(
-          yield* valuesUntil(out, "committed", "read_uncommitted"),
-          ["aborted", "committed"],
-          "the aborted record was written, then aborted"
-        )
-        assert.deepStrictEqual(yield* kafka.committedOffsets(groupId, input), [
-          { topic: input, partition: 0, offset: 4 }
-        ])
+        yield* abortedThenGoesOn(context, error, "MessageTooLarge")
       })
   )
 
@@ -185,15 +200,8 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-txn-test", connectRetry
     "a transaction whose offsets cannot be committed (their topic is gone) is aborted after its records were sent",
     () =>
       Effect.gen(function* () {
-        const kafka = yield* Kafka
-        const input = unique("sluice-txn-in")
-        const out = unique("sluice-txn-out")
-        const groupId = unique("sluice-txn-group")
-        yield* kafka.createTopics([
-          { name: input, partitions: 1 },
-          { name: out, partitions: 1 }
-        ])
-        const producer = yield* kafka.transactional(unique("sluice-txn-id"))
+        const context = yield* setup()
+        const { input, out, groupId, producer } = context
         // The broker refuses offsets of a topic it does not know (an input deleted under a running task); kafkajs
         // retries that for about 8 s before it gives up.
         const error = yield* producer
@@ -205,19 +213,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-txn-test", connectRetry
             ]
           })
           .pipe(Effect.flip)
-        assert.strictEqual(error.operation, "transaction")
-        assert.strictEqual(reasonOf(error), "UnknownTopic")
-        assert.deepStrictEqual(yield* kafka.committedOffsets(groupId, input), [], "no offset committed")
-
-        yield* producer.transaction([record(out, "committed")], {
-          groupId,
-          offsets: [{ topic: input, partition: 0, offset: 4 }]
-        })
-        assert.deepStrictEqual(yield* valuesUntil(out, "committed", "read_committed"), ["committed"])
-        assert.deepStrictEqual(yield* valuesUntil(out, "committed", "read_uncommitted"), ["aborted", "committed"])
-        assert.deepStrictEqual(yield* kafka.committedOffsets(groupId, input), [
-          { topic: input, partition: 0, offset: 4 }
-        ])
+        yield* abortedThenGoesOn(context, error, "UnknownTopic")
       })
   )
 
@@ -282,15 +278,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-txn-test", connectRetry
 
   it.effect("an oversized record fails the transaction with MessageTooLarge before anything is sent", () =>
     Effect.gen(function* () {
-      const kafka = yield* Kafka
-      const input = unique("sluice-txn-in")
-      const out = unique("sluice-txn-limited")
-      const groupId = unique("sluice-txn-group")
-      yield* kafka.createTopics([
-        { name: input, partitions: 1 },
-        { name: out, partitions: 1, config: { "max.message.bytes": "20000" } }
-      ])
-      const producer = yield* kafka.transactional(unique("sluice-txn-id"))
+      const { kafka, input, out, groupId, producer } = yield* setup({ outConfig: { "max.message.bytes": "20000" } })
       const error = yield* producer
         .transaction([record(out, "fits"), recordOfSize({ topic: out, key: null }, 20_001)], {
           groupId,
@@ -309,15 +297,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-txn-test", connectRetry
 
   it.effect("back-to-back small transactions: each commits (latency logged)", () =>
     Effect.gen(function* () {
-      const kafka = yield* Kafka
-      const input = unique("sluice-txn-in")
-      const out = unique("sluice-txn-out")
-      const groupId = unique("sluice-txn-group")
-      yield* kafka.createTopics([
-        { name: input, partitions: 1 },
-        { name: out, partitions: 1 }
-      ])
-      const producer = yield* kafka.transactional(unique("sluice-txn-id"))
+      const { kafka, input, out, groupId, producer } = yield* setup()
       const n = 50
       const times: Array<number> = []
       for (let i = 0; i < n; i++) {

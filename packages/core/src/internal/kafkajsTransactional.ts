@@ -28,17 +28,7 @@ import type { TransactionalProducer, TransactionOffsets } from "../Kafka.ts"
 import { defaultMaxMessageBytes, type ProducerRecord, type RecordMetadata } from "../Record.ts"
 import { disconnectWithin } from "./kafkajsClient.ts"
 import { attempt } from "./kafkajsErrors.ts"
-import {
-  checkedLimits,
-  type Limits,
-  makeChunk,
-  makePartitioning,
-  metadataOf,
-  type Outgoing,
-  refusedAsTooLarge,
-  toMessage,
-  topicMessagesOf
-} from "./kafkajsProduce.ts"
+import * as Produce from "./kafkajsProduce.ts"
 
 /** What a transaction needs of a kafkajs transaction (narrow, so tests can stand in for kafkajs). */
 export type TransactionClient = Pick<KafkaJS.Transaction, "sendBatch" | "sendOffsets" | "commit" | "abort">
@@ -50,7 +40,7 @@ export interface TransactionalClient {
   readonly transaction: () => Promise<TransactionClient>
 }
 
-export interface TransactionalOptions extends Limits {
+export interface TransactionalOptions extends Produce.Limits {
   /** Upper bound for the payload of one `sendBatch` (a single larger record still goes alone). */
   readonly maxBatchBytes: number
   /** How long closing waits for the kafkajs producer to disconnect. */
@@ -66,19 +56,19 @@ const chunksOf = (
   records: ReadonlyArray<ProducerRecord>,
   limits: ReadonlyMap<string, number>,
   maxBatchBytes: number
-): Array<Array<Outgoing>> => {
-  const chunks: Array<Array<Outgoing>> = []
-  let current: Array<Outgoing> = []
-  let chunk = makeChunk(maxBatchBytes)
+): Array<Array<Produce.Outgoing>> => {
+  const chunks: Array<Array<Produce.Outgoing>> = []
+  let current: Array<Produce.Outgoing> = []
+  let chunk = Produce.makeChunk(maxBatchBytes)
   for (const record of records) {
     const limit = limits.get(record.topic) ?? defaultMaxMessageBytes
     if (!chunk.tryAdd(record, limit)) {
       chunks.push(current)
       current = []
-      chunk = makeChunk(maxBatchBytes)
+      chunk = Produce.makeChunk(maxBatchBytes)
       chunk.tryAdd(record, limit)
     }
-    current.push({ topic: record.topic, message: toMessage(record) })
+    current.push({ topic: record.topic, message: Produce.toMessage(record) })
   }
   if (current.length > 0) chunks.push(current)
   return chunks
@@ -102,7 +92,7 @@ export const make =
   (createProducer: (config: KafkaJS.ProducerConfig) => TransactionalClient, options: TransactionalOptions) =>
   (transactionalId: string): Effect.Effect<TransactionalProducer, KafkaError, Scope.Scope> =>
     Effect.gen(function* () {
-      const partitioning = makePartitioning()
+      const partitioning = Produce.makePartitioning()
       const config: KafkaJS.ProducerConfig = {
         transactionalId,
         idempotent: true,
@@ -123,10 +113,10 @@ export const make =
           )
         )
       // Connects and initialises the producer id: an empty transaction sends InitProducerId and nothing else.
-      const open = (client: TransactionalClient, operation: string) =>
-        attempt(operation, () => client.connect()).pipe(
+      const open = (client: TransactionalClient, failingAs: string) =>
+        attempt(failingAs, () => client.connect()).pipe(
           Effect.andThen(
-            attempt(operation, async () => {
+            attempt(failingAs, async () => {
               const empty = await client.transaction()
               await empty.abort()
             })
@@ -147,7 +137,9 @@ export const make =
        * kafkajs producer is replaced by one that initialises it again. That fences nobody but this producer: it does
        * so right after its abort succeeded, which proves its epoch was the current one (kafkajs has no KIP-360
        * InitProducerId that would check this itself; a producer opened with the id within that round trip would be
-       * fenced, where a zombie's re-initialisation races it).
+       * fenced). When the replacement fails (the broker is away), the next transaction tries it again first, later
+       * than that proof: under Sluice's groups a task's next owner opens its producer only after the old owner has
+       * rejoined, so only a member dropped from its group could fence the new owner this way.
        */
       let stale = false
       const replace = Effect.suspend(() => {
@@ -202,11 +194,11 @@ export const make =
             const run = Effect.gen(function* () {
               const metadata: Array<RecordMetadata> = []
               for (const chunk of chunksOf(records, limits, options.maxBatchBytes)) {
-                const topicMessages = topicMessagesOf(chunk)
+                const topicMessages = Produce.topicMessagesOf(chunk)
                 const response = yield* send(txn, topicMessages).pipe(
                   Effect.mapError((error) =>
                     error.reason._tag === "MessageTooLarge"
-                      ? refusedAsTooLarge(
+                      ? Produce.refusedAsTooLarge(
                           operation,
                           error,
                           topicMessages.map((t) => t.topic),
@@ -215,7 +207,7 @@ export const make =
                       : error
                   )
                 )
-                for (const m of yield* metadataOf(operation, chunk, response, partitioning)) metadata.push(m)
+                for (const m of yield* Produce.metadataOf(operation, chunk, response, partitioning)) metadata.push(m)
               }
               // The offsets go in after the records: a failure before this point commits nothing of either.
               if (offsets !== undefined && offsets.offsets.length > 0) {
@@ -277,7 +269,7 @@ export const make =
           if (records.length === 0 && (offsets === undefined || offsets.offsets.length === 0)) {
             return Effect.succeed([])
           }
-          return Effect.flatMap(checkedLimits(operation, records, options), (limits) =>
+          return Effect.flatMap(Produce.checkedLimits(operation, records, options), (limits) =>
             lock.withPermits(1)(commitOrAbort(records, limits, offsets))
           )
         })
