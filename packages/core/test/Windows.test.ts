@@ -95,22 +95,45 @@ const mulberry32 = (seed: number) => () => {
 }
 
 /**
- * `n` readings of 5 sensors on 2 partitions, about 20 ms apart with pauses, most out of order by up to 300 ms and
- * some by seconds; then a reading per partition far ahead, which closes every other window.
+ * The timestamps on the edge of lateness at stream time `max`: for sliding and session windows, the last that is late
+ * and the first that is not; for fixed windows, one that moves stream time exactly onto a window's close, then the
+ * window's last ms (late, by 0 ms) and the next window's first.
  */
-const generate = (seed: number, n: number): ReadonlyArray<Sent> => {
+const edges = (kind: Window.Kind, grace: number, max: number): ReadonlyArray<number> => {
+  if (kind._tag === "Sliding" || kind._tag === "Session") return [max - grace - 1, max - grace]
+  const advance = kind._tag === "Tumbling" ? kind.size : kind.advance
+  const end = Math.ceil((max - grace - kind.size) / advance) * advance + kind.size
+  return [end + grace, end - 1, end]
+}
+
+/**
+ * `n` readings of 5 sensors on 2 partitions, about 20 ms apart with pauses, most out of order by up to 300 ms and
+ * some by seconds, and now and then a few on the edge of lateness (`edges`); then a reading per partition far
+ * ahead, which closes every other window.
+ */
+const generate = (seed: number, n: number, kind: Window.Kind, grace: number): ReadonlyArray<Sent> => {
   const random = mulberry32(seed)
   const out: Array<Sent> = []
+  const max = [-1, -1]
+  const push = (sensor: number, at: number) => {
+    const partition = sensor % 2
+    out.push({ id: out.length, sensor: `s${sensor}`, temp: Math.floor(random() * 40) - 10, at, partition })
+    max[partition] = Math.max(max[partition]!, at)
+  }
   let clock = 1_000
-  for (let id = 0; id < n; id++) {
+  while (out.length < n) {
     clock += random() < 0.04 ? 1_500 : 20
-    const s = Math.floor(random() * 5)
-    const disorder = random() < 0.06 ? 800 + Math.floor(random() * 2_000) : Math.floor(random() * 300)
-    const at = Math.max(0, clock - disorder)
-    out.push({ id, sensor: `s${s}`, temp: Math.floor(random() * 40) - 10, at, partition: s % 2 })
+    const sensor = Math.floor(random() * 5)
+    const r = random()
+    if (r < 0.05 && max[sensor % 2]! > 0) {
+      for (const at of edges(kind, grace, max[sensor % 2]!)) push(sensor, Math.max(0, at))
+      continue
+    }
+    const disorder = r < 0.11 ? 800 + Math.floor(random() * 2_000) : Math.floor(random() * 300)
+    push(sensor, Math.max(0, clock - disorder))
   }
   for (const partition of [0, 1]) {
-    out.push({ id: n + partition, sensor: `ahead${partition}`, temp: 0, at: 1_000_000, partition })
+    out.push({ id: out.length, sensor: `ahead${partition}`, temp: 0, at: 1_000_000, partition })
   }
   return out
 }
@@ -291,7 +314,7 @@ describe("Windows", () => {
     it.effect(`${name}: the finals and late records are the reference's`, () =>
       Effect.gen(function* () {
         yield* setUp
-        const records = generate(7, 300)
+        const records = generate(7, 300, kind, grace)
         const expected = reference(kind, grace, records)
         const fiber = yield* Effect.forkChild(Runner.run(windowed(kind, grace), options))
         yield* send(records)
@@ -308,7 +331,7 @@ describe("Windows", () => {
     it.effect(`${name}: a restart in the middle gives the same finals`, () =>
       Effect.gen(function* () {
         yield* setUp
-        const records = generate(11, 300)
+        const records = generate(11, 300, kind, grace)
         const expected = reference(kind, grace, records)
         const first = yield* Effect.forkChild(Runner.run(windowed(kind, grace), options))
         yield* send(records.slice(0, 160))
@@ -328,7 +351,7 @@ describe("Windows", () => {
     Effect.gen(function* () {
       yield* setUp
       const kind = Window.hopping("1 second", "300 millis")
-      const records = generate(3, 300)
+      const records = generate(3, 300, kind, 200)
       const expected = reference(kind, 200, records)
       const fiber = yield* Effect.forkChild(Runner.run(windowed(kind, 200, { emit: "changes" }), options))
       yield* send(records)
