@@ -471,14 +471,27 @@ describe("Windows", () => {
       yield* send([
         { id: 0, sensor: "a", temp: 1, at: 1600, partition: 0 },
         { id: 1, sensor: "a", temp: 2, at: 1200, partition: 0 },
-        { id: 2, sensor: "a", temp: 0, at: 9000, partition: 0 }
+        { id: 2, sensor: "b", temp: 0, at: 2600, partition: 0 },
+        { id: 3, sensor: "a", temp: 4, at: 1400, partition: 0 },
+        { id: 4, sensor: "a", temp: 0, at: 9000, partition: 0 }
       ])
-      yield* committed(3)
-      // At stream time 1600, [500, 1500) had closed; [1000, 2000) had not.
-      assert.deepStrictEqual(lateOf(yield* topic("late")), new Map([[1, "500-1500"]]))
+      yield* committed(5)
+      // At stream time 1600, [500, 1500) had closed, [1000, 2000) had not; at 2600 both had, [1000, 2000) 600 ms ago.
+      const late = yield* topic("late")
       assert.deepStrictEqual(
-        (yield* finals).map((s) => `${s.start}-${s.end}:${s.count}:${s.sum}`),
-        ["1000-2000:2:3", "1500-2500:1:1"]
+        lateOf(late),
+        new Map([
+          [1, "500-1500"],
+          [3, "500-1500,1000-2000"]
+        ])
+      )
+      assert.deepStrictEqual(
+        late.map((r) => header(r.headers, "sluice.late.ms")),
+        ["100", "600"]
+      )
+      assert.deepStrictEqual(
+        (yield* finals).map((s) => `${s.sensor}:${s.start}-${s.end}:${s.count}:${s.sum}`),
+        ["a:1000-2000:2:3", "a:1500-2500:1:1", "b:2000-3000:1:0", "b:2500-3500:1:0"]
       )
       yield* stopOnTestClock(fiber)
     }).pipe(Effect.provide(memory))
