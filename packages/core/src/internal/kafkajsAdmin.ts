@@ -28,6 +28,7 @@ export interface Admin
     | "describeTopic"
     | "offsets"
     | "committedOffsets"
+    | "groupOffsets"
     | "maxRecordBytes"
     | "describeGroup"
   > {
@@ -245,6 +246,18 @@ export const make = Effect.fnUntraced(function* (
               .map((p) => ({ topic: t.topic, partition: p.partition, offset: Number(p.offset) }))
               .sort((a, b) => a.partition - b.partition)
           )
+        )
+      ),
+    groupOffsets: (groupId) =>
+      serially(call("groupOffsets", (admin) => admin.fetchOffsets({ groupId }))).pipe(
+        Effect.map((topics) =>
+          topics
+            .flatMap((t) =>
+              t.partitions
+                .filter((p) => Number(p.offset) >= 0)
+                .map((p) => ({ topic: t.topic, partition: p.partition, offset: Number(p.offset) }))
+            )
+            .sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition))
         )
       ),
     maxRecordBytes: (topic) =>
