@@ -243,41 +243,52 @@ const measure = Effect.fnUntraced(function* (
 }, Effect.scoped)
 
 const bench = (settings: Settings) =>
-  Effect.gen(function* () {
+  Effect.suspend(() => {
     const runId = Date.now().toString(36)
     const results: Array<BenchEosReport.RunResult> = []
-    for (let round = 1; round <= settings.rounds; round++) {
-      for (const guarantee of ["at_least_once", "exactly_once"] as const) {
-        for (const phase of ["throughput", "latency"] as const) {
-          const result = yield* measure(round, guarantee, phase, settings, runId)
-          results.push(result)
-          if (settings.json) yield* Console.log(JSON.stringify(result))
+    const runs = Effect.gen(function* () {
+      for (let round = 1; round <= settings.rounds; round++) {
+        for (const guarantee of ["at_least_once", "exactly_once"] as const) {
+          for (const phase of ["throughput", "latency"] as const) {
+            const result = yield* measure(round, guarantee, phase, settings, runId)
+            results.push(result)
+            if (settings.json) yield* Console.log(JSON.stringify(result))
+          }
         }
       }
-    }
-    const summary = BenchEosReport.summarize(results)
-    yield* settings.json
-      ? summary === undefined
-        ? Effect.void
-        : Console.log(JSON.stringify(summary))
-      : Console.log(BenchEosReport.formatSummary(results))
-    const wrong = results.filter((r) => !r.correct)
-    if (wrong.length > 0) {
-      return yield* new EosBenchFailed({
-        reason: `wrong results: ${wrong.map((r) => `${r.guarantee} ${r.phase} (${r.duplicates} duplicates, ${r.missing} missing)`).join(", ")}`
-      })
-    }
-  }).pipe(
-    // The topics are throwaway: dropping them keeps a shared broker tidy; the prefix covers the changelog and the
-    // dead-letter topic too.
-    Effect.ensuring(
-      Kafka.use((kafka) =>
-        kafka.listTopics.pipe(
-          Effect.flatMap((names) => kafka.deleteTopics(names.filter((n) => n.startsWith("bench-eos-"))))
-        )
-      ).pipe(Effect.ignore)
+    })
+    // Also when a later run fails or the benchmark is interrupted: what was measured is still worth showing.
+    const report = Effect.suspend(() => {
+      if (results.length === 0) return Effect.void
+      if (!settings.json) return Console.log(BenchEosReport.formatSummary(results))
+      const summary = BenchEosReport.summarize(results)
+      return summary === undefined ? Effect.void : Console.log(JSON.stringify(summary))
+    })
+    return runs.pipe(
+      Effect.ensuring(report),
+      Effect.andThen(
+        Effect.suspend(() => {
+          const wrong = results.filter((r) => !r.correct)
+          return wrong.length === 0
+            ? Effect.void
+            : Effect.fail(
+                new EosBenchFailed({
+                  reason: `wrong results: ${wrong.map((r) => `round ${r.round} ${r.guarantee} ${r.phase} (${r.duplicates} duplicates, ${r.missing} missing)`).join(", ")}`
+                })
+              )
+        })
+      ),
+      // The topics are throwaway: dropping them keeps a shared broker tidy. The run's prefix covers the changelogs
+      // and dead-letter topics too, and no other run's topics.
+      Effect.ensuring(
+        Kafka.use((kafka) =>
+          kafka.listTopics.pipe(
+            Effect.flatMap((names) => kafka.deleteTopics(names.filter((n) => n.startsWith(`bench-eos-${runId}-`))))
+          )
+        ).pipe(Effect.ignore)
+      )
     )
-  )
+  })
 
 export const command = Flags.command(
   "eos",
