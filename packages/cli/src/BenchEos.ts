@@ -20,6 +20,9 @@
  * Every run is audited (CountingAudit.ts): under exactly-once a duplicate, a missing output or a wrong count fails
  * the benchmark, whatever its speed; under at-least-once duplicates are reported (a run without a crash has none).
  * The cost is the exactly-once throughput over the at-least-once one; the goal is at most 10% slower (>= 0.9).
+ * With --rounds, both guarantees run that many times, alternating, and the cost is taken from the medians. A run
+ * whose topology fails to start (before anything is measured) is started again on fresh topics, at most 3 times,
+ * and stderr says so.
  */
 
 import type { Guarantee } from "@sluice/core/Delivery"
@@ -36,12 +39,17 @@ import * as BenchEosReport from "./BenchEosReport.ts"
 import * as Flags from "./Flags.ts"
 
 export class EosBenchFailed extends Schema.TaggedError<EosBenchFailed>()("EosBenchFailed", {
-  reason: Schema.String
+  reason: Schema.String,
+  /** The run failed before it measured anything (its topology did not start): the run can be done again. */
+  beforeMeasuring: Schema.Boolean
 }) {
   override get message(): string {
     return this.reason
   }
 }
+
+/** How often a run whose topology failed to start is started again on fresh topics. */
+const startAttempts = 3
 
 export interface Settings {
   readonly events: number
@@ -63,6 +71,7 @@ const awaitOrFail = Effect.fnUntraced(function* <E, R>(
   runner: Fiber.Fiber<never, unknown>,
   check: Effect.Effect<boolean, E, R>,
   onProgress: Effect.Effect<void>,
+  beforeMeasuring = false,
   timeoutMs = 10 * 60_000
 ) {
   const deadline = Date.now() + timeoutMs
@@ -70,9 +79,13 @@ const awaitOrFail = Effect.fnUntraced(function* <E, R>(
   while (!(yield* check)) {
     if (runner.pollUnsafe() !== undefined) {
       const exit = yield* Fiber.await(runner)
-      return yield* new EosBenchFailed({ reason: `the topology stopped before ${what}: ${String(exit)}` })
+      return yield* new EosBenchFailed({
+        reason: `the topology stopped before ${what}: ${String(exit)}`,
+        beforeMeasuring
+      })
     }
-    if (Date.now() > deadline) return yield* new EosBenchFailed({ reason: `timed out waiting until ${what}` })
+    if (Date.now() > deadline)
+      return yield* new EosBenchFailed({ reason: `timed out waiting until ${what}`, beforeMeasuring })
     if (Date.now() - reported > 2_000) {
       reported = Date.now()
       yield* onProgress
@@ -87,10 +100,11 @@ const measure = Effect.fnUntraced(function* (
   guarantee: Guarantee,
   phase: BenchEosReport.Phase,
   settings: Settings,
-  runId: string
+  runId: string,
+  attempt: number
 ) {
   const kafka = yield* Kafka
-  const prefix = `bench-eos-${runId}-${round}-${guarantee === "exactly_once" ? "eos" : "alos"}-${phase}-`
+  const prefix = `bench-eos-${runId}-${round}-${guarantee === "exactly_once" ? "eos" : "alos"}-${phase}-${attempt}-`
   const topics = Counting.named(prefix)
   const group = `${prefix}counts`
   const { partitions, keys } = settings
@@ -180,7 +194,8 @@ const measure = Effect.fnUntraced(function* (
     "every task is running",
     runner,
     Effect.sync(() => seen.size >= partitions),
-    progress
+    progress,
+    true
   )
   measuring = true
   if (phase === "throughput") {
@@ -242,6 +257,28 @@ const measure = Effect.fnUntraced(function* (
   return result
 }, Effect.scoped)
 
+/**
+ * A run, started again on fresh topics (at most `startAttempts` times) when its topology failed before it measured
+ * anything: a start-up failure of the runtime is reported on stderr, and is not a measurement.
+ */
+const attempts = (
+  round: number,
+  guarantee: Guarantee,
+  phase: BenchEosReport.Phase,
+  settings: Settings,
+  runId: string,
+  attempt = 1
+): ReturnType<typeof measure> =>
+  measure(round, guarantee, phase, settings, runId, attempt).pipe(
+    Effect.catchTag("EosBenchFailed", (e) =>
+      e.beforeMeasuring && attempt < startAttempts
+        ? say(
+            `round ${round}, ${guarantee} ${phase}: the topology did not start (${e.reason}); starting it again`
+          ).pipe(Effect.andThen(attempts(round, guarantee, phase, settings, runId, attempt + 1)))
+        : Effect.fail(e)
+    )
+  )
+
 const bench = (settings: Settings) =>
   Effect.suspend(() => {
     const runId = Date.now().toString(36)
@@ -250,7 +287,7 @@ const bench = (settings: Settings) =>
       for (let round = 1; round <= settings.rounds; round++) {
         for (const guarantee of ["at_least_once", "exactly_once"] as const) {
           for (const phase of ["throughput", "latency"] as const) {
-            const result = yield* measure(round, guarantee, phase, settings, runId)
+            const result = yield* attempts(round, guarantee, phase, settings, runId)
             results.push(result)
             if (settings.json) yield* Console.log(JSON.stringify(result))
           }
@@ -273,6 +310,7 @@ const bench = (settings: Settings) =>
             ? Effect.void
             : Effect.fail(
                 new EosBenchFailed({
+                  beforeMeasuring: false,
                   reason: `wrong results: ${wrong.map((r) => `round ${r.round} ${r.guarantee} ${r.phase} (${r.duplicates} duplicates, ${r.missing} missing)`).join(", ")}`
                 })
               )
