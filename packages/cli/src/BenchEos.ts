@@ -25,6 +25,7 @@
  * and stderr says so.
  */
 
+import { loadavg } from "node:os"
 import type { Guarantee } from "@sluice/core/Delivery"
 import { Kafka } from "@sluice/core/Kafka"
 import { bytes, type ProducerRecord, text } from "@sluice/core/Record"
@@ -249,7 +250,8 @@ const measure = Effect.fnUntraced(function* (
     missing: audit.missing,
     exactlyOnce,
     correct:
-      guarantee === "exactly_once" ? exactlyOnce : audit.missing === 0 && audit.unknown === 0 && audit.outputs > 0
+      guarantee === "exactly_once" ? exactlyOnce : audit.missing === 0 && audit.unknown === 0 && audit.outputs > 0,
+    load1: Math.round(loadavg()[0]! * 100) / 100
   }
   yield* say(
     `${label}: ${timed ? `p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms` : `${result.eventsPerSec} events/s`}; audit: ${CountingAudit.describe(audit)}`

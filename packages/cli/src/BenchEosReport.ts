@@ -38,6 +38,8 @@ export interface RunResult {
   readonly exactlyOnce: boolean
   /** Exactly-once: the audit passed. At-least-once: nothing missing or unknown (duplicates are allowed). */
   readonly correct: boolean
+  /** The machine's 1-minute load average when the run ended: the broker and other processes share the cores. */
+  readonly load1: number
 }
 
 export interface Summary {

@@ -31,6 +31,7 @@ const result = (overrides: Partial<BenchEosReport.RunResult>): BenchEosReport.Ru
   missing: 0,
   exactlyOnce: true,
   correct: true,
+  load1: 1,
   ...overrides
 })
 
