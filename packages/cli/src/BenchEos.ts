@@ -21,8 +21,8 @@
  * the benchmark, whatever its speed; under at-least-once duplicates are reported (a run without a crash has none).
  * The cost is the exactly-once throughput over the at-least-once one; the goal is at most 10% slower (>= 0.9).
  * With --rounds, both guarantees run that many times, alternating, and the cost is taken from the medians. A run
- * whose topology fails to start (before anything is measured) is started again on fresh topics, at most 3 times,
- * and stderr says so.
+ * that fails before anything is measured (its topics not created, its topology not started) is started again on
+ * fresh topics, at most 3 times, and stderr says so.
  */
 
 import { loadavg } from "node:os"
@@ -111,10 +111,16 @@ const measure = Effect.fnUntraced(function* (
   const { partitions, keys } = settings
   const events = phase === "throughput" ? settings.events : settings.latencyEvents
   const label = `round ${round}, ${guarantee} ${phase}`
-  yield* kafka.createTopics([
-    { name: topics.input.name, partitions },
-    { name: topics.output.name, partitions }
-  ])
+  yield* kafka
+    .createTopics([
+      { name: topics.input.name, partitions },
+      { name: topics.output.name, partitions }
+    ])
+    .pipe(
+      Effect.mapError(
+        (e) => new EosBenchFailed({ reason: `creating the run's topics failed: ${e.message}`, beforeMeasuring: true })
+      )
+    )
 
   // Per input partition, when each measured record was produced, by offset (a fresh topic's offsets start at 0).
   const timestamps = Array.from({ length: partitions }, () => [] as Array<number>)
