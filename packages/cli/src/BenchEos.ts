@@ -340,7 +340,8 @@ export const command = Flags.command(
   "eos",
   {
     events: Flags.int("events", {
-      description: "records of the throughput runs (a backlog, produced before the topology starts)",
+      description:
+        "records of the throughput runs, produced as fast as this process can once the warm-up is done (a backlog)",
       alias: "n",
       min: 1,
       default: 100_000

@@ -46,7 +46,8 @@ interface Behaviour {
   processed: number
 }
 
-const deployment = () => {
+/** Fresh topics, group and topology; the input topic is created. */
+const deployment = Effect.gen(function* () {
   const names = { in: unique("eos-in"), out: unique("eos-out"), bad: unique("eos-bad") }
   const input = Topic.make(names.in, { key: Codec.string, value: Codec.string })
   const out = Topic.make(names.out, { key: Codec.string, value: Codec.string })
@@ -77,9 +78,10 @@ const deployment = () => {
       })
   })
   const group = `${names.in}-group`
+  yield* Kafka.use((kafka) => kafka.createTopics([{ name: names.in, partitions }]))
   return { names, topology, behaviour, group }
-}
-type Deployment = ReturnType<typeof deployment>
+})
+type Deployment = Effect.Success<typeof deployment>
 
 /** `perPartition` records for each partition, values `v<n>` except where `special` says otherwise. */
 const records = (
@@ -176,8 +178,7 @@ layer(Live, { excludeTestServices: true, timeout: "120 seconds" })("exactly-once
     "a transaction the broker fails after appending part of it is aborted: none of it visible read_committed, all re-processed exactly once after a restart",
     () =>
       Effect.gen(function* () {
-        const d = deployment()
-        yield* Kafka.use((kafka) => kafka.createTopics([{ name: d.names.in, partitions }]))
+        const d = yield* deployment
         d.behaviour.mode = "poison"
         const fiber = yield* Effect.forkChild(exactlyOnce(d))
         yield* send(records(d, 100, 0))
@@ -200,8 +201,7 @@ layer(Live, { excludeTestServices: true, timeout: "120 seconds" })("exactly-once
     "a processor that dies with steps of the open transaction pending: none of them visible, the restart processes every input exactly once",
     () =>
       Effect.gen(function* () {
-        const d = deployment()
-        yield* Kafka.use((kafka) => kafka.createTopics([{ name: d.names.in, partitions }]))
+        const d = yield* deployment
         d.behaviour.mode = "die"
         // Nothing commits on its own: every step waits in the open transaction.
         const fiber = yield* Effect.forkChild(
@@ -233,8 +233,7 @@ layer(Live, { excludeTestServices: true, timeout: "120 seconds" })("exactly-once
     "retryable processor failures inside an open transaction are retried in it: every input exactly once, nothing aborted",
     () =>
       Effect.gen(function* () {
-        const d = deployment()
-        yield* Kafka.use((kafka) => kafka.createTopics([{ name: d.names.in, partitions }]))
+        const d = yield* deployment
         d.behaviour.mode = "flaky"
         d.behaviour.flakyLeft = 3
         const fiber = yield* Effect.forkChild(exactlyOnce(d, { commitInterval: "2 seconds" }))
