@@ -1,6 +1,7 @@
 /** `sluice run <topology>`: run a topology against Kafka until SIGINT/SIGTERM, with progress lines. */
 import { hostname } from "node:os"
 import type * as Delivery from "@sluice/core/Delivery"
+import { ConfigInvalid } from "@sluice/core/Errors"
 import * as Http from "@sluice/core/Http"
 import { Kafka } from "@sluice/core/Kafka"
 import * as Main from "@sluice/core/Main"
@@ -9,8 +10,9 @@ import * as Runner from "@sluice/core/Runner"
 import * as Store from "@sluice/core/Store"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
 import * as Counting from "@sluice/processors/Counting"
+import * as Sensors from "@sluice/processors/Sensors"
 import * as UserEvents from "@sluice/processors/UserEvents"
-import { Console, Effect, Layer, Option, Ref, Schedule } from "effect"
+import { Console, Effect, Layer, Option, Ref, Result, Schedule } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Flags from "./Flags.ts"
 import * as Strategy from "./Strategy.ts"
@@ -21,15 +23,44 @@ const group = Flag.String("group").pipe(
   ),
   Flag.optional
 )
+const http = Flag.String("http").pipe(
+  Flag.withDescription(
+    "serve /metrics (Prometheus), /health, /ready and /tables (store contents) at HOST:PORT, e.g. 127.0.0.1:6066; 0.0.0.0:PORT listens on every interface (default: off)"
+  ),
+  Flag.optional
+)
 const metricsPort = Flags.int("metrics-port", {
-  description: "serve http://127.0.0.1:PORT/metrics (Prometheus), /health, /ready and /tables (store contents)",
+  description: "the same as --http 127.0.0.1:PORT",
   min: 1,
   max: 65_535,
   whenAbsent: "off"
 })
 
-/** The metrics endpoint when asked for, nothing otherwise. */
-const metricsLayer = (port: Option.Option<number>) => (Option.isSome(port) ? Http.layer(port.value) : Layer.empty)
+/**
+ * Where the worker serves HTTP: `--http HOST:PORT`, or `--metrics-port PORT` on 127.0.0.1 (its older spelling);
+ * nowhere without either. Both at once is an error, as is an address that does not parse.
+ */
+export const httpAddress = (o: {
+  readonly http: Option.Option<string>
+  readonly metricsPort: Option.Option<number>
+}): Result.Result<Option.Option<Http.Address>, ConfigInvalid> => {
+  if (Option.isSome(o.http) && Option.isSome(o.metricsPort))
+    return Result.fail(
+      new ConfigInvalid({ reason: "--http and --metrics-port both say where to serve HTTP: give one of them" })
+    )
+  if (Option.isSome(o.metricsPort)) return Result.succeed(Option.some(Http.loopback(o.metricsPort.value)))
+  if (Option.isNone(o.http)) return Result.succeed(Option.none())
+  return Result.mapBoth(Http.parseAddress(o.http.value), {
+    onFailure: (reason) => new ConfigInvalid({ reason: `--http: ${reason}` }),
+    onSuccess: Option.some
+  })
+}
+
+/** The HTTP server when asked for, nothing otherwise. */
+const httpLayer = (o: { readonly http: Option.Option<string>; readonly metricsPort: Option.Option<number> }) =>
+  Layer.unwrap(
+    Effect.map(Effect.fromResult(httpAddress(o)), Option.match({ onNone: () => Layer.empty, onSome: Http.layer }))
+  )
 
 const shutdownTimeout = Flags.int("shutdown-timeout-ms", {
   description: "bound on the graceful stop: drain, flush, commit, leave",
@@ -60,6 +91,7 @@ const common = {
   prefix: Flags.prefix,
   group,
   shutdownTimeoutMs: shutdownTimeout,
+  http,
   metricsPort,
   guarantee,
   commitIntervalMs: commitInterval
@@ -170,7 +202,7 @@ const userEvents = Flags.command("user-events", common, (o) =>
       Layer.mergeAll(
         Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }),
         UserEvents.EventCounts.layer,
-        metricsLayer(o.metricsPort)
+        httpLayer(o)
       )
     )
   )
@@ -207,11 +239,18 @@ const clickEnrichment = Flags.command(
           Strategy.layer(o.strategy, ClickEnrichment.named(o.prefix)).pipe(
             Layer.provideMerge(Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }))
           ),
-          metricsLayer(o.metricsPort)
+          httpLayer(o)
         )
       )
     )
 ).pipe(describedWithExitCodes("Enrich clicks with user profiles; the join strategy is a layer (table, rescan, redis)"))
+
+const stateDir = Flag.Directory("state-dir").pipe(
+  Flag.withDescription(
+    "keep each task's stores in SQLite files under DIR, so a restart restores only the changelog's tail (default: in memory, restored in full from the changelog)"
+  ),
+  Flag.optional
+)
 
 /** Where a run keeps its tasks' stores: SQLite files under `--state-dir`, else memory (restored in full). */
 export const stateStore = (stateDir: Option.Option<string>): Store.BackendFactory =>
@@ -225,12 +264,7 @@ const counts = Flags.command(
   "counts",
   {
     ...common,
-    stateDir: Flag.Directory("state-dir").pipe(
-      Flag.withDescription(
-        "keep each task's counts in SQLite files under DIR, so a restart restores only the changelog's tail (default: in memory, restored in full from the changelog)"
-      ),
-      Flag.optional
-    ),
+    stateDir,
     workerId: Flag.String("worker-id").pipe(
       Flag.withDescription("the worker's name in every output record (default: <host>:<pid>)"),
       Flag.optional
@@ -250,11 +284,7 @@ const counts = Flags.command(
         `running counts on ${o.brokers} in group ${options.groupId} (${o.guarantee}) as worker ${worker}: ${topics.input.name} (${partitions} partitions) -> ${topics.output.name}, store counts ${where}`
       )
       return yield* Runner.run(topology, options).pipe(withProgress())
-    }).pipe(
-      Effect.provide(
-        Layer.mergeAll(Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }), metricsLayer(o.metricsPort))
-      )
-    )
+    }).pipe(Effect.provide(Layer.mergeAll(Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }), httpLayer(o))))
 ).pipe(
   describedWithExitCodes(
     "Count records per key in a changelog-backed store (word count): each output names its worker, task and offset",
@@ -264,11 +294,68 @@ const counts = Flags.command(
   )
 )
 
+const sensorPipeline = Flags.command(
+  "sensor-pipeline",
+  {
+    ...common,
+    stateDir,
+    warningAt: Flags.finite("warning-at", {
+      description: "temperature from which a reading's status is warning",
+      min: -1_000,
+      max: 1_000,
+      default: Sensors.defaultThresholds.warning
+    }),
+    criticalAt: Flags.finite("critical-at", {
+      description: "temperature from which a reading's status is critical (above --warning-at)",
+      min: -1_000,
+      max: 1_000,
+      default: Sensors.defaultThresholds.critical
+    }),
+    alertCount: Flags.int("alert-count", {
+      description: "the threshold timer logs the sensors with more readings than this",
+      min: 0,
+      default: Sensors.defaultAlert.count
+    }),
+    alertEveryMs: Flags.int("alert-every-ms", {
+      description: "how often the threshold timer runs, in each task",
+      min: 1,
+      max: 86_400_000,
+      default: 10_000
+    })
+  },
+  (o) =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const topics = Sensors.named(o.prefix)
+      const thresholds = { warning: o.warningAt, critical: o.criticalAt }
+      const problem = Sensors.checkThresholds(thresholds)
+      if (problem !== undefined) return yield* new ConfigInvalid({ reason: `--warning-at, --critical-at: ${problem}` })
+      const { partitions } = yield* kafka.describeTopic(topics.readings.name)
+      const topology = Sensors.topology({
+        topics,
+        partitions,
+        thresholds,
+        alert: { count: o.alertCount, every: `${o.alertEveryMs} millis` }
+      })
+      const options: Runner.RunOptions = { ...runOptions(o, topology.name), stateStore: stateStore(o.stateDir) }
+      yield* Effect.logInfo(
+        `running sensor-pipeline on ${o.brokers} in group ${options.groupId} (${o.guarantee}): ${topics.readings.name} (${partitions} partitions) -> ${topics.enriched.name}; dead letters: ${topics.deadLetters}; store sensor-counts`
+      )
+      return yield* Runner.run(topology, options).pipe(withProgress())
+    }).pipe(Effect.provide(Layer.mergeAll(Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }), httpLayer(o))))
+).pipe(
+  describedWithExitCodes(
+    "The sensor metrics pipeline: validate, enrich with a status, count per sensor, 60 s tumbling windows",
+    "Reads --topic-prefix + sensor-readings (fill it with `sluice produce sensors`); writes enriched-readings,",
+    "sensor-dead-letter (malformed readings, with the reason); store sensor-counts, at /tables/sensor-counts with --http."
+  )
+)
+
 export const command = Command.make("run").pipe(
   describedWithExitCodes(
     "Run a topology against Kafka until SIGINT or SIGTERM (graceful: drain, commit, leave)",
     "Each run joins the consumer group --group; by default that is --topic-prefix followed by the topology's name",
     "(staging-user-events for --topic-prefix staging-), so deployments under different prefixes never share a group."
   ),
-  Command.withSubcommands([userEvents, clickEnrichment, counts])
+  Command.withSubcommands([userEvents, clickEnrichment, counts, sensorPipeline])
 )

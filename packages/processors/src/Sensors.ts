@@ -1,0 +1,183 @@
+/**
+ * The sensor metrics pipeline (the Faust lab's): readings `{sensor_id, temperature, humidity, timestamp}` from
+ * `sensor-readings`, keyed by sensor id, are
+ *
+ * - validated (Schema, at the boundary): bad JSON, a missing or empty `sensor_id`, a negative temperature, a humidity
+ *   outside 0..100, wrong types, non-finite numbers, an event time out of range, or a key that is not the reading's
+ *   `sensor_id` make the reading a dead letter in `sensor-dead-letter`, its bytes untouched, the reason in
+ *   `sluice.error.message`;
+ * - enriched with a `status` (normal, warning, critical) from temperature thresholds, to `enriched-readings`;
+ * - counted per sensor in the `sensor-counts` store (changelog `<group>-sensor-counts-changelog`), readable over HTTP
+ *   at `/tables/sensor-counts`; a wall-clock timer logs the sensors whose count has passed a threshold;
+ *
+ * Keys: a sensor's readings must share a partition (its task holds its count), so the key must be the sensor id;
+ * a reading whose key is another one would be counted in the wrong task, and is a dead letter instead.
+ *
+ * Event time: `timestamp` is epoch seconds, a float (the lab's `time.time()`), or epoch milliseconds. The two are
+ * told apart by size, which is unambiguous because both are bounded to the years 2001..2286: seconds are in
+ * [1e9, 1e10), milliseconds in [1e12, 1e13), three orders of magnitude apart; anything else is a dead letter.
+ * The pipeline works in milliseconds (`eventTimeMs`); the Kafka timestamp of a reading plays no part.
+ */
+import { Batch, Codec, Errors, Store, Task, Topic, Topology } from "@sluice/core"
+import { type Duration, Effect, Schema } from "effect"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Readings and their event time
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The accepted event times, in each unit: the years 2001..2286. */
+export const eventTimeRange = { seconds: [1e9, 1e10], millis: [1e12, 1e13] } as const
+
+/** A reading's `timestamp` as epoch milliseconds, or `undefined` when it is neither unit in range. */
+export const eventTimeMs = (timestamp: number): number | undefined => {
+  const { seconds, millis } = eventTimeRange
+  if (timestamp >= seconds[0] && timestamp < seconds[1]) return Math.round(timestamp * 1000)
+  if (timestamp >= millis[0] && timestamp < millis[1]) return Math.round(timestamp)
+  return undefined
+}
+
+const EventTime = Schema.Finite.check(
+  Schema.makeFilter((t: number) => eventTimeMs(t) !== undefined, {
+    message: "timestamp must be epoch seconds (1e9..1e10) or epoch milliseconds (1e12..1e13)"
+  })
+)
+
+export const Reading = Schema.Struct({
+  sensor_id: Schema.String.check(Schema.isNonEmpty({ message: "sensor_id must not be empty" })),
+  temperature: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0, { message: "temperature must not be negative" })),
+  humidity: Schema.Finite.check(
+    Schema.isBetween({ minimum: 0, maximum: 100 }, { message: "humidity must be a percentage, 0..100" })
+  ),
+  timestamp: EventTime
+})
+export type Reading = typeof Reading.Type
+
+export const Status = Schema.Literals(["normal", "warning", "critical"])
+export type Status = typeof Status.Type
+
+export const EnrichedReading = Schema.Struct({ ...Reading.fields, status: Status })
+export type EnrichedReading = typeof EnrichedReading.Type
+
+/** Temperatures at which a reading's status becomes warning, and critical (each bound included). */
+export interface Thresholds {
+  readonly warning: number
+  readonly critical: number
+}
+
+export const defaultThresholds: Thresholds = { warning: 30, critical: 35 }
+
+/** Why `thresholds` cannot be used, or `undefined`: a warning must come before critical. */
+export const checkThresholds = (t: Thresholds): string | undefined =>
+  !Number.isFinite(t.warning) || !Number.isFinite(t.critical)
+    ? "the temperature thresholds must be finite numbers"
+    : t.warning < t.critical
+      ? undefined
+      : `the warning threshold (${t.warning}) must be below the critical one (${t.critical})`
+
+/** critical at or above `critical`, warning at or above `warning`, normal below. */
+export const statusOf = (temperature: number, t: Thresholds): Status =>
+  temperature >= t.critical ? "critical" : temperature >= t.warning ? "warning" : "normal"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Topics and state
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The topics of a deployment; `named(prefix)` gives fresh ones (tests, parallel environments). */
+export const named = (prefix = "") => ({
+  readings: Topic.make(`${prefix}sensor-readings`, { key: Codec.string, value: Codec.json(Reading) }),
+  enriched: Topic.make(`${prefix}enriched-readings`, { key: Codec.string, value: Codec.json(EnrichedReading) }),
+  deadLetters: `${prefix}sensor-dead-letter`
+})
+export type Topics = ReturnType<typeof named>
+
+export const defaultTopics = named()
+
+/** Windows are 60 s tumbling windows in event time, closed `grace` after their end (default 10 s). */
+export const windowMs = 60_000
+export const defaultGraceMs = 10_000
+
+/** Sensor id → readings counted. Counts as decimal text: small changelog records, readable with `sluice inspect`. */
+export const counts = Store.make("sensor-counts", { key: Codec.string, value: Codec.intString })
+
+/** The threshold timer: every `every`, each task logs its sensors with more than `count` readings. */
+export interface Alert {
+  readonly count: number
+  readonly every: Duration.Input
+}
+
+export const defaultAlert: Alert = { count: 100, every: "10 seconds" }
+
+/** Names in one alert line at most; the rest are counted. */
+const alertNames = 20
+
+/** The alert line of a task, or `undefined` when no sensor of it is over the threshold. */
+export const alertLine = (
+  task: number,
+  over: ReadonlyArray<readonly [sensor: string, count: number]>,
+  threshold: number
+): string | undefined => {
+  if (over.length === 0) return undefined
+  const shown = over
+    .slice(0, alertNames)
+    .map(([sensor, n]) => `${sensor}=${n}`)
+    .join(", ")
+  const rest = over.length > alertNames ? `, and ${over.length - alertNames} more` : ""
+  return `task ${task}: ${over.length} sensor(s) over ${threshold} readings: ${shown}${rest}`
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The topology
+// ---------------------------------------------------------------------------------------------------------------
+
+export interface Options {
+  readonly topics?: Topics
+  /** Partitions of the output topics when they are created: the input's, so each task has its own. Default 3. */
+  readonly partitions?: number
+  readonly thresholds?: Thresholds
+  readonly alert?: Alert
+}
+
+export const topology = (options: Options = {}) => {
+  const topics = options.topics ?? defaultTopics
+  const thresholds = options.thresholds ?? defaultThresholds
+  const alert = options.alert ?? defaultAlert
+  const problem = checkThresholds(thresholds)
+  if (problem !== undefined) throw new Error(problem)
+  const partitions = options.partitions ?? 3
+
+  // The scan runs in the task, between its steps: it sees every count the task has made so far.
+  const alerts = Task.wallClock("sensor-alerts", alert.every, (ctx) =>
+    Effect.gen(function* () {
+      const over: Array<readonly [string, number]> = []
+      for (const [sensor, n] of ctx.store(counts).all()) if (n > alert.count) over.push([sensor, n])
+      const line = alertLine(ctx.task, over, alert.count)
+      if (line !== undefined) yield* Effect.logWarning(line)
+      return Batch.empty
+    })
+  )
+
+  return Topology.make({
+    name: "sensor-pipeline",
+    input: topics.readings,
+    deadLetterTopic: topics.deadLetters,
+    outputs: [{ name: topics.enriched.name, partitions }],
+    stores: [counts],
+    timers: [alerts],
+    process: (records, ctx) =>
+      Effect.sync(() => {
+        const store = ctx.store(counts)
+        return Batch.forEach(records, ({ key, value }, out) => {
+          if (key !== value.sensor_id) {
+            return out.reject(
+              new Errors.RecordRejected({
+                tag: "KeyMismatch",
+                reason: `the record's key ${JSON.stringify(key)} is not its sensor_id ${JSON.stringify(value.sensor_id)}: a sensor's readings must be keyed by its id`
+              })
+            )
+          }
+          store.put(key, (store.get(key) ?? 0) + 1)
+          out.emit(topics.enriched, key, { ...value, status: statusOf(value.temperature, thresholds) })
+        })
+      })
+  })
+}
