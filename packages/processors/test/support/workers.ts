@@ -232,6 +232,21 @@ export const counts = (
     ...(options.stateDir === undefined ? [] : ["--state-dir", options.stateDir])
   ])
 
+/**
+ * `run sensor-pipeline`, serving HTTP at `http` (HOST:PORT) when given; `extra` are more of its flags
+ * (`--guarantee exactly_once`, `--grace-ms ...`).
+ */
+export const sensorPipeline = (
+  name: string,
+  options: RunArgs & { readonly http?: string; readonly extra?: ReadonlyArray<string> }
+): Effect.Effect<Worker, never, Scope.Scope> =>
+  start(name, [
+    "sensor-pipeline",
+    ...runFlags(options),
+    ...(options.http === undefined ? [] : ["--http", options.http]),
+    ...(options.extra ?? [])
+  ])
+
 export class Timeout extends Data.TaggedError("Timeout")<{ readonly what: string; readonly details: string }> {
   override get message(): string {
     return `timed out waiting until ${this.what}\n${this.details}`
