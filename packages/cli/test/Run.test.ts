@@ -156,6 +156,9 @@ describe("sluice run counts", () => {
       assert.match(text, /--state-dir directory +keep each task's stores in SQLite files under DIR/)
       assert.match(text, /--worker-id string +the worker's name in every output record \(default: <host>:<pid>\)/)
       assert.include(text, "At-least-once (the default), a count can exceed the truth")
+      assert.include(text, "with --guarantee exactly_once, every count is exact")
+      assert.match(text, /--guarantee choice +at_least_once \(default\)/)
+      assert.match(text, /--commit-interval-ms integer +commit at least this often/)
     })
   )
 

@@ -32,12 +32,14 @@ import {
   type TopicPartitionOffset,
   tpKey
 } from "./Record.ts"
+import type { SinkRun, StagedRow } from "./Sink.ts"
 
-/** What one step of a task writes: outputs, dead letters and the changelog records of its stores. */
+/** What one step of a task writes: outputs, dead letters, the changelog records of its stores, rows for sinks. */
 export interface Outgoing {
   readonly outputs: ReadonlyArray<ProducerRecord>
   readonly deadLetters: ReadonlyArray<ProducerRecord>
   readonly changelog: ReadonlyArray<ProducerRecord>
+  readonly rows?: ReadonlyArray<StagedRow> | undefined
 }
 
 export const nothing: Outgoing = { outputs: [], deadLetters: [], changelog: [] }
@@ -98,6 +100,8 @@ export interface AtLeastOnceOptions {
   readonly commitInterval?: Duration.Input
   /** Makes buffered sink writes durable; runs before every commit. */
   readonly flush?: Effect.Effect<void, SinkError>
+  /** The topology's sinks: a step's rows are staged in them, and they are written before every commit. */
+  readonly sinks?: ReadonlyArray<SinkRun>
   /** How produce failures that are retryable are retried before the partition fails. */
   readonly retry?: Schedule.Schedule<unknown, unknown>
 }
@@ -114,7 +118,7 @@ export const atLeastOnce = Effect.fnUntraced(function* (
   options: AtLeastOnceOptions = {}
 ): Effect.fn.Return<Delivery, never, Scope.Scope> {
   const commitEvery = options.commitEveryRecords ?? 10_000
-  const flush = options.flush ?? Effect.void
+  const flush = flushAll(options.sinks, options.flush)
   const retry = options.retry ?? defaultRetry
   // Completed-but-uncommitted next offsets. Mutated only between suspension points, so plain maps are enough.
   const pending = new Map<string, TopicPartitionOffset>()
@@ -174,6 +178,8 @@ export const atLeastOnce = Effect.fnUntraced(function* (
         complete: (step) =>
           Effect.gen(function* () {
             step.onDurable(yield* send(step.outgoing))
+            // The rows are staged before the positions become committable: a commit writes them first.
+            yield* staged(options.sinks, task, step)
             for (const p of step.positions) pending.set(tpKey(p.topic, p.partition), p)
             sinceCommit += step.records
             // A failed commit loses nothing: the offsets stay pending and the next commit carries them.
@@ -226,6 +232,22 @@ const recordsOf = (outgoing: Outgoing): ReadonlyArray<ProducerRecord> => {
   return deadLetters.length === 0 ? all : all.concat(deadLetters)
 }
 
+/** Every sink's buffered rows, then the extra flush. */
+const flushAll = (
+  sinks: ReadonlyArray<SinkRun> | undefined,
+  extra: Effect.Effect<void, SinkError> | undefined
+): Effect.Effect<void, SinkError> => {
+  const all = sinks === undefined ? [] : sinks.map((s) => s.flush)
+  if (extra !== undefined) all.push(extra)
+  return all.length === 0 ? Effect.void : Effect.all(all, { concurrency: "unbounded", discard: true })
+}
+
+/** Stages a step's rows in the sinks (which write a full buffer at once). */
+const staged = (sinks: ReadonlyArray<SinkRun> | undefined, task: number, step: Step): Effect.Effect<void, SinkError> =>
+  sinks === undefined || sinks.length === 0
+    ? Effect.void
+    : Effect.forEach(sinks, (s) => s.stepped(task, step.outgoing.rows ?? [], step.positions), { discard: true })
+
 /** Counted once durable, and apart: a dead letter is not an output. */
 const countDelivered = (outgoing: Outgoing, deadLettered: Metric.Metric<number, Metric.CounterState<number>>) =>
   Effect.gen(function* () {
@@ -242,6 +264,8 @@ export interface ExactlyOnceOptions {
   readonly commitInterval?: Duration.Input
   /** Makes buffered sink writes durable; runs before every transaction commits. */
   readonly flush?: Effect.Effect<void, SinkError>
+  /** The topology's sinks: written (at-least-once) before every transaction commits. */
+  readonly sinks?: ReadonlyArray<SinkRun>
   /** How retryable failures of a transaction (and of opening a producer) are retried before the task fails. */
   readonly retry?: Schedule.Schedule<unknown, unknown>
 }
@@ -252,7 +276,7 @@ export const transactionalId = (groupId: string, task: number): string => `${gro
 export const exactlyOnce = (kafka: KafkaShape, options: ExactlyOnceOptions): Delivery => {
   const commitEvery = options.commitEveryRecords ?? 10_000
   const intervalMs = Duration.toMillis(Duration.fromInputUnsafe(options.commitInterval ?? "100 millis"))
-  const flushSinks = options.flush ?? Effect.void
+  const flushSinks = flushAll(options.sinks, options.flush)
   const retry = options.retry ?? defaultRetry
   const retryable = { schedule: retry, while: isRetryable }
 
@@ -271,7 +295,10 @@ export const exactlyOnce = (kafka: KafkaShape, options: ExactlyOnceOptions): Del
       return Effect.gen(function* () {
         const started = Date.now()
         const all: Array<ProducerRecord> = []
-        for (const step of taken) for (const r of recordsOf(step.outgoing)) all.push(r)
+        for (const step of taken) {
+          for (const r of recordsOf(step.outgoing)) all.push(r)
+          yield* staged(options.sinks, task, step)
+        }
         yield* flushSinks
         // A retry is a new transaction with the same content: the last one was aborted, so none of it is visible.
         const metadata = yield* Effect.suspend(() =>

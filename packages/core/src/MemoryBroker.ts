@@ -10,10 +10,10 @@
  *   (auto.create.topics.enable); `consume`, `read` and the admin calls fail for a topic that does not exist.
  * - Compaction is modelled at read time: `read` from `earliest` on a topic created with `cleanup.policy=compact`
  *   first delivers, per partition, only the latest record of each key (tombstones included, at their original
- *   offsets) among the records present when the read starts, then every record appended afterwards. Group
+ *   offsets) among the committed records below the LSO when the read starts, then every record appended afterwards. Group
  *   consumers always see the whole log, as they do in the active segment of a real broker. `offsets().low` stays 0.
  * - Members never time out (`sessionTimeoutMs` is ignored): a member is alive until its scope closes. `maxWaitMs`
- *   is ignored too, because `send` wakes waiting fetchers directly.
+ *   is ignored too, because appends and transaction markers wake waiting fetchers directly.
  * - Groups use Sluice's task assignor (co-partitioned, sticky: `Assignor.ts`) and eager rebalances that run every
  *   owner's `onRevoke` before anything is reassigned (see `internal/memoryGroup.ts`). `consume` returns before
  *   the first assignment. A rebalance waits for in-flight `onBatch` calls however long they take (no
@@ -21,12 +21,32 @@
  *   deleted topic are dropped with it.
  * - A commit must come from the partition's current owner (the broker itself only checks the generation). There is
  *   one exception: during a rebalance's `onAssignment` calls, a member may still commit the partitions it just lost.
+ * - Transactions (`transactional`) model producer epochs and fencing: opening a producer for a transactional id
+ *   fences the previous one, aborting its open transaction; a fenced producer's calls fail with reason `Fenced`, a
+ *   closed one's with `Closed`. A transaction appends its records at once when it begins, as an open transaction,
+ *   and ends in one step: on commit the group's offsets are written (no ownership or generation check, as Kafka's
+ *   TxnOffsetCommit before KIP-447) and a commit marker is appended to each partition it wrote; on abort an abort
+ *   marker. Markers are control records: they take an offset (so `offsets().high` and `highWatermark`, the log
+ *   end, count them) and are never delivered. Transaction timeouts are not modelled: a transaction stays open until
+ *   its call ends, its producer closes (which aborts it) or is fenced. `failSends` aborts a transaction after its
+ *   records were appended; `holdSends` holds it open, before its commit.
+ * - Every reader is read_committed: group consumers, `read` and `readPartition` get only records below a
+ *   partition's last stable offset (the first offset of its oldest open transaction, else the log end: records
+ *   after an open transaction wait, plain ones too) and never markers or aborted records. A batch carries
+ *   `lastOffset` when it covered offsets after its last record; `read` and `readPartition` deliver such a batch
+ *   even with no record in it, group consumers get no batch for a range without records, as with kafkajs.
+ *   `readPartition` reads up to the LSO it had when it started; `read` from `latest` starts at the LSO.
+ * - `seek` moves a member's fetch position of a partition it owns: the next batch starts there, and a batch the
+ *   fetcher took before is not delivered. A seek from `onAssignment` sets where the new generation starts; an
+ *   eager rebalance forgets earlier seeks. A position past the end waits for the log to get there (no
+ *   auto.offset.reset).
  * - Records share the byte arrays they were produced with: treat keys and values as read-only.
  */
 import { Clock, Context, Deferred, Effect, Layer, Stream } from "effect"
 import { KafkaError, Rejected, Unavailable } from "./Errors.ts"
 import * as Group from "./internal/memoryGroup.ts"
 import * as Log from "./internal/memoryLog.ts"
+import * as Txn from "./internal/memoryTxn.ts"
 import {
   Kafka,
   type KafkaShape,
@@ -40,25 +60,38 @@ import * as Partitioner from "./Partitioner.ts"
 import {
   type ConsumerRecord,
   defaultMaxMessageBytes,
-  type Headers,
   type ProducerRecord,
   type RecordBatch,
-  type RecordMetadata,
   type TopicPartitionOffset,
   tpKey
 } from "./Record.ts"
 
 export type { MemberInfo } from "./internal/memoryGroup.ts"
+export type { AppendedRecord } from "./internal/memoryLog.ts"
 
 export interface MemoryBrokerShape {
-  /** Every record of a topic, partition after partition, each in offset order; empty for an unknown topic. */
+  /**
+   * Every record of a topic that a read_committed reader gets now, partition after partition, each in offset order:
+   * plain and committed records below the partition's last stable offset (no markers, nothing aborted or open).
+   * Empty for an unknown topic.
+   */
   readonly records: (topic: string) => Effect.Effect<ReadonlyArray<ConsumerRecord>>
-  /** The next `n` calls of `send` fail with a KafkaError with this `retryable` flag, appending nothing. */
+  /**
+   * Every data record ever appended to a topic, in the same order, with its `state`: `plain` (no transaction),
+   * `open`, `committed` or `aborted`. Markers are left out (they only take offsets). Empty for an unknown topic.
+   */
+  readonly appended: (topic: string) => Effect.Effect<ReadonlyArray<Log.AppendedRecord>>
+  /** Each partition's last stable offset: the first offset of its oldest open transaction, or its log end. */
+  readonly lastStableOffsets: (topic: string) => Effect.Effect<ReadonlyArray<TopicPartitionOffset>>
+  /**
+   * The next `n` calls of `send` or `transaction` fail with a KafkaError with this `retryable` flag. A send appends
+   * nothing; a transaction is aborted (its records, already appended, become aborted; its offsets are not committed).
+   */
   readonly failSends: (n: number, retryable: boolean) => Effect.Effect<void>
   /**
    * From now on every `send` suspends before appending anything, unacknowledged, until `releaseSends`: a broker
    * that stopped answering. A send whose records are over their topic's limit still fails at once (that check is the
-   * client's).
+   * client's). A `transaction` suspends after appending its records as an open transaction, before its commit.
    */
   readonly holdSends: Effect.Effect<void>
   /**
@@ -68,11 +101,14 @@ export interface MemoryBrokerShape {
   readonly holdSendsTo: (topics: ReadonlyArray<string>) => Effect.Effect<void>
   /** Lets the held sends through, in the order they were called, and every later one. */
   readonly releaseSends: Effect.Effect<void>
-  /** How many `send` calls are waiting (held, or released and not yet appended). */
+  /** How many `send` and `transaction` calls are waiting (held, or released and not yet through). */
   readonly heldSends: Effect.Effect<number>
   /** The group's current members in join order, with their assignments. */
   readonly members: (groupId: string) => Effect.Effect<ReadonlyArray<Group.MemberInfo>>
-  /** Waits until the group has committed every partition of `topic` up to the partition's current end. */
+  /**
+   * Waits until the group has committed every partition of `topic` up to the partition's current end, less its
+   * trailing markers and aborted records (a consumer commits the offset after the last record it got).
+   */
   readonly awaitCommitted: (groupId: string, topic: string) => Effect.Effect<void>
 }
 
@@ -84,8 +120,6 @@ export interface Options {
   /** Most records in one delivered batch. Default 500. */
   readonly maxBatchSize?: number
 }
-
-const noHeaders: Headers = Object.freeze({})
 
 const positiveInt = (name: string, value: number): Effect.Effect<number> =>
   Number.isInteger(value) && value >= 1
@@ -109,14 +143,14 @@ const make = Effect.fnUntraced(function* (options: Options) {
   const gated = (records: ReadonlyArray<ProducerRecord>) =>
     gate.topics === undefined || records.some((r) => gate.topics!.has(r.topic))
 
-  const sendError = (message: string, retryable = false) =>
+  const sendError = (operation: string, message: string, retryable = false) =>
     new KafkaError({
-      operation: "send",
+      operation,
       reason: retryable ? new Unavailable({ message }) : new Rejected({ message })
     })
 
   // Every record's partition is resolved before any is appended, so a bad record fails the whole call.
-  const resolve = (records: ReadonlyArray<ProducerRecord>, created: Array<string>) => {
+  const targetsOf = (operation: string, records: ReadonlyArray<ProducerRecord>, created: Array<string>) => {
     const targets: Array<Log.PartitionLog> = []
     for (const r of records) {
       let topic = topics.get(r.topic)
@@ -126,16 +160,28 @@ const make = Effect.fnUntraced(function* (options: Options) {
         created.push(r.topic)
       }
       if (topic.compacted && r.key === null)
-        return sendError(`a record without a key cannot go to compacted topic ${r.topic}`)
+        return sendError(operation, `a record without a key cannot go to compacted topic ${r.topic}`)
       const count = topic.partitions.length
       const partition = r.partition ?? partitioner(r.key, count)
       const log = Number.isInteger(partition) ? topic.partitions[partition] : undefined
       if (log === undefined) {
-        return sendError(`partition ${partition} out of range for topic ${r.topic} (${count} partitions)`)
+        return sendError(operation, `partition ${partition} out of range for topic ${r.topic} (${count} partitions)`)
       }
       targets.push(log)
     }
     return targets
+  }
+
+  const resolve = (operation: string, records: ReadonlyArray<ProducerRecord>) => {
+    const created: Array<string> = []
+    const targets = targetsOf(operation, records, created)
+    return { targets, changed: Group.topicsChanged(env, created) }
+  }
+
+  const fault = (operation: string) => {
+    if (faults.remaining === 0) return undefined
+    faults.remaining--
+    return sendError(operation, "injected failure (MemoryBroker.failSends)", faults.retryable)
   }
 
   // A held send leaving (appended, failed or interrupted) lets the next one go unless sends are held again.
@@ -170,36 +216,22 @@ const make = Effect.fnUntraced(function* (options: Options) {
   const append = (records: ReadonlyArray<ProducerRecord>) =>
     Effect.flatMap(Clock.currentTimeMillis, (now) =>
       Effect.suspend(() => {
-        if (faults.remaining > 0) {
-          faults.remaining--
-          return Effect.fail(sendError("injected failure (MemoryBroker.failSends)", faults.retryable))
-        }
-        const created: Array<string> = []
-        const targets = resolve(records, created)
-        const changed = Group.topicsChanged(env, created)
+        const injected = fault("send")
+        if (injected !== undefined) return Effect.fail(injected)
+        const { targets, changed } = resolve("send", records)
         if (targets instanceof KafkaError) return Effect.andThen(changed, Effect.fail(targets))
-        const metadata: Array<RecordMetadata> = new Array(records.length)
-        const touched = new Set<Log.PartitionLog>()
-        for (let i = 0; i < records.length; i++) {
-          const r = records[i]!
-          const log = targets[i]!
-          const offset = log.records.length
-          log.records.push({
-            topic: log.topic,
-            partition: log.partition,
-            offset,
-            timestamp: r.timestamp ?? now,
-            key: r.key,
-            value: r.value,
-            headers: r.headers ?? noHeaders
-          })
-          metadata[i] = { topic: log.topic, partition: log.partition, offset }
-          touched.add(log)
-        }
-        for (const log of touched) Log.wake(log)
-        return Effect.as(changed, metadata)
+        return Effect.as(changed, Log.append(records, targets, now).metadata)
       })
     )
+
+  const transactional = Txn.make({
+    topics,
+    limitOf,
+    resolve,
+    fault,
+    throughGate,
+    commitOffsets: (groupId, offsets) => Group.commitOffsets(Group.getGroup(env, groupId), offsets)
+  })
 
   const read = (options: ReadOptions): Stream.Stream<RecordBatch, KafkaError> =>
     Stream.unwrap(
@@ -211,13 +243,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
           const topic = topics.get(name)
           if (topic === undefined) return Effect.fail(unknownTopic("read", name))
           for (const log of topic.partitions) {
-            const end = log.records.length
-            const compact = topic.compacted && !fromLatest
-            const cursor: Log.Cursor = {
-              head: compact ? Log.compactedHead(log, end) : [],
-              headIndex: 0,
-              position: compact || fromLatest ? end : 0
-            }
+            const cursor = Log.cursor(log, fromLatest ? "latest" : topic.compacted ? "compacted" : "earliest")
             streams.push(Stream.fromEffectRepeat(Log.nextBatch(log, cursor, maxBatchSize)))
           }
         }
@@ -228,7 +254,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
     )
 
   // The whole log from `from` (group consumers and restores see every record, as in the active segment), in
-  // batches, up to the end it had when the read started.
+  // batches, up to the LSO it had when the read started. Entries below it are settled, so the batches can be made now.
   const readPartition = (options: ReadPartitionOptions): Stream.Stream<RecordBatch, KafkaError> =>
     Stream.unwrap(
       Effect.suspend(() => {
@@ -240,10 +266,10 @@ const make = Effect.fnUntraced(function* (options: Options) {
               : unknownTopic("readPartition", options.topic)
           )
         }
-        const end = log.records.length
+        const end = Log.stableEnd(log)
         const batches: Array<RecordBatch> = []
         for (let at = Math.max(0, options.from); at < end; at += maxBatchSize) {
-          batches.push(Log.batchOf(log, log.records.slice(at, Math.min(end, at + maxBatchSize))))
+          batches.push(Log.batchOver(log, at, Math.min(end, at + maxBatchSize)))
         }
         return Effect.succeed(Stream.fromIterable(batches))
       })
@@ -314,7 +340,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
 
   const kafka: KafkaShape = {
     send,
-    transactional: () => Effect.die(new Error("MemoryBroker: transactions are not implemented yet")),
+    transactional,
     consume: (options, handlers) =>
       Effect.suspend(() => {
         const missing = options.topics.find((name) => !topics.has(name))
@@ -352,11 +378,20 @@ const make = Effect.fnUntraced(function* (options: Options) {
 
   const caughtUp = (group: Group.Group, topic: string): boolean =>
     (topics.get(topic)?.partitions ?? []).every(
-      (log) => (group.committed.get(tpKey(topic, log.partition)) ?? 0) >= log.records.length
+      (log) => (group.committed.get(tpKey(topic, log.partition)) ?? 0) >= Log.settledEnd(log)
     )
 
   const broker: MemoryBrokerShape = {
-    records: (topic) => Effect.sync(() => (topics.get(topic)?.partitions ?? []).flatMap((log) => log.records)),
+    records: (topic) => Effect.sync(() => (topics.get(topic)?.partitions ?? []).flatMap(Log.committedRecords)),
+    appended: (topic) => Effect.sync(() => (topics.get(topic)?.partitions ?? []).flatMap(Log.appendedRecords)),
+    lastStableOffsets: (topic) =>
+      Effect.sync(() =>
+        (topics.get(topic)?.partitions ?? []).map((log) => ({
+          topic,
+          partition: log.partition,
+          offset: Log.stableEnd(log)
+        }))
+      ),
     failSends: (n, retryable) =>
       Effect.sync(() => {
         faults.remaining = n

@@ -19,6 +19,10 @@ export const recordsDeadLettered = Metric.counter("sluice_records_dead_lettered"
   description: "records sent to a dead-letter topic",
   incremental: true
 })
+export const sinkRows = Metric.counter("sluice_sink_rows_written", {
+  description: "rows written by sinks (Postgres, ClickHouse, ...)",
+  incremental: true
+})
 export const batchLatency = Metric.histogram("sluice_batch_latency_ms", {
   description: "time to decode, process and durably write one batch",
   boundaries: latencyBoundaries

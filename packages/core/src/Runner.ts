@@ -135,6 +135,7 @@ export const run = <E, R>(
       }
 
       const failed = yield* Deferred.make<never, RunError<E>>()
+      const sinkToken = {}
       const ready = yield* Deferred.make<{ consumer: GroupConsumer; delivery: Delivery.Delivery }>()
       const tasks = new Map<number, Entry<E>>()
       const paused = new Map<number, Array<TopicPartition>>()
@@ -330,7 +331,9 @@ export const run = <E, R>(
         if (Option.isNone(drained))
           yield* Effect.logWarning(`task ${task}: drain timed out; in-flight work is re-delivered`)
         yield* Scope.close(entry.scope, Exit.void)
+        // Commits what the task completed, after writing the sinks' buffers; what is left of them is not its any more.
         yield* delivery.release(entry.actor.partitions)
+        for (const sink of sinks) sink.forget(task)
       })
 
       // Before the member rejoins: every task finishes what it holds and the member commits, so no task is ever
@@ -444,6 +447,16 @@ export const run = <E, R>(
           yield* entry.actor.offer(fresh)
         })
 
+      // Before the consumer, so that they close after it: the last commit writes their buffers first.
+      const sinks = yield* Effect.forEach(topology.sinks, (sink) =>
+        sink.start(sinkToken, {
+          kafka,
+          application: topology.name,
+          deadLetterTopic: (topic) =>
+            topology.inputs.find((i) => i.topic === topic)?.deadLetterTopic ?? DeadLetter.topicFor(topic)
+        })
+      ).pipe(Effect.provideContext(context))
+
       const consumer = yield* kafka.consume(
         {
           groupId,
@@ -455,6 +468,7 @@ export const run = <E, R>(
         { onBatch, onAssignment, onRevoke }
       )
       const commitOptions = {
+        sinks,
         ...(options.commitEveryRecords === undefined ? {} : { commitEveryRecords: options.commitEveryRecords }),
         ...(options.commitInterval === undefined ? {} : { commitInterval: options.commitInterval }),
         ...(options.flush === undefined ? {} : { flush: options.flush })
@@ -500,7 +514,13 @@ export const run = <E, R>(
       )
       // A task failing for good, the client leaving the group for good, the commit fiber dying or a part of the
       // worker dying ends the worker.
-      return yield* Effect.raceAllFirst([Deferred.await(failed), consumer.failed, delivery.failed, health.failures])
+      return yield* Effect.raceAllFirst([
+        Deferred.await(failed),
+        consumer.failed,
+        delivery.failed,
+        health.failures,
+        ...sinks.map((s) => s.failed)
+      ])
     })
   )
 

@@ -16,6 +16,7 @@ import type { BatchResult } from "./Batch.ts"
 import * as DeadLetter from "./DeadLetter.ts"
 import type { TopicSpec } from "./Kafka.ts"
 import type { ConsumerRecord, TopicPartition, TopicPartitionOffset } from "./Record.ts"
+import type { SinkSpec } from "./Sink.ts"
 import type * as Store from "./Store.ts"
 import type { TaskContext, Timer } from "./Task.ts"
 import * as Topic from "./Topic.ts"
@@ -60,6 +61,8 @@ export interface Topology<E, R> {
   readonly timers: ReadonlyArray<Timer<E, R>>
   readonly lifecycle: PartitionLifecycle<R>
   readonly startOffsets: StartOffsets<E, R> | undefined
+  /** Sinks the topology writes rows to (`out.write`); written before every commit. */
+  readonly sinks: ReadonlyArray<SinkSpec<R>>
 }
 
 /**
@@ -110,6 +113,8 @@ interface Common<E, R> {
   readonly lifecycle?: PartitionLifecycle<R>
   /** Positions kept outside Kafka, where tasks start instead of the group's committed offsets. */
   readonly startOffsets?: StartOffsets<E, R>
+  /** Sinks the topology writes rows to with `out.write(sink, row)` (Sink.ts). */
+  readonly sinks?: ReadonlyArray<SinkSpec<R>>
 }
 
 export interface OneInput<K, V, E, R> extends Common<E, R> {
@@ -146,7 +151,8 @@ export function make<K, V, E, R>(definition: OneInput<K, V, E, R> | SeveralInput
     stores: definition.stores ?? [],
     timers: definition.timers ?? [],
     lifecycle: definition.lifecycle ?? {},
-    startOffsets: definition.startOffsets
+    startOffsets: definition.startOffsets,
+    sinks: definition.sinks ?? []
   }
 }
 

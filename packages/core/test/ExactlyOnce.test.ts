@@ -61,6 +61,16 @@ const assertExactlyOnce = (lines: ReadonlyArray<string>, truth: ReadonlyMap<stri
   assert.deepStrictEqual(new Map([...last].sort()), new Map([...truth].sort()))
 }
 
+/** Moves the test clock on in commit intervals until `condition` holds (the commit is due only after processing). */
+const untilCommitted = Effect.fnUntraced(function* <E, R>(what: string, condition: Effect.Effect<boolean, E, R>) {
+  for (let i = 0; i < 50; i++) {
+    if (yield* condition) return
+    yield* TestClock.adjust("100 millis")
+    for (let j = 0; j < 50; j++) yield* Effect.yieldNow
+  }
+  return yield* Effect.die(new Error(`never: ${what}`))
+})
+
 const tally = (list: ReadonlyArray<string>) => {
   const truth = new Map<string, number>()
   for (const w of list) truth.set(w, (truth.get(w) ?? 0) + 1)
@@ -110,8 +120,7 @@ describe("exactly-once", () => {
       const first = ["a", "b", "a"]
       yield* words(first)
       const fiber = yield* Effect.forkChild(Runner.run(topology, eos))
-      yield* TestClock.adjust("100 millis")
-      yield* settle(
+      yield* untilCommitted(
         "the first transaction",
         Effect.map(outputs, (o) => o.length === 3)
       )
@@ -141,8 +150,7 @@ describe("exactly-once", () => {
       assert.strictEqual(yield* committed, 3)
 
       const restarted = yield* Effect.forkChild(Runner.run(topology, eos))
-      yield* TestClock.adjust("100 millis")
-      yield* settle(
+      yield* untilCommitted(
         "every record once",
         Effect.map(outputs, (o) => o.length === 7)
       )
@@ -166,6 +174,10 @@ describe("exactly-once", () => {
       }
       assertExactlyOnce(yield* outputs, tally(list))
       assert.strictEqual(yield* committed, list.length)
+      // The failed attempts were written and aborted: a read_uncommitted reader would have seen duplicates.
+      const states = (yield* broker.appended("out")).map((r) => r.state)
+      assert.isAtLeast(states.filter((s) => s === "aborted").length, 1)
+      assert.strictEqual(states.filter((s) => s === "committed").length, list.length)
       yield* stopOnTestClock(fiber)
     }).pipe(Effect.provide(memory))
   )
@@ -178,8 +190,7 @@ describe("exactly-once", () => {
       yield* words(["a", "a"], 0)
       yield* words(["b", "b"], 1)
       const fiber = yield* Effect.forkChild(Runner.run(topology, eos))
-      yield* TestClock.adjust("100 millis")
-      yield* settle(
+      yield* untilCommitted(
         "4 outputs",
         Effect.map(outputs, (o) => o.length === 4)
       )
@@ -200,8 +211,7 @@ describe("exactly-once", () => {
       assert.notInclude(afterFence, "0:a=3")
       assert.isUndefined(fiber.pollUnsafe(), "the worker is still running")
       yield* words(["b"], 1)
-      yield* TestClock.adjust("100 millis")
-      yield* settle(
+      yield* untilCommitted(
         "task 1 still processes",
         Effect.map(outputs, (o) => o.includes("1:b=4"))
       )
@@ -215,10 +225,10 @@ describe("exactly-once", () => {
         Effect.map(broker.members("wc"), (m) => m.length === 2 && m.every((x) => x.assignment.length === 1))
       )
       yield* stopOnTestClock(other)
-      for (let i = 0; i < 20 && !(yield* outputs).includes("0:a=3"); i++) {
-        yield* TestClock.adjust("100 millis")
-        for (let j = 0; j < 50; j++) yield* Effect.yieldNow
-      }
+      yield* untilCommitted(
+        "task 0 back",
+        Effect.map(outputs, (o) => o.includes("0:a=3"))
+      )
       assertExactlyOnce(yield* outputs, tally(["a", "a", "a", "b", "b", "b", "b"]))
       yield* stopOnTestClock(fiber)
     }).pipe(Effect.provide(memory))

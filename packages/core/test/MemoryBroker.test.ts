@@ -17,41 +17,11 @@ import {
   type TopicPartition,
   text
 } from "../src/Record.ts"
+import { keyText, member, record, takeRecords, untilHeld, valueText } from "./support/memoryBroker.ts"
 import { recordOfSize } from "./support/recordOfSize.ts"
 
-const record = (topic: string, key: string | null, value: string | null, partition?: number) => ({
-  topic,
-  key: key === null ? null : bytes(key),
-  value: value === null ? null : bytes(value),
-  ...(partition === undefined ? {} : { partition })
-})
-
-const keyText = (r: ConsumerRecord) => (r.key === null ? null : text(r.key))
-const valueText = (r: ConsumerRecord) => (r.value === null ? null : text(r.value))
 const coordinates = (records: ReadonlyArray<ConsumerRecord>) => records.map((r) => `${r.partition}@${r.offset}`)
 const partitions = (assignment: ReadonlyArray<TopicPartition>) => assignment.map((tp) => tp.partition).sort()
-
-/** A group member that queues every batch and assignment it gets. */
-const member = Effect.fnUntraced(function* (groupId: string, topics: ReadonlyArray<string>, fromBeginning = true) {
-  const kafka = yield* Kafka
-  const batches = yield* Queue.unbounded<RecordBatch>()
-  const assignments = yield* Queue.unbounded<ReadonlyArray<TopicPartition>>()
-  const consumer = yield* kafka.consume(
-    { groupId, topics, fromBeginning },
-    {
-      onBatch: (batch) => Queue.offer(batches, batch).pipe(Effect.asVoid),
-      onAssignment: (assignment) => Queue.offer(assignments, assignment).pipe(Effect.asVoid)
-    }
-  )
-  return { consumer, batches, assignments }
-})
-
-/** Takes batches until `n` records have arrived. */
-const takeRecords = Effect.fnUntraced(function* (batches: Queue.Queue<RecordBatch>, n: number) {
-  const records: Array<ConsumerRecord> = []
-  while (records.length < n) records.push(...(yield* Queue.take(batches)).records)
-  return records
-})
 
 /** Takes assignments until one has `n` partitions. */
 const assignmentOf = Effect.fnUntraced(function* (assignments: Queue.Queue<ReadonlyArray<TopicPartition>>, n: number) {
@@ -574,13 +544,6 @@ describe("MemoryBroker", () => {
       assert.strictEqual(big.reason._tag, "MessageTooLarge")
     }).pipe(Effect.provide(MemoryBroker.layer))
   )
-
-  /** Yields until `n` sends are held (they run in forked fibers). */
-  const untilHeld = (broker: MemoryBroker.MemoryBrokerShape, n: number) =>
-    Effect.gen(function* () {
-      for (let i = 0; i < 1000 && (yield* broker.heldSends) !== n; i++) yield* Effect.yieldNow
-      assert.strictEqual(yield* broker.heldSends, n)
-    })
 
   it.effect("holdSendsTo holds only the sends that write to those topics", () =>
     Effect.gen(function* () {

@@ -14,13 +14,17 @@
  *
  * Group state is mutated only inside synchronous steps, which are atomic in the single-threaded runtime; a fetcher
  * decides to deliver and marks its batch in flight in one such step, so a quiesce can never miss a batch.
+ *
+ * Fetchers read with isolation read_committed: only below the partition's last stable offset, skipping markers and
+ * aborted records (a range with nothing else is passed over without a delivery, as kafkajs does). `seek` moves a
+ * fetcher's position; a seek from `onAssignment` sets where the new generation's fetchers start.
  */
 import { Cause, type Context, Deferred, Effect, Exit, Fiber, Scope, Semaphore } from "effect"
 import { taskAssign } from "../Assignor.ts"
 import { Closed, KafkaError, Rebalance } from "../Errors.ts"
 import type { ConsumeHandlers, ConsumeOptions, GroupConsumer } from "../Kafka.ts"
 import { type RecordBatch, type TopicPartition, type TopicPartitionOffset, tpKey } from "../Record.ts"
-import { batchOf, type PartitionLog, type TopicLog } from "./memoryLog.ts"
+import { batchOver, type PartitionLog, stableEnd, type TopicLog, wake } from "./memoryLog.ts"
 
 /** What groups need from the broker. */
 export interface Env {
@@ -57,6 +61,8 @@ interface Member {
   owned: ReadonlySet<string>
   /** Partitions the current rebalance took away, still committable until the new generation starts fetching. */
   revoked: ReadonlySet<string>
+  /** Seeks of owned partitions that have no fetcher yet (from `onAssignment`): where their fetchers start. */
+  readonly seeks: Map<string, number>
   generation: number
   fetchers: Array<Fetcher>
   stopped: boolean
@@ -65,6 +71,11 @@ interface Member {
 
 interface Fetcher {
   readonly key: string
+  readonly log: PartitionLog
+  /** The offset the next batch starts at. */
+  position: number
+  /** Counts `seek`s: a batch taken before one is not delivered, and does not move `position` once delivered. */
+  seeks: number
   halted: boolean
   inFlight: Deferred.Deferred<void> | undefined
   /** Completed by `resume`; a paused fetcher waits on it rather than on new data. */
@@ -129,6 +140,7 @@ export const consume = Effect.fnUntraced(function* (env: Env, options: ConsumeOp
     assignment: [],
     owned: new Set(),
     revoked: none,
+    seeks: new Map(),
     generation: 0,
     fetchers: [],
     stopped: false,
@@ -162,10 +174,7 @@ const handle = (group: Group, member: Member): GroupConsumer => ({
           )
         }
       }
-      for (const o of offsets) group.committed.set(tpKey(o.topic, o.partition), o.offset)
-      const signal = group.commitSignal
-      group.commitSignal = Deferred.makeUnsafe<void>()
-      Deferred.doneUnsafe(signal, Effect.void)
+      commitOffsets(group, offsets)
       return Effect.void
     }),
   pause: (partitions) =>
@@ -183,7 +192,23 @@ const handle = (group: Group, member: Member): GroupConsumer => ({
         Deferred.doneUnsafe(wake, Effect.void)
       }
     }),
-  seek: () => Effect.die(new Error("MemoryBroker: seek is not implemented yet")),
+  seek: (offsets) =>
+    Effect.sync(() => {
+      for (const o of offsets) {
+        const key = tpKey(o.topic, o.partition)
+        if (!member.owned.has(key)) continue
+        const offset = Math.max(0, o.offset)
+        const fetcher = member.fetchers.find((f) => f.key === key)
+        if (fetcher === undefined) {
+          member.seeks.set(key, offset)
+          continue
+        }
+        fetcher.position = offset
+        fetcher.seeks++
+        // A fetcher idle at the end waits on the log: a seek back must get it going.
+        wake(fetcher.log)
+      }
+    }),
   stop: Effect.suspend(() => {
     member.stopped = true
     return quiesce(member)
@@ -191,6 +216,14 @@ const handle = (group: Group, member: Member): GroupConsumer => ({
   // The in-memory broker never drops a member on its own.
   failed: Effect.never
 })
+
+/** Writes committed offsets (from a member or a transaction) and wakes `MemoryBroker.awaitCommitted`. */
+export const commitOffsets = (group: Group, offsets: ReadonlyArray<TopicPartitionOffset>): void => {
+  for (const o of offsets) group.committed.set(tpKey(o.topic, o.partition), o.offset)
+  const signal = group.commitSignal
+  group.commitSignal = Deferred.makeUnsafe<void>()
+  Deferred.doneUnsafe(signal, Effect.void)
+}
 
 const commitError = (message: string) => new KafkaError({ operation: "commit", reason: new Rebalance({ message }) })
 
@@ -245,6 +278,8 @@ const rebalance = Effect.fnUntraced(function* (env: Env, group: Group) {
     m.revoked = new Set([...m.owned].filter((key) => !owned.has(key)))
     m.owned = owned
     m.generation = generation
+    // Positions do not survive an eager rebalance: only seeks from the coming onAssignment count.
+    m.seeks.clear()
   }
   yield* Effect.forEach(active, (m) => runIn(m, "onAssignment", m.handlers.onAssignment(m.assignment)), {
     concurrency: "unbounded",
@@ -290,13 +325,22 @@ const startFetchers = Effect.fnUntraced(function* (env: Env, group: Group, membe
   for (const tp of member.assignment) {
     const log = env.topics.get(tp.topic)?.partitions[tp.partition]
     if (log === undefined) continue
-    const end = log.records.length
-    const committed = group.committed.get(tpKey(tp.topic, tp.partition))
-    // Like auto.offset.reset, a committed offset past the log end counts as no commit.
+    const key = tpKey(tp.topic, tp.partition)
+    const committed = group.committed.get(key)
+    // Like auto.offset.reset, a committed offset past the log end counts as no commit; "latest" is the LSO under
+    // read_committed.
     const start =
-      committed !== undefined && committed <= end ? committed : member.options.fromBeginning === false ? end : 0
+      member.seeks.get(key) ??
+      (committed !== undefined && committed <= log.records.length
+        ? committed
+        : member.options.fromBeginning === false
+          ? stableEnd(log)
+          : 0)
     const fetcher: Fetcher = {
-      key: tpKey(tp.topic, tp.partition),
+      key,
+      log,
+      position: start,
+      seeks: 0,
       halted: false,
       inFlight: undefined,
       wake: Deferred.makeUnsafe<void>(),
@@ -304,38 +348,56 @@ const startFetchers = Effect.fnUntraced(function* (env: Env, group: Group, membe
     }
     member.fetchers.push(fetcher)
     fetcher.fiber = yield* Effect.forkIn(
-      fetch(member, fetcher, log, start, env.maxBatchSize).pipe(Effect.provideContext(member.context)),
+      fetch(member, fetcher, env.maxBatchSize).pipe(Effect.provideContext(member.context)),
       member.scope
     )
   }
+  member.seeks.clear()
 })
 
 type Step =
   | { readonly _tag: "Stop" }
   | { readonly _tag: "Wait"; readonly signal: Deferred.Deferred<void> }
-  | { readonly _tag: "Deliver"; readonly batch: RecordBatch; readonly done: Deferred.Deferred<void> }
+  | {
+      readonly _tag: "Deliver"
+      readonly batch: RecordBatch
+      /** Where the batch's range ends, and so the next position. */
+      readonly to: number
+      readonly seeks: number
+      readonly done: Deferred.Deferred<void>
+    }
 
 const finished: Step = { _tag: "Stop" }
 
 /** One partition of one generation, in order, one batch at a time: awaiting `onBatch` is the backpressure. */
 const fetch = Effect.fnUntraced(
-  function* (member: Member, fetcher: Fetcher, log: PartitionLog, start: number, maxBatchSize: number) {
-    let position = start
+  function* (member: Member, fetcher: Fetcher, maxBatchSize: number) {
+    const log = fetcher.log
     while (true) {
       const step = yield* Effect.sync((): Step => {
         if (fetcher.halted || member.stopped || member.left || log.deleted) return finished
         if (member.paused.has(fetcher.key)) return { _tag: "Wait", signal: fetcher.wake }
-        if (position >= log.records.length) return { _tag: "Wait", signal: log.signal }
-        const done = Deferred.makeUnsafe<void>()
-        fetcher.inFlight = done
-        return { _tag: "Deliver", batch: batchOf(log, log.records.slice(position, position + maxBatchSize)), done }
+        const end = stableEnd(log)
+        while (fetcher.position < end) {
+          const to = Math.min(end, fetcher.position + maxBatchSize)
+          const batch = batchOver(log, fetcher.position, to)
+          if (batch.records.length === 0) {
+            fetcher.position = to
+            continue
+          }
+          const done = Deferred.makeUnsafe<void>()
+          fetcher.inFlight = done
+          return { _tag: "Deliver", batch, to, seeks: fetcher.seeks, done }
+        }
+        return { _tag: "Wait", signal: log.signal }
       })
       if (step._tag === "Stop") return
       if (step._tag === "Wait") {
         yield* Deferred.await(step.signal)
         continue
       }
-      yield* member.handlers.onBatch(step.batch).pipe(
+      const current = () => fetcher.seeks === step.seeks
+      yield* Effect.suspend(() => (current() ? member.handlers.onBatch(step.batch) : Effect.void)).pipe(
         Effect.ensuring(
           Effect.sync(() => {
             fetcher.inFlight = undefined
@@ -343,7 +405,7 @@ const fetch = Effect.fnUntraced(
           })
         )
       )
-      position += step.batch.records.length
+      if (current()) fetcher.position = step.to
     }
   },
   (effect, member, fetcher) =>

@@ -319,7 +319,7 @@ export const make = Effect.fnUntraced(function* <E, R>(
       const rejected =
         prepared.rejected.length === 0 ? processed.rejected : prepared.rejected.concat(processed.rejected)
       const deadLetters = yield* deadLettersOf(input, rejected)
-      yield* deliver({ outputs: processed.outputs, deadLetters }, positions(), records.length)
+      yield* deliver({ outputs: processed.outputs, deadLetters, rows: processed.rows }, positions(), records.length)
     })
     yield* step.pipe(
       // The broker refused a record within the limits read (a topic's limit lowered since): the step's writes were
@@ -350,7 +350,7 @@ export const make = Effect.fnUntraced(function* <E, R>(
       Effect.onError(() => Effect.sync(() => rollback(point)))
     )
     // A tick's outputs are committed with the task's current position.
-    yield* deliver({ outputs: result.outputs, deadLetters: [] }, positions(), 0)
+    yield* deliver({ outputs: result.outputs, deadLetters: [], rows: result.rows }, positions(), 0)
   })
 
   const fireStreamTimers = Effect.gen(function* () {
