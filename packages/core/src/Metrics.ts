@@ -23,6 +23,10 @@ export const sinkRows = Metric.counter("sluice_sink_rows_written", {
   description: "rows written by sinks (Postgres, ClickHouse, ...)",
   incremental: true
 })
+export const recordsLate = Metric.counter("sluice_records_late", {
+  description: "records that came after the windows they belong to had closed (Windows.ts)",
+  incremental: true
+})
 export const batchLatency = Metric.histogram("sluice_batch_latency_ms", {
   description: "time to decode, process and durably write one batch",
   boundaries: latencyBoundaries
@@ -48,15 +52,25 @@ export const forPartition = (topic: string, partition: number): PartitionMetrics
   lag: Metric.withAttributes(consumerLag, { topic, partition: String(partition) })
 })
 
-const outByTopic = new Map<string, Metric.Metric<number, Metric.CounterState<number>>>()
-const outFor = (topic: string) => {
-  let metric = outByTopic.get(topic)
-  if (metric === undefined) {
-    metric = Metric.withAttributes(recordsOut, { topic })
-    outByTopic.set(topic, metric)
+type Counter = Metric.Metric<number, Metric.CounterState<number>>
+
+/** A counter's series per topic, each made once. */
+const byTopic = (counter: Counter): ((topic: string) => Counter) => {
+  const series = new Map<string, Counter>()
+  return (topic) => {
+    let metric = series.get(topic)
+    if (metric === undefined) {
+      metric = Metric.withAttributes(counter, { topic })
+      series.set(topic, metric)
+    }
+    return metric
   }
-  return metric
 }
+
+const outFor = byTopic(recordsOut)
+
+/** `sluice_records_late` of one input topic. */
+export const lateFor: (topic: string) => Counter = byTopic(recordsLate)
 
 /** Counts produced records per output topic with one metric update per topic and batch. */
 export const countOut = (records: ReadonlyArray<{ readonly topic: string }>): Effect.Effect<void> => {

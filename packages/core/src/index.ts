@@ -1,4 +1,8 @@
-/** Sluice's runtime: topics and codecs, the Kafka service and its layers, the task runtime, stores, tables and lookups. */
+/**
+ * Sluice's runtime: topics and codecs, the Kafka service and its layers, the task runtime, stores, windows, tables
+ * and lookups.
+ */
+export * as Aggregator from "./Aggregator.ts"
 export * as Assignor from "./Assignor.ts"
 export * as Batch from "./Batch.ts"
 export * as Codec from "./Codec.ts"
@@ -21,3 +25,5 @@ export * as Table from "./Table.ts"
 export * as Task from "./Task.ts"
 export * as Topic from "./Topic.ts"
 export * as Topology from "./Topology.ts"
+export * as Window from "./Window.ts"
+export * as Windows from "./Windows.ts"

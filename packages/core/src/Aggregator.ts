@@ -1,0 +1,227 @@
+/**
+ * Aggregators: how the records of a window fold into a result, as plain functions (no Effect). A windowed
+ * aggregation (`Windows.ts`) keeps one accumulator per window in a store, so an aggregator also has a `Codec` for
+ * it; sessions and sliding windows combine accumulators with `merge`.
+ *
+ * The laws the runtime relies on: `merge` is associative, `initial()` is its identity, and adding records one by one
+ * gives the same result as merging the accumulators of any split of them (in order). The built-ins are exact on
+ * integers; on fractional numbers, sums may differ in the last bits with the order of merging.
+ */
+import { Result, Schema } from "effect"
+import { dual } from "effect/Function"
+import * as Codec from "./Codec.ts"
+
+export interface Aggregator<in I, in out A, out O> {
+  /** The accumulator of no input. */
+  readonly initial: () => A
+  readonly add: (acc: A, input: I) => A
+  readonly merge: (a: A, b: A) => A
+  readonly result: (acc: A) => O
+  /** How the accumulator is stored (kept small: it is written to the changelog on every update). */
+  readonly codec: Codec.Codec<A>
+}
+
+/** The input of an aggregator. */
+export type Input<G> = G extends Aggregator<infer I, infer _A, unknown> ? I : never
+/** The accumulator of an aggregator. */
+export type Accumulator<G> = G extends Aggregator<never, infer A, unknown> ? A : never
+/** The result of an aggregator. */
+export type Output<G> = G extends Aggregator<never, infer _A, infer O> ? O : never
+
+const finite = Codec.json(Schema.Finite)
+const finiteOrNull = Codec.json(Schema.NullOr(Schema.Finite))
+
+/** How many inputs, of any type. */
+export const count: Aggregator<unknown, number, number> = {
+  initial: () => 0,
+  add: (n) => n + 1,
+  merge: (a, b) => a + b,
+  result: (n) => n,
+  codec: Codec.json(Schema.Int)
+}
+
+export const sum: Aggregator<number, number, number> = {
+  initial: () => 0,
+  add: (s, x) => s + x,
+  merge: (a, b) => a + b,
+  result: (s) => s,
+  codec: finite
+}
+
+const extreme = (pick: (a: number, b: number) => number): Aggregator<number, number | null, number | null> => {
+  const merge = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : pick(a, b))
+  return { initial: () => null, add: merge, merge, result: (m) => m, codec: finiteOrNull }
+}
+
+/** The smallest input; `null` when there is none (a window always has one, so only `initial()` gives `null`). */
+export const min: Aggregator<number, number | null, number | null> = extreme(Math.min)
+
+/** The largest input; `null` when there is none, as for `min`. */
+export const max: Aggregator<number, number | null, number | null> = extreme(Math.max)
+
+/** The arithmetic mean; `null` of no input. The accumulator is `[sum, count]`. */
+export const mean: Aggregator<number, readonly [sum: number, count: number], number | null> = {
+  initial: () => [0, 0],
+  add: ([s, n], x) => [s + x, n + 1],
+  merge: (a, b) => [a[0] + b[0], a[1] + b[1]],
+  result: ([s, n]) => (n === 0 ? null : s / n),
+  codec: Codec.json(Schema.Tuple([Schema.Finite, Schema.Finite]))
+}
+
+/** The index at which `x` is, or would be inserted, in the sorted `xs`. */
+const searchSorted = (xs: ReadonlyArray<string>, x: string): number => {
+  let lo = 0
+  let hi = xs.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (xs[mid]! < x) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+/**
+ * How many distinct strings, exactly: the accumulator is the set itself, sorted (so it is stored the same whatever
+ * the order of the inputs). Its size grows with the number of distinct values: for large cardinalities an
+ * approximate sketch belongs in a custom aggregator.
+ */
+export const distinctCount: Aggregator<string, ReadonlyArray<string>, number> = {
+  initial: () => [],
+  add: (set, x) => {
+    const at = searchSorted(set, x)
+    return set[at] === x ? set : [...set.slice(0, at), x, ...set.slice(at)]
+  },
+  merge: (a, b) => {
+    const out: Array<string> = []
+    let i = 0
+    let j = 0
+    while (i < a.length || j < b.length) {
+      const x = j >= b.length || (i < a.length && a[i]! <= b[j]!) ? a[i++]! : b[j++]!
+      if (out.length === 0 || out[out.length - 1] !== x) out.push(x)
+    }
+    return out
+  },
+  result: (set) => set.length,
+  codec: Codec.json(Schema.Array(Schema.String))
+}
+
+/** An aggregator over `J`, fed with `f(input)`. */
+export const mapInput: {
+  <J, I>(f: (input: J) => I): <A, O>(self: Aggregator<I, A, O>) => Aggregator<J, A, O>
+  <I, A, O, J>(self: Aggregator<I, A, O>, f: (input: J) => I): Aggregator<J, A, O>
+} = dual(
+  2,
+  <I, A, O, J>(self: Aggregator<I, A, O>, f: (input: J) => I): Aggregator<J, A, O> => ({
+    ...self,
+    add: (acc, input) => self.add(acc, f(input))
+  })
+)
+
+// ---------------------------------------------------------------------------------------------------------------
+// struct
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The fields of a struct: each an aggregator, over an input every field accepts. */
+type Fields<F> = { readonly [K in keyof F]: F[K] & Aggregator<Inputs<F>, Accumulator<F[K]>, Output<F[K]>> }
+type Accumulators<F> = { [K in keyof F]: Accumulator<F[K]> }
+type Outputs<F> = { [K in keyof F]: Output<F[K]> }
+/** The input every field accepts: the intersection of the fields' inputs (`unknown & number` is `number`). */
+type Inputs<F> = { [K in keyof F]: (input: Input<F[K]>) => void }[keyof F] extends (input: infer I) => void ? I : never
+
+/**
+ * With exact optional properties, a `Partial<T>` that has every key of `T` is a `T`: how the struct's objects,
+ * built key by key, get their types.
+ */
+const complete = <T extends object>(partial: Partial<T>, keys: ReadonlyArray<keyof T>): partial is T =>
+  keys.every((k) => k in partial)
+
+const incomplete = (): never => {
+  throw new Error("Aggregator.struct: a field is missing")
+}
+
+const u32 = (n: number): Uint8Array => {
+  const b = new Uint8Array(4)
+  new DataView(b.buffer).setUint32(0, n)
+  return b
+}
+
+/** A frame's length for a field whose accumulator encodes to no bytes (`null`). */
+const absent = 0xffffffff
+
+/**
+ * Several aggregators over the same input, as one: the result is an object with a result per field,
+ * `struct({ min: Aggregator.min, n: Aggregator.count })` gives `{ min: number | null, n: number }`. The accumulator
+ * is stored as the fields' own encodings, each after its length, in the order of the fields.
+ */
+export const struct = <F>(fields: Fields<F>): Aggregator<Inputs<F>, Accumulators<F>, Outputs<F>> => {
+  const keys: Array<keyof F> = []
+  for (const k in fields) keys.push(k)
+  const accumulators = (one: <K extends keyof F>(out: Partial<Accumulators<F>>, k: K) => void) => {
+    const out: Partial<Accumulators<F>> = {}
+    for (const k of keys) one(out, k)
+    return complete<Accumulators<F>>(out, keys) ? out : incomplete()
+  }
+  return {
+    initial: () =>
+      accumulators((out, k) => {
+        out[k] = fields[k].initial()
+      }),
+    add: (acc, input) =>
+      accumulators((out, k) => {
+        out[k] = fields[k].add(acc[k], input)
+      }),
+    merge: (a, b) =>
+      accumulators((out, k) => {
+        out[k] = fields[k].merge(a[k], b[k])
+      }),
+    result: (acc) => {
+      const out: Partial<Outputs<F>> = {}
+      const one = <K extends keyof F>(k: K) => {
+        out[k] = fields[k].result(acc[k])
+      }
+      for (const k of keys) one(k)
+      return complete<Outputs<F>>(out, keys) ? out : incomplete()
+    },
+    codec: {
+      encode: (acc) => {
+        const parts: Array<Uint8Array> = []
+        const one = <K extends keyof F>(k: K): string | undefined => {
+          const encoded = fields[k].codec.encode(acc[k])
+          if (Result.isFailure(encoded)) return `${String(k)}: ${encoded.failure}`
+          if (encoded.success === null) parts.push(u32(absent))
+          else parts.push(u32(encoded.success.length), encoded.success)
+          return undefined
+        }
+        for (const k of keys) {
+          const failure = one(k)
+          if (failure !== undefined) return Result.fail(failure)
+        }
+        return Result.succeed(Buffer.concat(parts))
+      },
+      decode: (bytes) => {
+        if (bytes === null) return Result.fail("absent, expected a struct accumulator")
+        const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+        const out: Partial<Accumulators<F>> = {}
+        let at = 0
+        const one = <K extends keyof F>(k: K): string | undefined => {
+          if (at + 4 > bytes.length) return `${String(k)}: truncated`
+          const length = view.getUint32(at)
+          at += 4
+          const part = length === absent ? null : bytes.subarray(at, at + length)
+          if (part !== null && part.length !== length) return `${String(k)}: truncated`
+          at += part === null ? 0 : length
+          const decoded = fields[k].codec.decode(part)
+          if (Result.isFailure(decoded)) return `${String(k)}: ${decoded.failure}`
+          out[k] = decoded.success
+          return undefined
+        }
+        for (const k of keys) {
+          const failure = one(k)
+          if (failure !== undefined) return Result.fail(failure)
+        }
+        if (at !== bytes.length) return Result.fail(`${bytes.length - at} bytes after the last field`)
+        return complete<Accumulators<F>>(out, keys) ? Result.succeed(out) : Result.fail("a field is missing")
+      }
+    }
+  }
+}
