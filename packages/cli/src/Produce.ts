@@ -144,7 +144,8 @@ const sensors = Flags.command(
       default: 0
     }),
     eventStepMs: Flags.int("event-step-ms", {
-      description: "event time between consecutive readings, so that a burst can span many windows",
+      description:
+        "event time between consecutive readings, so that a burst can span many windows; the last reading's event time is when it is sent",
       min: 0,
       max: 86_400_000,
       whenAbsent: "the send interval"
@@ -163,14 +164,17 @@ const sensors = Flags.command(
       const topic = Sensors.named(o.prefix).readings.name
       yield* kafka.createTopics([{ name: topic, partitions: o.partitions }])
       const intervalMs = Math.round(o.interval * 1000)
+      const stepMs = Option.getOrElse(o.eventStepMs, () => intervalMs)
+      // Event time keeps pace with the sends at the default step; another step spaces the readings so that the last
+      // one's event time is (about) when it is sent, the earlier ones before it.
       const records = SensorData.generate({
         count: o.count,
         sensors: o.sensors,
         seed: o.seed,
         badRatio: o.includeBad,
         lateRatio: o.late,
-        startMs: Date.now(),
-        stepMs: Option.getOrElse(o.eventStepMs, () => intervalMs),
+        startMs: Date.now() + (o.count - 1) * (intervalMs - stepMs),
+        stepMs,
         lateByMs: Sensors.windowMs + Sensors.defaultGraceMs,
         topic
       })

@@ -321,6 +321,19 @@ const sensorPipeline = Flags.command(
       min: 1,
       max: 86_400_000,
       default: 10_000
+    }),
+    graceMs: Flags.int("grace-ms", {
+      description: "how far out of order (in event time) a reading may come and still count in its 60 s window",
+      min: 0,
+      max: 86_400_000,
+      default: Sensors.defaultGraceMs
+    }),
+    closeOnWallClockMs: Flags.int("close-on-wall-clock-ms", {
+      description:
+        "every MS, also close the windows whose grace has passed by the wall clock, so a quiet sensor's last window is emitted; for live readings only (older ones become late)",
+      min: 1,
+      max: 86_400_000,
+      whenAbsent: "off: windows close as event time passes"
     })
   },
   (o) =>
@@ -335,11 +348,16 @@ const sensorPipeline = Flags.command(
         topics,
         partitions,
         thresholds,
-        alert: { count: o.alertCount, every: `${o.alertEveryMs} millis` }
+        alert: { count: o.alertCount, every: `${o.alertEveryMs} millis` },
+        graceMs: o.graceMs,
+        ...Option.match(o.closeOnWallClockMs, {
+          onNone: () => ({}),
+          onSome: (ms) => ({ closeOnWallClock: `${ms} millis` })
+        })
       })
       const options: Runner.RunOptions = { ...runOptions(o, topology.name), stateStore: stateStore(o.stateDir) }
       yield* Effect.logInfo(
-        `running sensor-pipeline on ${o.brokers} in group ${options.groupId} (${o.guarantee}): ${topics.readings.name} (${partitions} partitions) -> ${topics.enriched.name}; dead letters: ${topics.deadLetters}; store sensor-counts`
+        `running sensor-pipeline on ${o.brokers} in group ${options.groupId} (${o.guarantee}): ${topics.readings.name} (${partitions} partitions) -> ${topics.enriched.name}, ${topics.aggregates.name} (60 s windows, grace ${o.graceMs} ms; late: ${topics.late}); dead letters: ${topics.deadLetters}; stores sensor-counts, sensor-windows`
       )
       return yield* Runner.run(topology, options).pipe(withProgress())
     }).pipe(Effect.provide(Layer.mergeAll(Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }), httpLayer(o))))
@@ -347,7 +365,9 @@ const sensorPipeline = Flags.command(
   describedWithExitCodes(
     "The sensor metrics pipeline: validate, enrich with a status, count per sensor, 60 s tumbling windows",
     "Reads --topic-prefix + sensor-readings (fill it with `sluice produce sensors`); writes enriched-readings,",
-    "sensor-dead-letter (malformed readings, with the reason); store sensor-counts, at /tables/sensor-counts with --http."
+    "window-aggregates (count, min, max, mean temperature per sensor and window, once, after the grace), sensor-late",
+    "(readings after their window closed) and sensor-dead-letter (malformed readings, with the reason). Stores:",
+    "sensor-counts (readings per sensor, at /tables/sensor-counts with --http) and sensor-windows (open windows)."
   )
 )
 

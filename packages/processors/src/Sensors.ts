@@ -9,6 +9,11 @@
  * - enriched with a `status` (normal, warning, critical) from temperature thresholds, to `enriched-readings`;
  * - counted per sensor in the `sensor-counts` store (changelog `<group>-sensor-counts-changelog`), readable over HTTP
  *   at `/tables/sensor-counts`; a wall-clock timer logs the sensors whose count has passed a threshold;
+ * - aggregated per sensor in 60 s tumbling windows of event time (count, min, max and mean temperature), each
+ *   window's result emitted once to `window-aggregates` when the task's event time passes its end plus the grace
+ *   (Windows.ts; state in the `sensor-windows` store). A reading that comes after its window closed is late: it goes
+ *   to `sensor-late` with headers naming the window and the lateness, and counts in no window (it is still enriched
+ *   and counted in `sensor-counts`).
  *
  * Keys: a sensor's readings must share a partition (its task holds its count), so the key must be the sensor id;
  * a reading whose key is another one would be counted in the wrong task, and is a dead letter instead.
@@ -18,7 +23,7 @@
  * [1e9, 1e10), milliseconds in [1e12, 1e13), three orders of magnitude apart; anything else is a dead letter.
  * The pipeline works in milliseconds (`eventTimeMs`); the Kafka timestamp of a reading plays no part.
  */
-import { Batch, Codec, Errors, Store, Task, Topic, Topology } from "@sluice/core"
+import { Aggregator, Batch, Codec, Errors, Store, Task, Topic, Topology, Window, Windows } from "@sluice/core"
 import { type Duration, Effect, Schema } from "effect"
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -58,6 +63,18 @@ export type Status = typeof Status.Type
 export const EnrichedReading = Schema.Struct({ ...Reading.fields, status: Status })
 export type EnrichedReading = typeof EnrichedReading.Type
 
+/** A window's result: `[window_start, window_end)` in epoch ms, and its readings' temperatures. */
+export const WindowAggregate = Schema.Struct({
+  sensor_id: Schema.String,
+  window_start: Schema.Int,
+  window_end: Schema.Int,
+  count: Schema.Int,
+  min_temperature: Schema.Finite,
+  max_temperature: Schema.Finite,
+  mean_temperature: Schema.Finite
+})
+export type WindowAggregate = typeof WindowAggregate.Type
+
 /** Temperatures at which a reading's status becomes warning, and critical (each bound included). */
 export interface Thresholds {
   readonly warning: number
@@ -86,7 +103,9 @@ export const statusOf = (temperature: number, t: Thresholds): Status =>
 export const named = (prefix = "") => ({
   readings: Topic.make(`${prefix}sensor-readings`, { key: Codec.string, value: Codec.json(Reading) }),
   enriched: Topic.make(`${prefix}enriched-readings`, { key: Codec.string, value: Codec.json(EnrichedReading) }),
-  deadLetters: `${prefix}sensor-dead-letter`
+  aggregates: Topic.make(`${prefix}window-aggregates`, { key: Codec.string, value: Codec.json(WindowAggregate) }),
+  deadLetters: `${prefix}sensor-dead-letter`,
+  late: `${prefix}sensor-late`
 })
 export type Topics = ReturnType<typeof named>
 
@@ -95,6 +114,13 @@ export const defaultTopics = named()
 /** Windows are 60 s tumbling windows in event time, closed `grace` after their end (default 10 s). */
 export const windowMs = 60_000
 export const defaultGraceMs = 10_000
+
+const temperatures = Aggregator.struct({
+  count: Aggregator.count,
+  min: Aggregator.min,
+  max: Aggregator.max,
+  mean: Aggregator.mean
+})
 
 /** Sensor id → readings counted. Counts as decimal text: small changelog records, readable with `sluice inspect`. */
 export const counts = Store.make("sensor-counts", { key: Codec.string, value: Codec.intString })
@@ -135,6 +161,14 @@ export interface Options {
   readonly partitions?: number
   readonly thresholds?: Thresholds
   readonly alert?: Alert
+  /** How far out of order a reading may come and still count in its window, ms. Default 10 s. */
+  readonly graceMs?: number
+  /**
+   * Every this often, close the windows whose grace has passed by the wall clock, so a sensor that went quiet still
+   * gets its last window emitted. Only for live readings, whose event time follows the wall clock: it makes every
+   * reading older than the wall clock minus the grace late. Off by default.
+   */
+  readonly closeOnWallClock?: Duration.Input
 }
 
 export const topology = (options: Options = {}) => {
@@ -156,17 +190,39 @@ export const topology = (options: Options = {}) => {
     })
   )
 
+  const windows = Windows.aggregate({
+    name: "sensor-windows",
+    windows: Window.tumbling(windowMs),
+    grace: options.graceMs ?? defaultGraceMs,
+    key: Codec.string,
+    aggregator: temperatures,
+    lateTopic: topics.late,
+    closeOnWallClock: options.closeOnWallClock,
+    result: (out, sensor, window, t) =>
+      out.emit(topics.aggregates, sensor, {
+        sensor_id: sensor,
+        window_start: window.start,
+        window_end: window.end,
+        count: t.count,
+        // A window has at least one reading, so these are never null; NaN would fail to encode, loudly.
+        min_temperature: t.min ?? Number.NaN,
+        max_temperature: t.max ?? Number.NaN,
+        mean_temperature: t.mean ?? Number.NaN
+      })
+  })
+
   return Topology.make({
     name: "sensor-pipeline",
     input: topics.readings,
     deadLetterTopic: topics.deadLetters,
-    outputs: [{ name: topics.enriched.name, partitions }],
-    stores: [counts],
-    timers: [alerts],
+    outputs: [topics.enriched.name, topics.aggregates.name, topics.late].map((name) => ({ name, partitions })),
+    stores: [counts, ...windows.stores],
+    timers: [alerts, ...windows.timers],
     process: (records, ctx) =>
       Effect.sync(() => {
         const store = ctx.store(counts)
-        return Batch.forEach(records, ({ key, value }, out) => {
+        const open = windows.open(ctx)
+        const result = Batch.forEach(records, ({ key, value, record }, out) => {
           if (key !== value.sensor_id) {
             return out.reject(
               new Errors.RecordRejected({
@@ -175,9 +231,12 @@ export const topology = (options: Options = {}) => {
               })
             )
           }
+          // The schema has checked the range, so this is never -1; if it were, the window would reject the reading.
+          open.add(out, record, key, value.temperature, eventTimeMs(value.timestamp) ?? -1)
           store.put(key, (store.get(key) ?? 0) + 1)
           out.emit(topics.enriched, key, { ...value, status: statusOf(value.temperature, thresholds) })
         })
+        return Batch.concat([result, open.close()])
       })
   })
 }

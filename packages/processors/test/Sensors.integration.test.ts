@@ -7,11 +7,14 @@ import { assert, layer } from "@effect/vitest"
 import { brokersConfig, Kafka } from "@sluice/core/Kafka"
 import * as KafkaJs from "@sluice/core/KafkaJs"
 import { partitionForKey } from "@sluice/core/Partitioner"
-import type { ProducerRecord } from "@sluice/core/Record"
-import { Effect, Schema } from "effect"
+import * as Reader from "@sluice/core/Reader"
+import { bytes, type ConsumerRecord, header, type ProducerRecord, type RecordMetadata } from "@sluice/core/Record"
+import * as Topic from "@sluice/core/Topic"
+import { Effect, Result, Schema } from "effect"
 import { afterEach } from "vitest"
 import * as SensorData from "../src/SensorData.ts"
 import * as Sensors from "../src/Sensors.ts"
+import * as Reference from "./support/sensorReference.ts"
 import * as Workers from "./support/workers.ts"
 
 const brokers = Effect.runSync(brokersConfig)
@@ -98,10 +101,229 @@ const tableOf = (port: number) =>
 
 const asMap = (entries: ReadonlyArray<TableEntry>) => new Map(entries.map((e) => [e.key, e.value]))
 
+const readAll = (topic: string) =>
+  Reader.foldToEnd<Array<ConsumerRecord>>(topic, [], (acc, r) => {
+    acc.push(r)
+    return acc
+  }).pipe(Effect.timeout("60 seconds"))
+
+const decoder = new TextDecoder()
+
+/**
+ * One reading per partition, `afterMs` past the last event time sent, from a sensor whose key lands there: each task's
+ * stream time moves past every window of the readings before, so they all close (as a steady stream would do).
+ */
+const closers = (topic: string, lastMs: number) =>
+  Array.from({ length: partitions }, (_, partition): ProducerRecord => {
+    let n = 0
+    while (partitionForKey(bytes(`closer-${n}`), partitions) !== partition) n++
+    const sensor = `closer-${n}`
+    const timestamp = (lastMs + Sensors.windowMs * 2 + Sensors.defaultGraceMs) / 1000
+    return {
+      topic,
+      key: bytes(sensor),
+      value: bytes(JSON.stringify({ sensor_id: sensor, temperature: 20, humidity: 50, timestamp }))
+    }
+  })
+
+/** Sends in chunks, keeping where each record went. */
+const sendAll = (records: ReadonlyArray<ProducerRecord>) =>
+  Effect.gen(function* () {
+    const kafka = yield* Kafka
+    const written: Array<RecordMetadata> = []
+    for (let i = 0; i < records.length; i += 5_000) written.push(...(yield* kafka.send(records.slice(i, i + 5_000))))
+    return written
+  })
+
+/** How many times each string occurs. */
+const tally = (items: Iterable<string>) => {
+  const m = new Map<string, number>()
+  for (const x of items) m.set(x, (m.get(x) ?? 0) + 1)
+  return m
+}
+
+/**
+ * The outputs against the reference: every malformed reading a dead letter, every late one in the late topic, every
+ * other valid one in exactly one emitted window (each window's aggregate the reference's), the table the counts.
+ * `once`: each window emitted exactly once (exactly-once, or a run without a crash); otherwise at least once.
+ */
+const verify = (
+  d: Deployment,
+  sent: ReadonlyArray<ProducerRecord>,
+  written: ReadonlyArray<RecordMetadata>,
+  port: number
+) =>
+  Effect.gen(function* () {
+    const truth = Reference.expected(sent, written, Sensors.defaultGraceMs)
+    const dead = yield* readAll(d.topics.deadLetters)
+    const deadAt = tally(
+      dead.map((r) => `${header(r.headers, "sluice.source.partition")}:${header(r.headers, "sluice.source.offset")}`)
+    )
+    assert.deepStrictEqual(new Set(deadAt.keys()), truth.bad, "the dead letters are the malformed readings")
+    for (const r of dead) assert.isDefined(header(r.headers, SensorData.badHeader), "a dead letter keeps its headers")
+
+    const late = yield* readAll(d.topics.late)
+    const lateSent = written.flatMap((m, i) => (truth.late.has(`${m.partition}:${m.offset}`) ? [sent[i]!] : []))
+    assert.deepStrictEqual(
+      new Set(tally(late.map((r) => decoder.decode(r.value ?? new Uint8Array()))).keys()),
+      new Set(lateSent.map((r) => decoder.decode(r.value ?? new Uint8Array()))),
+      "the late topic holds the late readings"
+    )
+    const markedLate = sent.filter((r) => r.headers?.[SensorData.lateHeader] !== undefined).length
+    assert.strictEqual(truth.late.size, markedLate, "late by the reference: the ones the generator made late")
+    for (const r of late) {
+      assert.match(header(r.headers, "sluice.late.window") ?? "", /^\d+-\d+$/)
+      assert.isAbove(Number(header(r.headers, "sluice.late.ms")), -1)
+    }
+
+    const emitted = (yield* readAll(d.topics.aggregates.name)).map((r) => {
+      const decoded = Topic.decode(d.topics.aggregates, r)
+      if (Result.isFailure(decoded)) throw new Error(decoded.failure.message)
+      return decoded.success.value
+    })
+    const times = tally(emitted.map((w) => `${w.sensor_id}@${w.window_start}`))
+    const wrong: Array<string> = []
+    for (const w of emitted) {
+      const t = truth.windows.get(`${w.sensor_id}@${w.window_start}`)
+      if (t === undefined) {
+        wrong.push(`${w.sensor_id}@${w.window_start}: not a closed window`)
+        continue
+      }
+      if (
+        w.window_end !== t.start + Sensors.windowMs ||
+        w.count !== t.count ||
+        w.min_temperature !== t.min ||
+        w.max_temperature !== t.max ||
+        Math.abs(w.mean_temperature - t.sum / t.count) > 1e-9
+      )
+        wrong.push(`${w.sensor_id}@${w.window_start}: ${JSON.stringify(w)} vs ${JSON.stringify(t)}`)
+    }
+    assert.deepStrictEqual(wrong.slice(0, 10), [], "every emitted window is the reference's")
+    const missing = [...truth.windows.keys()].filter((k) => !times.has(k))
+    assert.deepStrictEqual(missing.slice(0, 10), [], "every closed window is emitted")
+    const counted = [...times.keys()].reduce((n, k) => n + (truth.windows.get(k)?.count ?? 0), 0)
+    assert.strictEqual(counted, truth.inClosedWindows, "each valid reading that is not late is in one window")
+
+    const table = asMap((yield* tableOf(port)).entries)
+    const enriched = yield* readAll(d.topics.enriched.name)
+    return {
+      truth,
+      duplicateWindows: emitted.length - times.size,
+      duplicateDeadLetters: dead.length - deadAt.size,
+      duplicateLate: late.length - truth.late.size,
+      enriched: enriched.length,
+      table,
+      summary:
+        `${sent.length} readings: ${truth.bad.size} malformed -> ${dead.length} dead letters; ${truth.late.size} late -> ${late.length} in ${d.topics.late}; ` +
+        `${truth.windows.size} windows closed -> ${emitted.length} emitted (${emitted.length - times.size} twice), holding ${counted} readings; ` +
+        `${truth.valid} valid -> ${enriched.length} enriched; ${table.size} sensors in the table`
+    }
+  })
+
 layer(KafkaJs.layer({ brokers, clientId: "sluice-sensors-it" }), {
   excludeTestServices: true,
   timeout: "60 seconds"
 })("sensor pipeline workers against a real broker", (it) => {
+  it.effect(
+    "20,000 readings, 5% late and 10% malformed, at-least-once: each valid one in one window, malformed ones dead letters, late ones in the late topic",
+    () =>
+      Effect.gen(function* () {
+        const d = fresh()
+        const kafka = yield* Kafka
+        yield* kafka.createTopics([{ name: d.topics.readings.name, partitions }])
+        const start = 1_700_000_000_000
+        const readings = SensorData.generate({
+          count: 20_000,
+          sensors: 200,
+          badRatio: 0.1,
+          lateRatio: 0.05,
+          startMs: start,
+          stepMs: 100,
+          lateByMs,
+          topic: d.topics.readings.name
+        })
+        const sent = [...readings, ...closers(d.topics.readings.name, start + 20_000 * 100)]
+        const written = yield* sendAll(sent)
+        const port = yield* freePort
+        const started = Date.now()
+        const worker = yield* d.worker("worker", "alo", { http: `127.0.0.1:${port}` })
+        yield* Workers.waitUntil("the worker committed everything", "90 seconds", committedToEnd(d, "alo"), [worker])
+        const ms = Date.now() - started
+        const v = yield* verify(d, sent, written, port)
+        console.log(`at-least-once, one worker, ${ms} ms from start to the last commit: ${v.summary}`)
+        assert.deepStrictEqual(v.table, v.truth.counts, "the table holds every valid reading, late ones included")
+        // No crash: at-least-once re-delivers nothing, so everything is there once.
+        assert.strictEqual(v.duplicateWindows, 0)
+        assert.strictEqual(v.duplicateDeadLetters, 0)
+        assert.strictEqual(v.duplicateLate, 0)
+        assert.strictEqual(v.enriched, v.truth.valid)
+        assert.approximately(v.truth.bad.size, 2_000, 200)
+        assert.approximately(v.truth.late.size, 1_000, 150)
+        yield* stopGracefully(worker)
+      }).pipe(Effect.scoped),
+    180_000
+  )
+
+  it.effect(
+    "restart: the count table and the open windows are restored from their changelogs, the input is not read again, windows closing after it are right",
+    () =>
+      Effect.gen(function* () {
+        const d = fresh()
+        const kafka = yield* Kafka
+        yield* kafka.createTopics([{ name: d.topics.readings.name, partitions }])
+        const start = 1_700_000_000_000
+        const readings = SensorData.generate({
+          count: 10_000,
+          sensors: 50,
+          badRatio: 0.1,
+          lateRatio: 0.05,
+          startMs: start,
+          stepMs: 100,
+          lateByMs,
+          topic: d.topics.readings.name
+        })
+        // The restart falls in the middle of a window: its readings come from both runs.
+        const half = readings.slice(0, 5_250)
+        const written = yield* sendAll(half)
+        const [p1, p2] = [yield* freePort, yield* freePort]
+        const first = yield* d.worker("first", "restart", { http: `127.0.0.1:${p1}` })
+        yield* Workers.waitUntil("the first worker committed everything", "90 seconds", committedToEnd(d, "restart"), [
+          first
+        ])
+        const before = new Set(
+          (yield* readAll(d.topics.aggregates.name)).map((r) => decoder.decode(r.value ?? new Uint8Array()))
+        )
+        yield* stopGracefully(first)
+
+        const rest = [...readings.slice(5_250), ...closers(d.topics.readings.name, start + 10_000 * 100)]
+        written.push(...(yield* sendAll(rest)))
+        const second = yield* d.worker("second", "restart", { http: `127.0.0.1:${p2}` })
+        yield* Workers.waitUntil("the second worker committed everything", "90 seconds", committedToEnd(d, "restart"), [
+          second
+        ])
+        const sent = [...half, ...rest]
+        const v = yield* verify(d, sent, written, p2)
+        const restores = second.restores()
+        const restored = (store: string) => restores.filter((r) => r.store === store)
+        console.log(
+          `restart after ${half.length} readings: the second worker restored ${restores.map((r) => `${r.store}[${r.task}]: ${r.records}`).join(", ")}; ${v.summary}`
+        )
+        assert.strictEqual(restored("sensor-counts").length, partitions, "each task's counts restored")
+        assert.strictEqual(restored("sensor-windows").length, partitions, "each task's windows restored")
+        assert.isTrue(restores.every((r) => r.from === 0 && r.records > 0))
+        assert.deepStrictEqual(v.table, v.truth.counts, "the counts go on from the restored ones")
+        assert.strictEqual(v.enriched, v.truth.valid, "the input was not read again: each reading enriched once")
+        assert.strictEqual(v.duplicateWindows, 0, "no window emitted twice")
+        const after = v.truth.windows.size - before.size
+        assert.isAbove(after, 0, "windows closed after the restart")
+        const cut = start + (half.length - 1) * 100
+        const spanning = [...v.truth.windows.values()].filter((w) => w.start <= cut && cut < w.start + Sensors.windowMs)
+        assert.isNotEmpty(spanning, "windows with readings from both runs, emitted right (verify)")
+        yield* stopGracefully(second)
+      }).pipe(Effect.scoped),
+    180_000
+  )
+
   it.effect(
     "two workers split the sensors: the union of their tables is the single worker's; a key is served by its owner, 421 elsewhere",
     () =>

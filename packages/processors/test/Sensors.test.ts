@@ -15,6 +15,7 @@ import * as Topic from "@sluice/core/Topic"
 import { Effect, Fiber, Layer, Result } from "effect"
 import { TestClock } from "effect/testing"
 import { captureLogs } from "../../core/test/support/captureLogs.ts"
+import { stopOnTestClock } from "../../core/test/support/runtime.ts"
 import * as SensorData from "../src/SensorData.ts"
 import * as Sensors from "../src/Sensors.ts"
 
@@ -296,5 +297,91 @@ describe("the sensor pipeline on the in-memory broker", () => {
           yield* stop(fiber)
         }).pipe(Effect.provide(logs.layer))
       }).pipe(Effect.provide(layerWith({ maxBatchSize: 100 })))
+  )
+
+  it.effect("a window's result is emitted once, after its grace, from event time; later readings for it are late", () =>
+    Effect.gen(function* () {
+      const topics = Sensors.named("windows-")
+      const kafka = yield* Kafka
+      yield* kafka.createTopics([{ name: topics.readings.name, partitions }])
+      const w0 = 1_700_000_040_000 // a multiple of 60 s: window [w0, w0 + 60 s)
+      const end = w0 + Sensors.windowMs
+      const grace = Sensors.defaultGraceMs
+      /** A reading at `ms` (written in seconds or in ms), with a Kafka timestamp that contradicts it. */
+      const send = (list: ReadonlyArray<readonly [sensor: string, ms: number, temperature: number, unit?: "ms"]>) =>
+        kafka.send(
+          list.map(([sensor, ms, temperature, unit]) => ({
+            topic: topics.readings.name,
+            key: bytes(sensor),
+            value: reading(sensor, temperature, { timestamp: unit === "ms" ? ms : ms / 1000 }),
+            partition: 0,
+            timestamp: 2_000_000_000_000 - ms
+          }))
+        )
+      const aggregates = Effect.map(records(topics.aggregates.name), (list) =>
+        list.map((r) => {
+          const decoded = Topic.decode(topics.aggregates, r)
+          if (Result.isFailure(decoded)) throw new Error(decoded.failure.message)
+          return decoded.success.value
+        })
+      )
+      const run = Effect.forkChild(Runner.run(Sensors.topology({ topics, partitions }), { groupId: group }))
+      const processed = settle("every reading committed", committedToEnd(topics))
+
+      yield* send([
+        ["s1", w0, 20],
+        ["s1", w0 + 30_000, 31, "ms"],
+        ["s2", w0 + 59_999, 40],
+        ["s1", end - 1, 25.5]
+      ])
+      let fiber = yield* run
+      yield* processed
+      assert.deepStrictEqual(yield* aggregates, [], "nothing before the window's end")
+      // The open windows are restored from the changelog by the next run.
+      yield* stopOnTestClock(fiber)
+      fiber = yield* run
+
+      yield* send([["s2", end + grace - 1, 10]])
+      yield* processed
+      assert.deepStrictEqual(yield* aggregates, [], "nothing within the grace")
+      yield* send([["s3", end + grace, 10, "ms"]])
+      yield* processed
+      const closed = [
+        {
+          sensor_id: "s1",
+          window_start: w0,
+          window_end: end,
+          count: 3,
+          min_temperature: 20,
+          max_temperature: 31,
+          mean_temperature: (20 + 31 + 25.5) / 3
+        },
+        {
+          sensor_id: "s2",
+          window_start: w0,
+          window_end: end,
+          count: 1,
+          min_temperature: 40,
+          max_temperature: 40,
+          mean_temperature: 40
+        }
+      ]
+      assert.deepStrictEqual(yield* aggregates, closed, "stream time reached the end plus the grace: once per sensor")
+
+      yield* send([
+        ["s2", end + grace + 1_000, 12],
+        ["s1", end - 2, 99]
+      ])
+      yield* processed
+      yield* stopOnTestClock(fiber)
+      assert.deepStrictEqual(yield* aggregates, closed, "a closed window is not emitted again")
+      const late = yield* records(topics.late)
+      assert.strictEqual(late.length, 1)
+      assert.deepStrictEqual(late[0]?.value, reading("s1", 99, { timestamp: (end - 2) / 1000 }), "the reading's bytes")
+      assert.strictEqual(header(late[0]?.headers ?? {}, "sluice.late.window"), `${w0}-${end}`)
+      assert.strictEqual(header(late[0]?.headers ?? {}, "sluice.late.ms"), "1000", "1 s after the window closed")
+      const enriched = decodeEnriched(topics, yield* records(topics.enriched.name))
+      assert.strictEqual(enriched.length, 8, "every reading is enriched, the late one too")
+    }).pipe(Effect.provide(layerWith({ maxBatchSize: 100 })))
   )
 })
