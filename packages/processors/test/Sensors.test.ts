@@ -384,4 +384,60 @@ describe("the sensor pipeline on the in-memory broker", () => {
       assert.strictEqual(enriched.length, 8, "every reading is enriched, the late one too")
     }).pipe(Effect.provide(layerWith({ maxBatchSize: 100 })))
   )
+
+  it.effect("exactly-once: a window's result in a transaction that fails is aborted; the restart emits it once", () =>
+    Effect.gen(function* () {
+      const topics = Sensors.named("eos-")
+      const kafka = yield* Kafka
+      const broker = yield* MemoryBroker
+      yield* kafka.createTopics([{ name: topics.readings.name, partitions }])
+      const w0 = 1_700_000_040_000
+      const closes = w0 + Sensors.windowMs + Sensors.defaultGraceMs
+      const send = (list: ReadonlyArray<readonly [sensor: string, ms: number]>) =>
+        kafka.send(
+          list.map(([sensor, ms]) => ({
+            topic: topics.readings.name,
+            key: bytes(sensor),
+            value: reading(sensor, 20, { timestamp: ms }),
+            partition: 0
+          }))
+        )
+      const eos: Runner.RunOptions = { groupId: group, guarantee: "exactly_once", commitInterval: "100 millis" }
+      const topology = Sensors.topology({ topics, partitions })
+      const visible = (topic: string) => Effect.map(records(topic), (list) => list.length)
+
+      yield* send([
+        ["s1", w0],
+        ["s1", w0 + 1_000],
+        ["s2", w0 + 2_000]
+      ])
+      const first = yield* Effect.forkChild(Runner.run(topology, eos))
+      yield* settle("the first transaction", committedToEnd(topics))
+      yield* stopOnTestClock(first)
+
+      // The reading that closes the window is processed, and its transaction fails for good: the worker stops.
+      yield* send([["s3", closes]])
+      yield* broker.failSends(1, false)
+      const failing = yield* Effect.forkChild(Runner.run(topology, eos))
+      for (let i = 0; i < 50 && failing.pollUnsafe() === undefined; i++) {
+        for (let j = 0; j < 50; j++) yield* Effect.yieldNow
+        yield* TestClock.adjust("100 millis")
+      }
+      assert.isTrue((yield* Fiber.await(failing))._tag === "Failure", "a transaction failing for good stops the worker")
+      assert.strictEqual(yield* visible(topics.aggregates.name), 0, "nothing of the aborted transaction is visible")
+
+      const restarted = yield* Effect.forkChild(Runner.run(topology, eos))
+      yield* settle("every reading committed", committedToEnd(topics))
+      yield* stopOnTestClock(restarted)
+      const windows = (yield* records(topics.aggregates.name)).map((r) => text(r.key ?? new Uint8Array()))
+      assert.deepStrictEqual(windows.sort(), ["s1", "s2"], "each window once, for a read_committed reader")
+      const states = (yield* broker.appended(topics.aggregates.name)).map((r) => r.state)
+      assert.deepStrictEqual(
+        states.toSorted(),
+        ["aborted", "aborted", "committed", "committed"],
+        "the dead worker's results were aborted"
+      )
+      assert.strictEqual(yield* visible(topics.enriched.name), 4, "each reading enriched once")
+    }).pipe(Effect.provide(layerWith({ maxBatchSize: 100 })))
+  )
 })
