@@ -191,7 +191,7 @@ const userEvents = Flags.command("user-events", common, (o) =>
     const topology = UserEvents.topology(topics)
     const options = runOptions(o, topology.name)
     yield* Effect.logInfo(
-      `running user-events on ${o.brokers} in group ${options.groupId} (${o.guarantee}): ${topics.events.name} -> ${topics.activity.name} (dead letters: ${topology.deadLetterTopic})`
+      `running user-events (${o.guarantee}) on ${o.brokers} in group ${options.groupId}: ${topics.events.name} -> ${topics.activity.name} (dead letters: ${topology.deadLetterTopic})`
     )
     return yield* Runner.run(topology, options).pipe(
       withProgress(show),
@@ -230,7 +230,7 @@ const clickEnrichment = Flags.command(
       const topology = ClickEnrichment.topology({ unknownUsers: o.unknownUsers, print: o.print, topics })
       const options = runOptions(o, topology.name)
       yield* Effect.logInfo(
-        `running click-enrichment on ${o.brokers} in group ${options.groupId} (${o.guarantee}) with the ${o.strategy} strategy: ${topics.clicks.name} + ${topics.profiles.name} -> ${topics.enriched.name}`
+        `running click-enrichment (${o.guarantee}) on ${o.brokers} in group ${options.groupId} with the ${o.strategy} strategy: ${topics.clicks.name} + ${topics.profiles.name} -> ${topics.enriched.name}`
       )
       return yield* Runner.run(topology, options).pipe(withProgress())
     }).pipe(
@@ -281,7 +281,7 @@ const counts = Flags.command(
       const options: Runner.RunOptions = { ...runOptions(o, topology.name), stateStore: stateStore(o.stateDir) }
       const where = Option.match(o.stateDir, { onNone: () => "in memory", onSome: (dir) => `in SQLite under ${dir}` })
       yield* Effect.logInfo(
-        `running counts on ${o.brokers} in group ${options.groupId} (${o.guarantee}) as worker ${worker}: ${topics.input.name} (${partitions} partitions) -> ${topics.output.name}, store counts ${where}`
+        `running counts (${o.guarantee}) on ${o.brokers} in group ${options.groupId} as worker ${worker}: ${topics.input.name} (${partitions} partitions) -> ${topics.output.name}, store counts ${where}`
       )
       return yield* Runner.run(topology, options).pipe(withProgress())
     }).pipe(Effect.provide(Layer.mergeAll(Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }), httpLayer(o))))

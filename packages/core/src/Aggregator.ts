@@ -10,6 +10,7 @@
 import { Result, Schema } from "effect"
 import { dual } from "effect/Function"
 import * as Codec from "./Codec.ts"
+import { lowerBound } from "./internal/sorted.ts"
 
 export interface Aggregator<in I, in out A, out O> {
   /** The accumulator of no input. */
@@ -68,18 +69,6 @@ export const mean: Aggregator<number, readonly [sum: number, count: number], num
   codec: Codec.json(Schema.Tuple([Schema.Finite, Schema.Finite]))
 }
 
-/** The index at which `x` is, or would be inserted, in the sorted `xs`. */
-const searchSorted = (xs: ReadonlyArray<string>, x: string): number => {
-  let lo = 0
-  let hi = xs.length
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1
-    if (xs[mid]! < x) lo = mid + 1
-    else hi = mid
-  }
-  return lo
-}
-
 /**
  * How many distinct strings, exactly: the accumulator is the set itself, sorted (so it is stored the same whatever
  * the order of the inputs). Its size grows with the number of distinct values: for large cardinalities an
@@ -88,7 +77,7 @@ const searchSorted = (xs: ReadonlyArray<string>, x: string): number => {
 export const distinctCount: Aggregator<string, ReadonlyArray<string>, number> = {
   initial: () => [],
   add: (set, x) => {
-    const at = searchSorted(set, x)
+    const at = lowerBound(set, x)
     return set[at] === x ? set : [...set.slice(0, at), x, ...set.slice(at)]
   },
   merge: (a, b) => {

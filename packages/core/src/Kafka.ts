@@ -208,13 +208,14 @@ export const unknownTopic = (operation: string, topic: string): KafkaError =>
   new KafkaError({ operation, reason: new UnknownTopic({ message: `topic ${topic} does not exist`, topic }) })
 
 /**
- * The pre-check of `send`, the same on every layer: the KafkaError (reason `MessageTooLarge`) that the whole call
- * fails with when a record's `sizeOf` is over its topic's limit, or `undefined` when every record fits. The reason
- * describes the first offending record and lists the indices of all of them.
+ * The pre-check of `send` and `transaction`, the same on every layer: the KafkaError (reason `MessageTooLarge`) that
+ * the whole call (`operation`) fails with when a record's `sizeOf` is over its topic's limit, or `undefined` when
+ * every record fits. The reason describes the first offending record and lists the indices of all of them.
  */
 export const oversized = (
   records: ReadonlyArray<ProducerRecord>,
-  limitOf: (topic: string) => number
+  limitOf: (topic: string) => number,
+  operation = "send"
 ): KafkaError | undefined => {
   let offending: Array<number> | undefined
   let first: { readonly topic: string; readonly size: number; readonly limit: number } | undefined
@@ -233,7 +234,7 @@ export const oversized = (
     `record ${offending[0]} is ${first.size} bytes, over the ${first.limit}-byte limit (max.message.bytes) of topic ` +
     `${first.topic}${others === 0 ? "" : `, and ${others} more record${others === 1 ? " is" : "s are"} over their topic's limit`}; nothing was sent`
   return new KafkaError({
-    operation: "send",
+    operation,
     reason: new MessageTooLarge({
       message,
       topic: first.topic,

@@ -1,9 +1,10 @@
 /**
  * The kafkajs implementation of Sluice's `Kafka` service: the layer that talks to a real broker.
  *
- * One idempotent producer and one admin client live as long as the layer; every `consume` and `read` gets its own
- * kafkajs consumer for its scope, and every `readPartition` its own connections to the partition's leader (no
- * group). Group members assign with Sluice's task assignor and run `onRevoke` before every JoinGroup
+ * One idempotent producer and one admin client live as long as the layer; every `transactional` gets its own
+ * transactional kafkajs producer for its scope (`internal/kafkajsTransactional.ts`), every `consume` and `read` its
+ * own kafkajs consumer, and every `readPartition` its own connections to the partition's leader (no group). Every
+ * reader is read_committed. Group members assign with Sluice's task assignor and run `onRevoke` before every JoinGroup
  * (`internal/kafkajsAssigner.ts`, `internal/kafkajsBarrier.ts`), so every member of a group must be a Sluice
  * worker. No kafkajs type leaves this module and `internal/kafkajs*`; every kafkajs failure
  * becomes a `KafkaError`, and kafkajs' log goes to Effect's logger, summarised (`internal/kafkajsLog.ts`).
@@ -25,6 +26,7 @@ import { logCreator, toKafkaJsLevel } from "./internal/kafkajsLog.ts"
 import * as Partition from "./internal/kafkajsPartition.ts"
 import * as Producer from "./internal/kafkajsProducer.ts"
 import * as Reader from "./internal/kafkajsRead.ts"
+import * as Transactional from "./internal/kafkajsTransactional.ts"
 import { brokersConfig, Kafka, parseBrokers } from "./Kafka.ts"
 
 export interface Options {
@@ -56,6 +58,12 @@ export interface Options {
   readonly sendRetryMs?: number
   /** Upper bound of the record bytes in one produce request. Default 512 KiB. */
   readonly maxBatchBytes?: number
+  /**
+   * How long a transaction may stay open before the coordinator aborts it (`transaction.timeout.ms`): how long the
+   * open transaction of a producer that died holds back read_committed readers, unless a new producer with its id
+   * opens first. At most the broker's `transaction.max.timeout.ms` (default 15 min). Default 60000 ms.
+   */
+  readonly transactionTimeoutMs?: number
   /** Lets a produce or a subscription create a missing topic with broker defaults. Default false. */
   readonly allowAutoTopicCreation?: boolean
   /** Partitions whose batches a consumer processes at the same time. Default 16. */
@@ -96,9 +104,10 @@ const make = Effect.fnUntraced(function* (options: Options) {
   // The admin and the producer close side by side, so that closing takes one `closeTimeoutMs`, not two.
   const clients = yield* Scope.fork(yield* Effect.scope, "parallel")
   const admin = yield* Admin.make(kafka, { closeTimeoutMs }).pipe(Scope.provide(yield* Scope.fork(clients)))
+  const maxBatchBytes = options.maxBatchBytes ?? 512 * 1024
   const producer = yield* Producer.make((producerConfig) => kafka.producer(producerConfig), {
     sendRetryMs: options.sendRetryMs ?? 30_000,
-    maxBatchBytes: options.maxBatchBytes ?? 512 * 1024,
+    maxBatchBytes,
     allowAutoTopicCreation,
     closeTimeoutMs,
     listTopics: admin.listTopics,
@@ -131,7 +140,14 @@ const make = Effect.fnUntraced(function* (options: Options) {
 
   return Kafka.of({
     send: producer.send,
-    transactional: () => Effect.die(new Error("KafkaJs: transactions are not implemented yet")),
+    transactional: Transactional.make((producerConfig) => kafka.producer(producerConfig), {
+      maxBatchBytes,
+      closeTimeoutMs,
+      transactionTimeoutMs: options.transactionTimeoutMs ?? 60_000,
+      allowAutoTopicCreation,
+      maxRecordBytes: admin.maxRecordBytes,
+      forgetLimit: admin.forgetLimit
+    }),
     consume: Consumer.consume(kafka, consumerSettings),
     read: Reader.read(kafka, consumerSettings),
     readPartition: Partition.readPartition(kafka, { closeTimeoutMs, fetchBytes: 8 * 1024 * 1024 }),

@@ -187,7 +187,7 @@ export const aggregate = <K, I, A, O>(options: Options<K, I, A, O>): WindowedAgg
       const fiber = Fiber.getCurrent()
       const total = [...lateCounts.values()].reduce((a, b) => a + b, 0)
       const counts = [...lateCounts]
-      const seen = lateSeen.join(", ")
+      const named = lateSeen.join(", ")
       lateCounts.clear()
       lateSeen.length = 0
       if (fiber === undefined) return
@@ -196,7 +196,7 @@ export const aggregate = <K, I, A, O>(options: Options<K, I, A, O>): WindowedAgg
           Effect.andThen(
             Effect.logDebug(
               `window ${options.name}: ${total} late record(s) (stream time ${streamTime}, grace ${grace} ms)` +
-                `${lateTopic === undefined ? "" : ` to ${lateTopic.name}`}: ${seen}`
+                `${lateTopic === undefined ? "" : ` to ${lateTopic.name}`}: ${named}`
             )
           )
         )

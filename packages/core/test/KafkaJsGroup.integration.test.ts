@@ -321,6 +321,67 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-kafkajs-group-test", connectRet
         yield* Scope.close(first, Exit.void)
       }).pipe(Effect.scoped)
   )
+
+  it.effect(
+    "seek after the assignment: a batch fetched before it is not delivered; a seek back re-delivers, one forward skips",
+    () =>
+      Effect.gen(function* () {
+        const kafka = yield* Kafka
+        const topic = unique("sluice-kafkajs-seek")
+        const groupId = unique("sluice-kafkajs-seek")
+        yield* kafka.createTopics([{ name: topic, partitions: 1 }])
+        const produce = (from: number, to: number) =>
+          kafka.send(
+            Array.from({ length: to - from }, (_, i) => ({
+              topic,
+              partition: 0,
+              key: null,
+              value: bytes(`v${from + i}`)
+            }))
+          )
+        const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i)
+        yield* produce(0, 10)
+        const delivered: Array<number> = []
+        const assigned = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const tp = { topic, partition: 0 }
+        const consumer = yield* kafka.consume(
+          { groupId, topics: [topic], sessionTimeoutMs: 6000 },
+          {
+            onBatch: (batch) =>
+              Effect.sync(() => {
+                for (const r of batch.records) delivered.push(r.offset)
+              }),
+            // Holds the generation's first batch back, as a task does while it restores its stores.
+            onAssignment: (assignment) =>
+              assignment.length === 0
+                ? Effect.void
+                : Deferred.succeed(assigned, undefined).pipe(Effect.andThen(Deferred.await(release)))
+          }
+        )
+        yield* Deferred.await(assigned)
+        // Meanwhile kafkajs fetches the partition from offset 0; that batch waits for the assignment to be handled.
+        yield* Effect.sleep("1 second")
+        yield* consumer.seek([{ ...tp, offset: 6 }])
+        yield* Deferred.succeed(release, undefined)
+        yield* eventually("delivered up to offset 9", 30_000, () => delivered.includes(9))
+        assert.deepStrictEqual(delivered, range(6, 10), "the batch fetched from 0 before the seek is dropped")
+
+        delivered.length = 0
+        yield* consumer.seek([{ ...tp, offset: 2 }])
+        yield* eventually("re-delivered up to offset 9", 30_000, () => delivered.includes(9))
+        assert.deepStrictEqual(delivered, range(2, 10))
+
+        // Forwards, past records the member has not fetched yet: paused while they are produced.
+        yield* consumer.pause([tp])
+        yield* produce(10, 20)
+        delivered.length = 0
+        yield* consumer.seek([{ ...tp, offset: 15 }])
+        yield* consumer.resume([tp])
+        yield* eventually("delivered up to offset 19", 30_000, () => delivered.includes(19))
+        assert.deepStrictEqual(delivered, range(15, 20))
+      }).pipe(Effect.scoped)
+  )
 })
 
 /**

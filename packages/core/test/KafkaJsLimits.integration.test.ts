@@ -6,13 +6,14 @@
 import { assert, layer } from "@effect/vitest"
 import { Effect, Stream } from "effect"
 // Only to check the broker's own verdict, without Sluice's pre-check; Sluice's code never sees kafkajs types.
-import { ConfigResourceTypes, Kafka as KafkaJsClient, logLevel, type Message } from "kafkajs"
+import { Kafka as KafkaJsClient, logLevel, type Message } from "kafkajs"
 import type { KafkaError } from "../src/Errors.ts"
 import { Kafka } from "../src/Kafka.ts"
 import * as KafkaJs from "../src/KafkaJs.ts"
 import { bytes, defaultMaxMessageBytes, type ProducerRecord, sizeOf, text } from "../src/Record.ts"
 import { brokers, connectRetry, unique } from "./support/brokers.ts"
 import { recordOfSize } from "./support/recordOfSize.ts"
+import { alterMaxMessageBytes } from "./support/topicConfig.ts"
 
 const toBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)
 
@@ -43,34 +44,6 @@ const brokerVerdict = (record: ProducerRecord) =>
     } finally {
       await producer.disconnect()
     }
-  })
-
-const alterMaxMessageBytes = (topic: string, value: number) =>
-  Effect.promise(async () => {
-    const admin = new KafkaJsClient({ brokers: [...brokers], logLevel: logLevel.NOTHING }).admin()
-    await admin.connect()
-    await admin.alterConfigs({
-      validateOnly: false,
-      resources: [
-        {
-          type: ConfigResourceTypes.TOPIC,
-          name: topic,
-          configEntries: [{ name: "max.message.bytes", value: String(value) }]
-        }
-      ]
-    })
-    // The broker applies a topic's new config asynchronously: wait until it reports it, then a little more for the
-    // partition's log to take it (a record sent at once can still be measured against the old limit).
-    for (let i = 0; i < 50; i++) {
-      const described = await admin.describeConfigs({
-        includeSynonyms: false,
-        resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ["max.message.bytes"] }]
-      })
-      if (described.resources[0]?.configEntries[0]?.configValue === String(value)) break
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-    await new Promise((resolve) => setTimeout(resolve, 1000))
-    await admin.disconnect()
   })
 
 const total = (kafka: typeof Kafka.Service, topic: string) =>
@@ -198,6 +171,36 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-limits-test", connectRetry }), 
       const checked = tooLarge(yield* kafka.send([record]).pipe(Effect.flip))
       assert.deepStrictEqual([checked?.records, checked?.limit], [[0], 10_000])
       assert.strictEqual(yield* total(kafka, topic), 0)
+    })
+  )
+
+  it.effect("after the broker refused part of a request, the next records for what it accepted are appended", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const out = unique("sluice-limits-accepted")
+      const small = unique("sluice-limits-refusing")
+      yield* kafka.createTopics([
+        { name: out, partitions: 1 },
+        { name: small, partitions: 1 }
+      ])
+      assert.isAbove(yield* kafka.maxRecordBytes(small), 100_000)
+      yield* alterMaxMessageBytes(small, 2000)
+      // One request: the broker appends the record for `out` and refuses the one for `small`. kafkajs then rolls back
+      // the sequence numbers of both partitions.
+      const refused = yield* kafka
+        .send([{ topic: out, key: null, value: bytes("first") }, recordOfSize({ topic: small, key: null }, 5000)])
+        .pipe(Effect.flip)
+      tooLarge(refused)
+      // A batch with the rolled-back sequence number would be taken for a duplicate of "first": acknowledged with its
+      // offset, and dropped.
+      const [second] = yield* kafka.send([{ topic: out, key: null, value: bytes("second") }])
+      assert.strictEqual(second?.offset, 1)
+      const values = yield* kafka.readPartition({ topic: out, partition: 0, from: 0 }).pipe(
+        Stream.flatMap((batch) => Stream.fromIterable(batch.records)),
+        Stream.map((r) => text(r.value!)),
+        Stream.runCollect
+      )
+      assert.deepStrictEqual(values, ["first", "second"])
     })
   )
 })

@@ -9,15 +9,8 @@ import type * as KafkaJS from "kafkajs"
 import { KafkaError, UnknownTopic } from "../src/Errors.ts"
 import * as Producer from "../src/internal/kafkajsProducer.ts"
 import { bytes, defaultMaxMessageBytes, type ProducerRecord } from "../src/Record.ts"
+import { fakeBroker, protocolError } from "./support/kafkajsFake.ts"
 import { recordOfSize } from "./support/recordOfSize.ts"
-
-const partitionMetadata = (partitionId: number): KafkaJS.PartitionMetadata => ({
-  partitionErrorCode: 0,
-  partitionId,
-  leader: 0,
-  replicas: [0],
-  isr: [0]
-})
 
 // An oracle written from the protocol, independent of Record.sizeOf, which is what it checks.
 const varint = (n: number): number => {
@@ -68,41 +61,19 @@ const fake = (
 ): Fake => {
   const batches: Array<KafkaJS.ProducerBatch> = []
   const batchSizes: Array<Map<string, number>> = []
-  const next = new Map<string, number>()
   return {
     batches,
     batchSizes,
     createProducer: (config) => {
-      const partitioner = config.createPartitioner?.()
+      const broker = fakeBroker(config, partitions)
       return {
         connect: async () => {},
         disconnect: async () => {},
         sendBatch: async (batch) => {
           batches.push(batch)
-          const byPartition = new Map<string, { topic: string; partition: number; messages: Array<KafkaJS.Message> }>()
-          for (const { topic, messages } of batch.topicMessages ?? []) {
-            for (const message of messages) {
-              const partition =
-                partitioner?.({
-                  topic,
-                  partitionMetadata: Array.from({ length: partitions }, (_, p) => partitionMetadata(p)),
-                  message
-                }) ?? 0
-              const key = `${topic}:${partition}`
-              const entry = byPartition.get(key) ?? { topic, partition, messages: [] }
-              entry.messages.push(message)
-              byPartition.set(key, entry)
-            }
-          }
+          const byPartition = broker.partition(batch)
           batchSizes.push(new Map([...byPartition].map(([key, { messages }]) => [key, batchSize(messages)])))
-          const answered = answer?.(batch)
-          if (answered !== undefined) return answered
-          return [...byPartition.values()].map(({ topic, partition, messages }) => {
-            const key = `${topic}:${partition}`
-            const base = next.get(key) ?? 0
-            next.set(key, base + messages.length)
-            return { topicName: topic, partition, errorCode: 0, baseOffset: String(base) }
-          })
+          return answer?.(batch) ?? broker.acknowledge(byPartition)
         }
       }
     }
@@ -135,9 +106,6 @@ const make = (f: Fake, existing: ReadonlyArray<string> = ["small", "tiny", "big"
 
 const valued = (topic: string, size: number, i: number, timestamp?: number): ProducerRecord =>
   recordOfSize({ topic, key: bytes(`key-${i}`), ...(timestamp === undefined ? {} : { timestamp }) }, size)
-
-const protocolError = (type: string, retriable: boolean) =>
-  Object.assign(new Error(`broker says ${type}`), { name: "KafkaJSProtocolError", type, retriable })
 
 describe("kafkajs producer", () => {
   it.effect("chunks keep the record batch of every partition under its topic's limit", () =>

@@ -95,15 +95,24 @@ const mulberry32 = (seed: number) => () => {
 }
 
 /**
- * The timestamps on the edge of lateness at stream time `max`: for sliding and session windows, the last that is late
- * and the first that is not; for fixed windows, one that moves stream time exactly onto a window's close, then the
- * window's last ms (late, by 0 ms) and the next window's first.
+ * Timestamps on the edges of the rules at stream time `max`. Sliding: the last that is late and the first that is
+ * not, then the last timestamp whose window reaches back to it, and the first whose window does not. Session: the
+ * same first two, then the last that joins the session and one just over the gap. Fixed windows: one that moves
+ * stream time exactly onto a window's close, then the window's last ms (late, by 0 ms) and the next window's first.
  */
 const edges = (kind: Window.Kind, grace: number, max: number): ReadonlyArray<number> => {
-  if (kind._tag === "Sliding" || kind._tag === "Session") return [max - grace - 1, max - grace]
-  const advance = kind._tag === "Tumbling" ? kind.size : kind.advance
-  const end = Math.ceil((max - grace - kind.size) / advance) * advance + kind.size
-  return [end + grace, end - 1, end]
+  const onTime = max - grace
+  switch (kind._tag) {
+    case "Sliding":
+      return [onTime - 1, onTime, onTime + kind.size - 1, onTime + kind.size]
+    case "Session":
+      return [onTime - 1, onTime, onTime + kind.gap, onTime + 2 * kind.gap + 1]
+    default: {
+      const advance = kind._tag === "Tumbling" ? kind.size : kind.advance
+      const end = Math.ceil((max - grace - kind.size) / advance) * advance + kind.size
+      return [end + grace, end - 1, end]
+    }
+  }
 }
 
 /**
@@ -242,7 +251,8 @@ const byWindow = (a: Stats, b: Stats) =>
 // Running
 // ---------------------------------------------------------------------------------------------------------------
 
-const memory = layerWith({ maxBatchSize: 40 })
+// Small batches, so that records on an edge often come in a later step than the record that moved stream time.
+const memory = layerWith({ maxBatchSize: 7 })
 const options: Runner.RunOptions = { commitEveryRecords: 1 }
 
 const send = (records: ReadonlyArray<Sent>) =>
@@ -302,15 +312,35 @@ const setUp = Effect.gen(function* () {
   yield* kafka.createTopics([{ name: "readings", partitions: 2 }])
 })
 
-const kinds: ReadonlyArray<{ readonly name: string; readonly kind: Window.Kind; readonly grace: number }> = [
-  { name: "tumbling", kind: Window.tumbling("1 second"), grace: 200 },
-  { name: "hopping", kind: Window.hopping("1 second", "300 millis"), grace: 200 },
-  { name: "sliding", kind: Window.sliding("500 millis"), grace: 200 },
-  { name: "session", kind: Window.session("150 millis"), grace: 100 }
+/**
+ * The store's entries per task at the end: its stream time, and the open windows of the reading far ahead, each
+ * with an index entry (tumbling: 1; hopping: 3, those starting at 999,300, 999,600 and 999,900; sliding: its bucket,
+ * which has two; session: 1). The state of every closed window is gone.
+ */
+const kinds: ReadonlyArray<{
+  readonly name: string
+  readonly kind: Window.Kind
+  readonly grace: number
+  readonly live: number
+}> = [
+  { name: "tumbling", kind: Window.tumbling("1 second"), grace: 200, live: 1 + 2 },
+  { name: "hopping", kind: Window.hopping("1 second", "300 millis"), grace: 200, live: 1 + 3 * 2 },
+  { name: "sliding", kind: Window.sliding("500 millis"), grace: 200, live: 1 + 3 },
+  { name: "session", kind: Window.session("150 millis"), grace: 100, live: 1 + 2 }
 ]
 
+/** The keys of the store's changelog whose last record is not a deletion, per partition (task). */
+const liveState = Effect.map(topic("win-stats-changelog"), (records) => {
+  const last = new Map<string, { readonly partition: number; readonly deleted: boolean }>()
+  for (const r of records)
+    last.set(`${r.partition}:${text(r.key!)}`, { partition: r.partition, deleted: r.value === null })
+  const live = [0, 0]
+  for (const { partition, deleted } of last.values()) if (!deleted) live[partition]!++
+  return live
+})
+
 describe("Windows", () => {
-  for (const { name, kind, grace } of kinds) {
+  for (const { name, kind, grace, live } of kinds) {
     it.effect(`${name}: the finals and late records are the reference's`, () =>
       Effect.gen(function* () {
         yield* setUp
@@ -324,6 +354,7 @@ describe("Windows", () => {
         assert.isAbove(expected.late.size, 5)
         assert.deepStrictEqual(got, expected.finals.sort(byWindow))
         assert.deepStrictEqual(lateOf(yield* topic("late")), expected.late)
+        assert.deepStrictEqual(yield* liveState, [live, live])
         yield* stopOnTestClock(fiber)
       }).pipe(Effect.provide(memory))
     )
@@ -333,12 +364,14 @@ describe("Windows", () => {
         yield* setUp
         const records = generate(11, 300, kind, grace)
         const expected = reference(kind, grace, records)
+        // Right before a late record: after the restart, only the restored stream time says that it is late.
+        const split = records.findIndex((r) => r.id >= 150 && expected.late.has(r.id))
         const first = yield* Effect.forkChild(Runner.run(windowed(kind, grace), options))
-        yield* send(records.slice(0, 160))
-        yield* committed(160)
+        yield* send(records.slice(0, split))
+        yield* committed(split)
         yield* stopOnTestClock(first)
         const second = yield* Effect.forkChild(Runner.run(windowed(kind, grace), options))
-        yield* send(records.slice(160))
+        yield* send(records.slice(split))
         yield* committed(records.length)
         assert.deepStrictEqual(yield* finals, expected.finals.sort(byWindow))
         assert.deepStrictEqual(lateOf(yield* topic("late")), expected.late)
@@ -438,17 +471,54 @@ describe("Windows", () => {
       yield* send([
         { id: 0, sensor: "a", temp: 1, at: 1600, partition: 0 },
         { id: 1, sensor: "a", temp: 2, at: 1200, partition: 0 },
-        { id: 2, sensor: "a", temp: 0, at: 9000, partition: 0 }
+        { id: 2, sensor: "b", temp: 0, at: 2600, partition: 0 },
+        { id: 3, sensor: "a", temp: 4, at: 1400, partition: 0 },
+        { id: 4, sensor: "a", temp: 0, at: 9000, partition: 0 }
       ])
-      yield* committed(3)
-      // At stream time 1600, [500, 1500) had closed; [1000, 2000) had not.
-      assert.deepStrictEqual(lateOf(yield* topic("late")), new Map([[1, "500-1500"]]))
+      yield* committed(5)
+      // At stream time 1600, [500, 1500) had closed, [1000, 2000) had not; at 2600 both had, [1000, 2000) 600 ms ago.
+      const late = yield* topic("late")
       assert.deepStrictEqual(
-        (yield* finals).map((s) => `${s.start}-${s.end}:${s.count}:${s.sum}`),
-        ["1000-2000:2:3", "1500-2500:1:1"]
+        lateOf(late),
+        new Map([
+          [1, "500-1500"],
+          [3, "500-1500,1000-2000"]
+        ])
+      )
+      assert.deepStrictEqual(
+        late.map((r) => header(r.headers, "sluice.late.ms")),
+        ["100", "600"]
+      )
+      assert.deepStrictEqual(
+        (yield* finals).map((s) => `${s.sensor}:${s.start}-${s.end}:${s.count}:${s.sum}`),
+        ["a:1000-2000:2:3", "a:1500-2500:1:1", "b:2000-3000:1:0", "b:2500-3500:1:0"]
       )
       yield* stopOnTestClock(fiber)
     }).pipe(Effect.provide(memory))
+  )
+
+  it.effect(
+    "session: a record that comes gap + grace after a session's last one, in a later step, still joins it",
+    () =>
+      Effect.gen(function* () {
+        yield* setUp
+        const fiber = yield* Effect.forkChild(Runner.run(windowed(Window.session("150 millis"), 100), options))
+        yield* send([{ id: 0, sensor: "a", temp: 1, at: 1000, partition: 0 }])
+        yield* committed(1)
+        // Stream time 1250: a's session [1000, 1001) is open until 1000 + 150 + 100 + 1.
+        yield* send([{ id: 1, sensor: "b", temp: 1, at: 1250, partition: 0 }])
+        yield* committed(2)
+        yield* send([{ id: 2, sensor: "a", temp: 2, at: 1150, partition: 0 }])
+        yield* committed(3)
+        assert.deepStrictEqual(yield* finals, [])
+        yield* send([{ id: 3, sensor: "c", temp: 0, at: 9000, partition: 0 }])
+        yield* committed(4)
+        assert.deepStrictEqual(
+          (yield* finals).map((s) => `${s.sensor}:${s.start}-${s.end}:${s.count}`),
+          ["a:1000-1151:2", "b:1250-1251:1"]
+        )
+        yield* stopOnTestClock(fiber)
+      }).pipe(Effect.provide(memory))
   )
 
   it.effect("a negative timestamp is dead-lettered, and leaves stream time alone", () =>

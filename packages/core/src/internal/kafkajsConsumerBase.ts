@@ -68,6 +68,9 @@ export const consumerConfig = (
   heartbeatInterval: heartbeatIntervalFor(sessionTimeoutMs),
   rebalanceTimeout: rebalanceTimeoutFor(sessionTimeoutMs),
   maxWaitTimeInMs: maxWaitMs,
+  // read_committed (kafkajs' default, stated here because Sluice depends on it): records of open or aborted
+  // transactions are never delivered, and a fetch stops at the last stable offset.
+  readUncommitted: false,
   allowAutoTopicCreation: settings.allowAutoTopicCreation,
   retry:
     extra.restartOnFailure === undefined

@@ -47,8 +47,22 @@ const generationErrors = new Set([
   "UNKNOWN_MEMBER_ID",
   "FENCED_INSTANCE_ID"
 ])
-/** Broker answers that mean a newer producer with the same transactional id took over. */
-const fencedErrors = new Set(["INVALID_PRODUCER_EPOCH", "PRODUCER_FENCED", "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"])
+/**
+ * Broker answers that mean this transactional producer is over: a newer producer with the same transactional id took
+ * over, or the coordinator forgot the id (INVALID_PRODUCER_ID_MAPPING: unused for `transactional.id.expiration.ms`).
+ */
+const fencedErrors = new Set([
+  "INVALID_PRODUCER_EPOCH",
+  "PRODUCER_FENCED",
+  "INVALID_PRODUCER_ID_MAPPING",
+  "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"
+])
+/**
+ * kafkajs' own refusals once its transaction state machine is stuck, which a failed EndTxn leaves it in (a fenced
+ * producer's commit or abort); the producer can never transact again.
+ */
+const transactionStateErrors =
+  /^(Transaction state exception|Cannot continue to use transaction once ended|There is already an ongoing transaction)/
 const tooLargeErrors = new Set(["MESSAGE_TOO_LARGE", "RECORD_LIST_TOO_LARGE"])
 
 /** The broker error type (e.g. `UNKNOWN_TOPIC_OR_PARTITION`) anywhere in the chain, innermost first. */
@@ -81,6 +95,12 @@ export const toReason = (error: unknown, topic?: string): Errors.Reason => {
     if (fencedErrors.has(type)) return new Errors.Fenced(fields)
     if (tooLargeErrors.has(type)) return new Errors.MessageTooLarge({ ...fields, ...topicField })
     if (type === "UNKNOWN_TOPIC_OR_PARTITION") return new Errors.UnknownTopic({ ...fields, ...topicField })
+  }
+  if (errors.some((e) => e.name === "KafkaJSNonRetriableError" && transactionStateErrors.test(e.message))) {
+    return new Errors.Fenced({
+      ...fields,
+      message: `the producer's transaction state is stuck, as after a fencing; it cannot transact again (${message})`
+    })
   }
   if (errors.some((e) => timeoutErrors.has(e.name))) return new Errors.Timeout(fields)
   if (errors.some((e) => connectionErrors.has(e.name))) return new Errors.Unavailable(fields)

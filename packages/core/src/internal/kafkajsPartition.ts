@@ -94,6 +94,9 @@ const clusterOf = (kafka: KafkaJS.Kafka) =>
     kafka.consumer({
       groupId: "sluice-partition-reader",
       allowAutoTopicCreation: false,
+      // The Cluster's ListOffsets then answer the last stable offset, where the read ends (its Fetches say so
+      // themselves).
+      readUncommitted: false,
       partitionAssigners: [
         (config) => {
           cluster = config.cluster

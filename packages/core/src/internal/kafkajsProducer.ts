@@ -17,30 +17,35 @@
 
 import { Cause, Deferred, Effect, Exit, type Fiber, Queue, type Scope } from "effect"
 import type * as KafkaJS from "kafkajs"
-import { Closed, KafkaError, MessageTooLarge, messageOf, Rejected, Transient } from "../Errors.ts"
-import { oversized, unknownTopic } from "../Kafka.ts"
-import * as Partitioner from "../Partitioner.ts"
-import { bytes, defaultMaxMessageBytes, type ProducerRecord, type RecordMetadata, sizeOf, tpKey } from "../Record.ts"
+import { Closed, KafkaError, messageOf, Transient } from "../Errors.ts"
+import { unknownTopic } from "../Kafka.ts"
+import { defaultMaxMessageBytes, type ProducerRecord, type RecordMetadata } from "../Record.ts"
 import { makeClient } from "./kafkajsClient.ts"
 import { attempt, backoff } from "./kafkajsErrors.ts"
+import {
+  checkedLimits,
+  type Limits,
+  makeChunk,
+  makePartitioning,
+  metadataOf,
+  type Outgoing,
+  refusedAsTooLarge,
+  toMessage,
+  topicMessagesOf
+} from "./kafkajsProduce.ts"
 
 /** What the producer needs of a kafkajs producer (a narrow type, so tests can stand in for kafkajs). */
 export type ProducerClient = Pick<KafkaJS.Producer, "connect" | "disconnect" | "sendBatch">
 
-export interface ProducerOptions {
+export interface ProducerOptions extends Limits {
   /** How long `send` retries retryable failures before it fails. */
   readonly sendRetryMs: number
   /** Upper bound for the payload of one `sendBatch` (a single larger record still goes alone). */
   readonly maxBatchBytes: number
-  readonly allowAutoTopicCreation: boolean
   /** How long closing waits for the kafkajs producer to disconnect. */
   readonly closeTimeoutMs: number
   /** The topics that exist; used to notice that a topic this producer wrote to was deleted. */
   readonly listTopics: Effect.Effect<ReadonlyArray<string>, KafkaError>
-  /** A topic's limit for one record batch (`max.message.bytes`); fails with UnknownTopic for a missing topic. */
-  readonly maxRecordBytes: (topic: string) => Effect.Effect<number, KafkaError>
-  /** Forgets a topic's cached limit, after the broker refused a batch it let through. */
-  readonly forgetLimit: (topic: string) => void
 }
 
 export interface Producer {
@@ -59,36 +64,10 @@ interface Request {
   readonly deferred: Deferred.Deferred<ReadonlyArray<RecordMetadata>, KafkaError>
 }
 
-interface Entry {
+interface Entry extends Outgoing {
   readonly request: Request
   readonly index: number
-  readonly message: KafkaJS.Message
 }
-
-const toBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength)
-
-const toMessage = (record: ProducerRecord): KafkaJS.Message => {
-  const message: KafkaJS.Message = {
-    key: record.key === null ? null : toBuffer(record.key),
-    value: record.value === null ? null : toBuffer(record.value)
-  }
-  if (record.partition !== undefined) message.partition = record.partition
-  if (record.headers !== undefined) {
-    const headers: KafkaJS.IHeaders = {}
-    for (const name in record.headers) headers[name] = toBuffer(record.headers[name]!)
-    message.headers = headers
-  }
-  if (record.timestamp !== undefined) message.timestamp = String(record.timestamp)
-  return message
-}
-
-/** The record batch header that `Record.sizeOf` counts once per record. */
-const batchHeaderBytes = 61
-/**
- * What a record adds to a batch it shares beyond what `sizeOf` counts for it alone: its offset and timestamp deltas
- * are no longer 0 (at most 5 and 10 bytes as varints instead of 1 each), which may lengthen its length varint by 1.
- */
-const sharedBatchSlack = 14
 
 const describeCause = (cause: Cause.Cause<unknown>): string =>
   Cause.hasInterruptsOnly(cause) ? "it was interrupted" : messageOf(Cause.squash(cause))
@@ -97,26 +76,11 @@ export const make = Effect.fnUntraced(function* (
   createProducer: (config: KafkaJS.ProducerConfig) => ProducerClient,
   options: ProducerOptions
 ): Effect.fn.Return<Producer, never, Scope.Scope> {
-  // The partition chosen for each message object. kafkajs calls the partitioner again on each of its own retries,
-  // and ours re-send the same objects: a retried record must land where its first attempt went, or the broker's
-  // idempotence check would match a different record against the sequence number.
-  const chosen = new WeakMap<KafkaJS.Message, number>()
-  const pick = Partitioner.make()
-  const createPartitioner: KafkaJS.ICustomPartitioner =
-    () =>
-    ({ partitionMetadata, message }) => {
-      const known = chosen.get(message)
-      if (known !== undefined) return known
-      const key = message.key === undefined || message.key === null ? null : message.key
-      const partition = message.partition ?? pick(typeof key === "string" ? bytes(key) : key, partitionMetadata.length)
-      chosen.set(message, partition)
-      return partition
-    }
-
+  const partitioning = makePartitioning()
   const config: KafkaJS.ProducerConfig = {
     idempotent: true,
     maxInFlightRequests: 1,
-    createPartitioner,
+    createPartitioner: partitioning.createPartitioner,
     allowAutoTopicCreation: options.allowAutoTopicCreation,
     // A few quick retries inside kafkajs keep the per-broker progress of one sendBatch; longer outages are retried
     // by `retrySchedule` below, where they are visible and bounded.
@@ -145,32 +109,10 @@ export const make = Effect.fnUntraced(function* (
     })
   })
 
-  // The broker measured a batch against a limit the pre-check did not know (the topic's config changed, or a
-  // broker-wide limit is lower): never retried, and the cached limits are read again next time.
-  const tooLarge = (error: KafkaError, topics: ReadonlyArray<string>) => {
-    for (const topic of topics) options.forgetLimit(topic)
-    return new KafkaError({
-      operation: "send",
-      reason: new MessageTooLarge({
-        message: `the broker refused records for topic ${topics.join(", ")} as too large: ${error.reason.message}`,
-        cause: error,
-        ...(topics.length === 1 ? { topic: topics[0]! } : {})
-      })
-    })
-  }
-
   const retrySchedule = backoff(options.sendRetryMs)
   const sendChunk = (entries: ReadonlyArray<Entry>) => {
-    const byTopic = new Map<string, Array<KafkaJS.Message>>()
-    for (const entry of entries) {
-      const topic = entry.request.records[entry.index]!.topic
-      const messages = byTopic.get(topic)
-      if (messages === undefined) byTopic.set(topic, [entry.message])
-      else messages.push(entry.message)
-    }
-    // One entry per topic: kafkajs keeps only the last entry of a topic that appears twice.
-    const topicMessages = Array.from(byTopic, ([topic, messages]) => ({ topic, messages }))
-    const topics = [...byTopic.keys()]
+    const topicMessages = topicMessagesOf(entries)
+    const topics = topicMessages.map((t) => t.topic)
     return producer.connect.pipe(
       Effect.andThen(
         Effect.suspend(() =>
@@ -185,45 +127,30 @@ export const make = Effect.fnUntraced(function* (
         error.reason._tag === "UnknownTopic"
           ? recoverUnknownTopic(error, topics)
           : error.reason._tag === "MessageTooLarge"
-            ? Effect.fail(tooLarge(error, topics))
+            ? Effect.fail(refusedAsTooLarge("send", error, topics, options))
             : Effect.fail(error)
       ),
       Effect.retry({ schedule: retrySchedule, while: (e) => e.isRetryable }),
+      // A failed sendBatch leaves kafkajs' sequence numbers wrong: it rolls back those of every partition of the
+      // request, also of those the broker appended to (kafkajs/src/producer/sendMessages.js). Re-sending the same
+      // records (the retries above) is right with them, the broker drops what it already has; other records would be
+      // taken for those duplicates and dropped while acknowledged. A fresh producer id starts the sequences over.
+      Effect.tapError(() => producer.replace.pipe(Effect.ignore)),
       Effect.tap(() =>
         Effect.sync(() => {
           for (const topic of topics) sentTopics.add(topic)
         })
       ),
-      Effect.flatMap((metadata) => assignOffsets(entries, metadata))
+      Effect.flatMap((metadata) => metadataOf("send", entries, metadata, partitioning)),
+      Effect.tap((metadata) =>
+        Effect.sync(() => {
+          entries.forEach((entry, i) => {
+            entry.request.results[entry.index] = metadata[i]!
+          })
+        })
+      )
     )
   }
-
-  // kafkajs answers with the base offset per partition; records of a partition were appended in the order sent.
-  const assignOffsets = (entries: ReadonlyArray<Entry>, metadata: ReadonlyArray<KafkaJS.RecordMetadata>) =>
-    Effect.suspend(() => {
-      const next = new Map<string, number>()
-      for (const m of metadata) {
-        const base = m.baseOffset ?? m.offset
-        if (base !== undefined) next.set(tpKey(m.topicName, m.partition), Number(base))
-      }
-      for (const entry of entries) {
-        const topic = entry.request.records[entry.index]!.topic
-        const partition = chosen.get(entry.message)
-        const key = partition === undefined ? undefined : tpKey(topic, partition)
-        const offset = key === undefined ? undefined : next.get(key)
-        if (partition === undefined || key === undefined || offset === undefined) {
-          return Effect.fail(
-            new KafkaError({
-              operation: "send",
-              reason: new Rejected({ message: `no offset in the produce response for a record of ${topic}` })
-            })
-          )
-        }
-        next.set(key, offset + 1)
-        entry.request.results[entry.index] = { topic, partition, offset }
-      }
-      return Effect.void
-    })
 
   // Sends the requests in chunks of at most `maxBatchBytes`, in which the records of each topic stay under the
   // topic's limit. A request whose chunk fails is failed as a whole; its later records are not sent (earlier chunks
@@ -233,8 +160,7 @@ export const make = Effect.fnUntraced(function* (
     let j = 0
     while (i < requests.length) {
       const entries: Array<Entry> = []
-      const topicBytes = new Map<string, number>()
-      let size = 0
+      const chunk = makeChunk(options.maxBatchBytes)
       while (i < requests.length) {
         const request = requests[i]!
         if (request.records.length === 0) {
@@ -242,16 +168,8 @@ export const make = Effect.fnUntraced(function* (
           continue
         }
         const record = request.records[j]!
-        const recordSize = sizeOf(record)
-        const shared = recordSize - batchHeaderBytes + sharedBatchSlack
-        const inTopic = topicBytes.get(record.topic)
-        const limit = request.limits.get(record.topic) ?? defaultMaxMessageBytes
-        if (entries.length > 0 && size + recordSize > options.maxBatchBytes) break
-        // The first record of a topic always fits: the pre-check saw to it.
-        if (inTopic !== undefined && inTopic + shared > limit) break
-        entries.push({ request, index: j, message: toMessage(record) })
-        size += recordSize
-        topicBytes.set(record.topic, (inTopic ?? batchHeaderBytes) + shared)
+        if (!chunk.tryAdd(record, request.limits.get(record.topic) ?? defaultMaxMessageBytes)) break
+        entries.push({ request, index: j, topic: record.topic, message: toMessage(record) })
         if (++j === request.records.length) {
           i++
           j = 0
@@ -331,29 +249,11 @@ export const make = Effect.fnUntraced(function* (
     })
   )
 
-  // The limit of every topic of `records`, each looked up once. With auto-creation, a topic that does not exist yet
-  // will get the broker's default.
-  const limitsOf = (records: ReadonlyArray<ProducerRecord>) => {
-    const topics = new Set<string>()
-    for (const r of records) topics.add(r.topic)
-    return Effect.forEach(topics, (topic) =>
-      options.maxRecordBytes(topic).pipe(
-        Effect.catchIf(
-          (e) => options.allowAutoTopicCreation && e.reason._tag === "UnknownTopic",
-          () => Effect.succeed(defaultMaxMessageBytes)
-        ),
-        Effect.map((limit) => [topic, limit] as const)
-      )
-    ).pipe(Effect.map((entries) => new Map(entries)))
-  }
-
   const send = (records: ReadonlyArray<ProducerRecord>) =>
     Effect.suspend(() => {
       if (stopped !== undefined) return Effect.fail(stopped)
       if (records.length === 0) return Effect.succeed([])
-      return Effect.flatMap(limitsOf(records), (limits) => {
-        const error = oversized(records, (topic) => limits.get(topic) ?? defaultMaxMessageBytes)
-        if (error !== undefined) return Effect.fail(error)
+      return Effect.flatMap(checkedLimits("send", records, options), (limits) => {
         if (stopped !== undefined) return Effect.fail(stopped)
         const deferred = Deferred.makeUnsafe<ReadonlyArray<RecordMetadata>, KafkaError>()
         Queue.offerUnsafe(queue, { records, limits, results: new Array<RecordMetadata>(records.length), deferred })

@@ -8,19 +8,8 @@
  * A string is also a copy: a value that is a view into a fetch buffer does not keep that buffer alive.
  */
 import type { Backend, Change } from "../Store.ts"
+import { lowerBound } from "./sorted.ts"
 import { fromBinary, toBinary } from "./storeBytes.ts"
-
-/** The first index in `sorted` whose key is `>= key`. */
-const lowerBound = (sorted: ReadonlyArray<string>, key: string): number => {
-  let lo = 0
-  let hi = sorted.length
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1
-    if (sorted[mid]! < key) lo = mid + 1
-    else hi = mid
-  }
-  return lo
-}
 
 export const make = (): Backend => {
   let entries = new Map<string, string>()
