@@ -66,7 +66,8 @@ const awaitLeaders = (admin: KafkaJS.Admin, names: ReadonlyArray<string>) =>
             })
           )
     }),
-    Effect.retry({ schedule: backoff(30_000), while: (e) => e.isRetryable })
+    // A topic just created can be unknown to the broker's metadata for a moment (a busy broker): wait for it too.
+    Effect.retry({ schedule: backoff(30_000), while: (e) => e.isRetryable || isUnknownTopic(e) })
   )
 
 const toConfigEntries = (spec: TopicSpec): KafkaJS.ITopicConfig => {
@@ -176,6 +177,10 @@ export const make = Effect.fnUntraced(function* (
               Effect.andThen(
                 call("createTopics", (admin) =>
                   admin.createTopics({ waitForLeaders: true, topics: specs.map(toConfigEntries) })
+                ).pipe(
+                  // kafkajs' own wait for the leaders gives up with UNKNOWN_TOPIC_OR_PARTITION while the metadata has
+                  // not caught up with the new topics; awaitLeaders waits for them itself.
+                  Effect.catchIf(isUnknownTopic, () => Effect.void)
                 )
               ),
               Effect.andThen(
