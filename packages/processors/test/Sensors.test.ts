@@ -18,19 +18,10 @@ import { captureLogs } from "../../core/test/support/captureLogs.ts"
 import { stopOnTestClock } from "../../core/test/support/runtime.ts"
 import * as SensorData from "../src/SensorData.ts"
 import * as Sensors from "../src/Sensors.ts"
+import { settle } from "./support/effects.ts"
 
 const partitions = 3
 const group = "sensor-pipeline"
-
-/** Lets the runner's fibers run, a second of test time at a time, until `condition` holds. */
-const settle = Effect.fnUntraced(function* <E, R>(what: string, condition: Effect.Effect<boolean, E, R>) {
-  for (let i = 0; i < 300; i++) {
-    if (yield* condition) return
-    for (let j = 0; j < 20; j++) yield* Effect.yieldNow
-    yield* TestClock.adjust("1 second")
-  }
-  return yield* Effect.die(new Error(`never: ${what}`))
-})
 
 const committedToEnd = (topics: Sensors.Topics) =>
   Effect.gen(function* () {
