@@ -323,9 +323,9 @@ export const command = Flags.command(
   describedWithExitCodes(
     "Run a topology against Kafka until SIGINT or SIGTERM (graceful: drain, commit, leave)",
     "The topology is a built-in one (below) or a module of yours: sluice run ./topology.ts runs what it exports",
-    "(default or `topology`) with the same flags. Each run joins the consumer group --group; by default that is",
-    "--topic-prefix followed by the topology's name (staging-user-events for --topic-prefix staging-), so",
-    "deployments under different prefixes never share a group."
+    "(default or `topology`) with the same flags.",
+    "Each run joins the consumer group --group; by default that is --topic-prefix followed by the topology's name",
+    "(staging-user-events for --topic-prefix staging-), so deployments under different prefixes never share a group."
   ),
   Command.withSubcommands([userEvents, clickEnrichment, counts])
 )
