@@ -14,7 +14,10 @@ import * as Inspect from "./Inspect.ts"
 
 const chunk = 5_000
 
-/** Sends records in chunks, logging progress on long runs; returns elapsed milliseconds. */
+/**
+ * Sends records in chunks, showing progress on long runs when stderr is a terminal (quiet in pipes and logs);
+ * returns elapsed milliseconds.
+ */
 export const sendAll = Effect.fnUntraced(function* (records: ReadonlyArray<ProducerRecord>, label: string) {
   const kafka = yield* Kafka
   const started = Date.now()
@@ -22,7 +25,7 @@ export const sendAll = Effect.fnUntraced(function* (records: ReadonlyArray<Produ
   for (let i = 0; i < records.length; i += chunk) {
     yield* kafka.send(records.slice(i, i + chunk))
     const now = Date.now()
-    if (now - lastReport > 2_000) {
+    if (now - lastReport > 2_000 && process.stderr.isTTY === true) {
       lastReport = now
       yield* Console.error(`  ${label}: ${Math.min(i + chunk, records.length)}/${records.length}`)
     }

@@ -13,8 +13,9 @@ import * as Counting from "@sluice/processors/Counting"
 import * as Sensors from "@sluice/processors/Sensors"
 import * as UserEvents from "@sluice/processors/UserEvents"
 import { Console, Effect, Layer, Option, Ref, Result, Schedule } from "effect"
-import { Command, Flag } from "effect/cli"
+import { Argument, Command, Flag } from "effect/cli"
 import * as Flags from "./Flags.ts"
+import * as RunModule from "./RunModule.ts"
 import * as Strategy from "./Strategy.ts"
 
 const group = Flag.String("group").pipe(
@@ -371,9 +372,57 @@ const sensorPipeline = Flags.command(
   )
 )
 
-export const command = Command.make("run").pipe(
+/** `sluice run ./topology.ts`: a user's topology (RunModule.ts) with the flags of the built-in ones. */
+const runModule = (
+  path: string,
+  o: Command.Command.Config.Infer<typeof common> & { readonly stateDir: Option.Option<string> }
+) =>
+  Effect.gen(function* () {
+    const topology = yield* RunModule.load(path, { prefix: o.prefix })
+    const options: Runner.RunOptions = { ...runOptions(o, topology.name), stateStore: stateStore(o.stateDir) }
+    yield* Effect.logInfo(
+      `running ${topology.name} from ${path} (${o.guarantee}) on ${o.brokers} in group ${options.groupId}: ` +
+        `${topology.inputs.map((i) => i.topic).join(", ")}`
+    )
+    return yield* Runner.run(topology, options).pipe(withProgress())
+  }).pipe(Effect.provide(Layer.mergeAll(Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }), httpLayer(o))))
+
+const builtIn = ["user-events", "click-enrichment", "counts", "sensor-pipeline"]
+
+export const command = Flags.command(
+  "run",
+  {
+    module: Argument.String("topology").pipe(
+      Argument.withDescription(
+        "a module that exports a topology (`export default Topology.make(...)`), e.g. ./topology.ts; or one of the built-in topologies below"
+      ),
+      Argument.optional
+    ),
+    ...common,
+    stateDir
+  },
+  (o) =>
+    Option.match(o.module, {
+      onNone: () =>
+        Effect.fail(
+          new ConfigInvalid({
+            reason: `name a topology: a module path (./topology.ts) or one of ${builtIn.join(", ")} (sluice run --help)`
+          })
+        ),
+      onSome: (path) =>
+        RunModule.isModulePath(path)
+          ? runModule(path, o)
+          : Effect.fail(
+              new ConfigInvalid({
+                reason: `unknown topology ${path}: expected a module path (starting with ./ or /, or ending in .ts/.js) or one of ${builtIn.join(", ")}`
+              })
+            )
+    })
+).pipe(
   describedWithExitCodes(
     "Run a topology against Kafka until SIGINT or SIGTERM (graceful: drain, commit, leave)",
+    "The topology is a built-in one (below) or a module of yours: sluice run ./topology.ts runs what it exports",
+    "(default or `topology`) with the same flags.",
     "Each run joins the consumer group --group; by default that is --topic-prefix followed by the topology's name",
     "(staging-user-events for --topic-prefix staging-), so deployments under different prefixes never share a group."
   ),

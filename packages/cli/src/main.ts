@@ -3,6 +3,7 @@ import { NodeServices } from "@effect/platform-node"
 import { Main } from "@sluice/core"
 import { Effect, Layer, Logger, References } from "effect"
 import { Command } from "effect/cli"
+import * as Admin from "./Admin.ts"
 import * as Bench from "./Bench.ts"
 import * as Demo from "./Demo.ts"
 import * as Inspect from "./Inspect.ts"
@@ -12,7 +13,15 @@ import * as Run from "./Run.ts"
 
 const sluice = Command.make("sluice").pipe(
   Command.withDescription("Sluice: typed stream processing on Effect 4 and Apache Kafka"),
-  Command.withSubcommands([Demo.command, Produce.command, Run.command, Inspect.command, Bench.command])
+  Command.withSubcommands([
+    Demo.command,
+    Produce.command,
+    Run.command,
+    Inspect.command,
+    Admin.topics,
+    Admin.groups,
+    Bench.command
+  ])
 )
 
 const Logging = Layer.mergeAll(

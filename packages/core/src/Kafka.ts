@@ -194,6 +194,8 @@ export interface KafkaShape {
   readonly offsets: (topic: string) => Effect.Effect<ReadonlyArray<PartitionOffsets>, KafkaError>
   /** The group's current members and what each is assigned (empty while the group is rebalancing or empty). */
   readonly describeGroup: (groupId: string) => Effect.Effect<ReadonlyArray<GroupMember>, KafkaError>
+  /** Every offset the group has committed, for every topic (ordered by topic, then partition). */
+  readonly groupOffsets: (groupId: string) => Effect.Effect<ReadonlyArray<TopicPartitionOffset>, KafkaError>
   /** The group's committed offsets for a topic's partitions; a partition without a commit is left out. */
   readonly committedOffsets: (
     groupId: string,

@@ -158,6 +158,7 @@ const make = Effect.fnUntraced(function* (options: Options) {
     describeTopic: admin.describeTopic,
     offsets: admin.offsets,
     committedOffsets: admin.committedOffsets,
+    groupOffsets: admin.groupOffsets,
     describeGroup: admin.describeGroup
   })
 })

@@ -372,6 +372,8 @@ const make = Effect.fnUntraced(function* (options: Options) {
               assignment: m.assignment
             }))
       }),
+    groupOffsets: (groupId) =>
+      Effect.sync(() => [...topics.keys()].sort().flatMap((topic) => committed(groupId, topic))),
     committedOffsets: (groupId, topic) =>
       Effect.map(topicOf("committedOffsets", topic), () => committed(groupId, topic))
   }

@@ -11,7 +11,7 @@
  * - It retries a missing topic for seconds and then fails without naming it. Calls about a topic therefore check the
  *   topic list first (one metadata request) and fail at once with `Kafka.unknownTopic`.
  */
-import { Effect, type Scope, Semaphore } from "effect"
+import { Effect, Schedule, type Scope, Semaphore } from "effect"
 import * as KafkaJS from "kafkajs"
 import { KafkaError, Rejected, Transient } from "../Errors.ts"
 import { type KafkaShape, type PartitionOffsets, type TopicSpec, unknownTopic } from "../Kafka.ts"
@@ -28,6 +28,7 @@ export interface Admin
     | "describeTopic"
     | "offsets"
     | "committedOffsets"
+    | "groupOffsets"
     | "maxRecordBytes"
     | "describeGroup"
   > {
@@ -48,6 +49,9 @@ export interface AdminSettings {
 const topicResource: KafkaJS.ConfigResourceTypes = 2
 
 const isUnknownTopic = (error: KafkaError) => error.reason._tag === "UnknownTopic"
+
+/** Stale metadata right after a topic is created or a leader moves: a few quick tries, for about 3 s in all. */
+const metadataRetry = Schedule.exponential("50 millis").pipe(Schedule.upTo({ duration: "3 seconds" }))
 
 /** Waits until the broker's metadata lists every partition of the topics with a leader (kafkajs#770). */
 const awaitLeaders = (admin: KafkaJS.Admin, names: ReadonlyArray<string>) =>
@@ -119,6 +123,9 @@ export const make = Effect.fnUntraced(function* (
         const existing = yield* existingTopics(operation)
         if (!existing.has(topic)) return yield* unknownTopic(operation, topic)
         return yield* call(operation, f).pipe(
+          // A topic just created, or a leader that just moved (NOT_LEADER_FOR_PARTITION): kafkajs refreshes its
+          // metadata, and a second try a moment later gets through.
+          Effect.retry({ schedule: metadataRetry, while: (error) => error.reason._tag === "Transient" }),
           // Deleted in between: still name the topic.
           Effect.mapError((error) => (isUnknownTopic(error) ? unknownTopic(operation, topic) : error))
         )
@@ -250,6 +257,18 @@ export const make = Effect.fnUntraced(function* (
               .map((p) => ({ topic: t.topic, partition: p.partition, offset: Number(p.offset) }))
               .sort((a, b) => a.partition - b.partition)
           )
+        )
+      ),
+    groupOffsets: (groupId) =>
+      serially(call("groupOffsets", (admin) => admin.fetchOffsets({ groupId }))).pipe(
+        Effect.map((topics) =>
+          topics
+            .flatMap((t) =>
+              t.partitions
+                .filter((p) => Number(p.offset) >= 0)
+                .map((p) => ({ topic: t.topic, partition: p.partition, offset: Number(p.offset) }))
+            )
+            .sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition))
         )
       ),
     maxRecordBytes: (topic) =>

@@ -76,7 +76,7 @@ export const start = (name: string, args: ReadonlyArray<string>): Effect.Effect<
   Effect.acquireRelease(
     Effect.gen(function* () {
       const exited = yield* Deferred.make<WorkerExit>()
-      const child = spawn(nodeBin, [sluiceBin, "run", ...args], {
+      const child = spawn(nodeBin, ["--conditions=@sluice/source", sluiceBin, "run", ...args], {
         cwd: repoRoot,
         stdio: ["ignore", "pipe", "pipe"],
         env: { ...process.env, NO_COLOR: "1" }
