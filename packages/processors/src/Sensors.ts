@@ -1,6 +1,6 @@
 /**
  * The sensor metrics pipeline (the Faust lab's): readings `{sensor_id, temperature, humidity, timestamp}` from
- * `sensor-readings`, keyed by sensor id, are
+ * `sensor-readings`, keyed by sensor id, validated, enriched, counted and aggregated in event-time windows. Each is
  *
  * - validated (Schema, at the boundary): bad JSON, a missing or empty `sensor_id`, a negative temperature, a humidity
  *   outside 0..100, wrong types, non-finite numbers, an event time out of range, or a key that is not the reading's
