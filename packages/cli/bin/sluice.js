@@ -15,7 +15,7 @@
  */
 import { spawn } from "node:child_process"
 import { existsSync } from "node:fs"
-import { createRequire } from "node:module"
+import * as nodeModule from "node:module"
 import { constants } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -44,7 +44,7 @@ const dieOf = (/** @type {NodeJS.Signals} */ signal) => {
 /** The project's Node 24: node_modules/node/bin/node, as installed by the `node` devDependency. */
 const projectNode = () => {
   try {
-    const nodePackage = createRequire(import.meta.url).resolve("node/package.json")
+    const nodePackage = nodeModule.createRequire(import.meta.url).resolve("node/package.json")
     const binary = join(dirname(nodePackage), "bin", process.platform === "win32" ? "node.exe" : "node")
     return existsSync(binary) ? binary : undefined
   } catch {
@@ -160,7 +160,18 @@ if (major < REQUIRED_MAJOR) {
     delete process.env[WRAPPED]
     if (process.send !== undefined) acceptForwardedSignals()
   }
-  // A variable specifier: an older Node must not try to resolve (or parse) TypeScript before the version check.
-  const entry = new URL("../src/bin.ts", import.meta.url).href
-  await import(entry)
+  // The published package runs its built JavaScript. Inside the repository (no dist/), the TypeScript sources run
+  // directly, and the workspace packages resolve to their sources too: the `@sluice/source` export condition, added
+  // to every resolution by a hook (as `node --conditions=@sluice/source` would). Variable specifiers: an older Node
+  // must not try to resolve (or parse) TypeScript before the version check.
+  const built = new URL("../dist/bin.js", import.meta.url)
+  if (existsSync(fileURLToPath(built))) {
+    await import(built.href)
+  } else {
+    nodeModule.registerHooks({
+      resolve: (specifier, context, nextResolve) =>
+        nextResolve(specifier, { ...context, conditions: [...context.conditions, "@sluice/source"] })
+    })
+    await import(new URL("../src/bin.ts", import.meta.url).href)
+  }
 }

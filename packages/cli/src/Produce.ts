@@ -4,14 +4,20 @@ import type { ProducerRecord } from "@sluice/core/Record"
 import * as ClickData from "@sluice/processors/ClickData"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
 import * as Counting from "@sluice/processors/Counting"
+import * as SensorData from "@sluice/processors/SensorData"
+import * as Sensors from "@sluice/processors/Sensors"
 import * as UserEvents from "@sluice/processors/UserEvents"
-import { Console, Effect } from "effect"
+import { Console, Effect, Option } from "effect"
 import { Command } from "effect/cli"
 import * as Flags from "./Flags.ts"
+import * as Inspect from "./Inspect.ts"
 
 const chunk = 5_000
 
-/** Sends records in chunks, logging progress on long runs; returns elapsed milliseconds. */
+/**
+ * Sends records in chunks, showing progress on long runs when stderr is a terminal (quiet in pipes and logs);
+ * returns elapsed milliseconds.
+ */
 export const sendAll = Effect.fnUntraced(function* (records: ReadonlyArray<ProducerRecord>, label: string) {
   const kafka = yield* Kafka
   const started = Date.now()
@@ -19,7 +25,7 @@ export const sendAll = Effect.fnUntraced(function* (records: ReadonlyArray<Produ
   for (let i = 0; i < records.length; i += chunk) {
     yield* kafka.send(records.slice(i, i + chunk))
     const now = Date.now()
-    if (now - lastReport > 2_000) {
+    if (now - lastReport > 2_000 && process.stderr.isTTY === true) {
       lastReport = now
       yield* Console.error(`  ${label}: ${Math.min(i + chunk, records.length)}/${records.length}`)
     }
@@ -115,7 +121,89 @@ const counts = Flags.command(
   Command.withDescription("Produce records for the counting topology: --count records over --keys keys, round robin")
 )
 
+const sensors = Flags.command(
+  "sensors",
+  {
+    brokers: Flags.brokers,
+    prefix: Flags.prefix,
+    count,
+    interval: Flags.finite("interval", {
+      description: "seconds between two readings sent (0: as fast as possible, in batches)",
+      min: 0,
+      max: 3_600,
+      default: 1
+    }),
+    sensors: Flags.int("sensors", { description: "how many distinct sensors", min: 1, default: 10 }),
+    includeBad: Flags.finite("include-bad", {
+      description: `share of malformed readings (${SensorData.badKinds.join(", ")})`,
+      min: 0,
+      max: 1,
+      default: 0
+    }),
+    late: Flags.finite("late", {
+      description: `share of late readings: a window plus the default grace (${Sensors.defaultGraceMs / 1000} s) and a second behind their sensor's latest`,
+      min: 0,
+      max: 1,
+      default: 0
+    }),
+    eventStepMs: Flags.int("event-step-ms", {
+      description:
+        "event time between consecutive readings, so that a burst can span many windows; the last reading's event time is when it is sent",
+      min: 0,
+      max: 86_400_000,
+      whenAbsent: "the send interval"
+    }),
+    partitions: Flags.int("partitions", {
+      description: "partitions of sensor-readings when it is created (tasks of `sluice run sensor-pipeline`)",
+      min: 1,
+      max: 10_000,
+      default: 3
+    }),
+    seed: Flags.seed
+  },
+  (o) =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const topic = Sensors.named(o.prefix).readings.name
+      yield* kafka.createTopics([{ name: topic, partitions: o.partitions }])
+      const intervalMs = Math.round(o.interval * 1000)
+      const stepMs = Option.getOrElse(o.eventStepMs, () => intervalMs)
+      // Event time keeps pace with the sends at the default step; another step spaces the readings so that the last
+      // one's event time is (about) when it is sent, the earlier ones before it.
+      const records = SensorData.generate({
+        count: o.count,
+        sensors: o.sensors,
+        seed: o.seed,
+        badRatio: o.includeBad,
+        lateRatio: o.late,
+        startMs: Date.now() + (o.count - 1) * (intervalMs - stepMs),
+        stepMs,
+        lateByMs: Sensors.windowMs + Sensors.defaultGraceMs,
+        topic
+      })
+      const started = Date.now()
+      if (intervalMs === 0) yield* sendAll(records, topic)
+      else {
+        // The lab's producer: one reading at a time, each printed as it goes.
+        for (const [i, record] of records.entries()) {
+          if (i > 0) yield* Effect.sleep(intervalMs)
+          yield* kafka.send([record])
+          yield* Console.log(`sent ${Inspect.show(record.key)}: ${Inspect.show(record.value)}`)
+        }
+      }
+      const bad = records.filter((r) => r.headers?.[SensorData.badHeader] !== undefined).length
+      const late = records.filter((r) => r.headers?.[SensorData.lateHeader] !== undefined).length
+      yield* Console.log(
+        `produced ${records.length} readings of ${o.sensors} sensor(s) to ${topic} (${bad} malformed, ${late} late) in ${Date.now() - started} ms`
+      )
+    }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
+).pipe(
+  Command.withDescription(
+    "Produce sensor readings {sensor_id, temperature, humidity, timestamp} keyed by sensor id, timestamp in epoch seconds"
+  )
+)
+
 export const command = Command.make("produce").pipe(
   Command.withDescription("Produce generated data to Kafka"),
-  Command.withSubcommands([userEvents, profiles, clicks, counts])
+  Command.withSubcommands([userEvents, profiles, clicks, counts, sensors])
 )

@@ -7,6 +7,7 @@
 import * as DeadLetter from "@sluice/core/DeadLetter"
 import * as Main from "@sluice/core/Main"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
+import * as Sensors from "@sluice/processors/Sensors"
 import * as UserEvents from "@sluice/processors/UserEvents"
 import { Console, Effect, Predicate, Runtime, Schema } from "effect"
 import { CliError } from "effect/cli"
@@ -57,7 +58,10 @@ const creators = (
     [ClickEnrichment.defaultTopics.profiles.name, "sluice produce profiles"],
     [ClickEnrichment.defaultTopics.clicks.name, "sluice produce clicks"],
     [ClickEnrichment.defaultTopics.enriched.name, "sluice run click-enrichment"],
-    [DeadLetter.topicFor(ClickEnrichment.defaultTopics.clicks.name), "sluice run click-enrichment"]
+    [DeadLetter.topicFor(ClickEnrichment.defaultTopics.clicks.name), "sluice run click-enrichment"],
+    [Sensors.defaultTopics.readings.name, "sluice produce sensors"],
+    [Sensors.defaultTopics.enriched.name, "sluice run sensor-pipeline"],
+    [Sensors.defaultTopics.deadLetters, "sluice run sensor-pipeline"]
   ] satisfies ReadonlyArray<readonly [topic: string, command: string]>
 )
   // Longest first: should one name ever end with another, the longer (more specific) one wins.

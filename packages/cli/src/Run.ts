@@ -10,8 +10,9 @@ import * as Runner from "@sluice/core/Runner"
 import * as Store from "@sluice/core/Store"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
 import * as Counting from "@sluice/processors/Counting"
+import * as Sensors from "@sluice/processors/Sensors"
 import * as UserEvents from "@sluice/processors/UserEvents"
-import { Console, Effect, Layer, Option, Ref, Schedule } from "effect"
+import { Console, Effect, Layer, Option, Ref, Result, Schedule } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Flags from "./Flags.ts"
 import * as RunModule from "./RunModule.ts"
@@ -23,15 +24,44 @@ const group = Flag.String("group").pipe(
   ),
   Flag.optional
 )
+const http = Flag.String("http").pipe(
+  Flag.withDescription(
+    "serve /metrics (Prometheus), /health, /ready and /tables (store contents) at HOST:PORT, e.g. 127.0.0.1:6066; 0.0.0.0:PORT listens on every interface (default: off)"
+  ),
+  Flag.optional
+)
 const metricsPort = Flags.int("metrics-port", {
-  description: "serve http://127.0.0.1:PORT/metrics (Prometheus), /health, /ready and /tables (store contents)",
+  description: "the same as --http 127.0.0.1:PORT",
   min: 1,
   max: 65_535,
   whenAbsent: "off"
 })
 
-/** The metrics endpoint when asked for, nothing otherwise. */
-const metricsLayer = (port: Option.Option<number>) => (Option.isSome(port) ? Http.layer(port.value) : Layer.empty)
+/**
+ * Where the worker serves HTTP: `--http HOST:PORT`, or `--metrics-port PORT` on 127.0.0.1 (its older spelling);
+ * nowhere without either. Both at once is an error, as is an address that does not parse.
+ */
+export const httpAddress = (o: {
+  readonly http: Option.Option<string>
+  readonly metricsPort: Option.Option<number>
+}): Result.Result<Option.Option<Http.Address>, ConfigInvalid> => {
+  if (Option.isSome(o.http) && Option.isSome(o.metricsPort))
+    return Result.fail(
+      new ConfigInvalid({ reason: "--http and --metrics-port both say where to serve HTTP: give one of them" })
+    )
+  if (Option.isSome(o.metricsPort)) return Result.succeed(Option.some(Http.loopback(o.metricsPort.value)))
+  if (Option.isNone(o.http)) return Result.succeed(Option.none())
+  return Result.mapBoth(Http.parseAddress(o.http.value), {
+    onFailure: (reason) => new ConfigInvalid({ reason: `--http: ${reason}` }),
+    onSuccess: Option.some
+  })
+}
+
+/** The HTTP server when asked for, nothing otherwise. */
+const httpLayer = (o: { readonly http: Option.Option<string>; readonly metricsPort: Option.Option<number> }) =>
+  Layer.unwrap(
+    Effect.map(Effect.fromResult(httpAddress(o)), Option.match({ onNone: () => Layer.empty, onSome: Http.layer }))
+  )
 
 const shutdownTimeout = Flags.int("shutdown-timeout-ms", {
   description: "bound on the graceful stop: drain, flush, commit, leave",
@@ -62,6 +92,7 @@ const common = {
   prefix: Flags.prefix,
   group,
   shutdownTimeoutMs: shutdownTimeout,
+  http,
   metricsPort,
   guarantee,
   commitIntervalMs: commitInterval
@@ -172,7 +203,7 @@ const userEvents = Flags.command("user-events", common, (o) =>
       Layer.mergeAll(
         Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }),
         UserEvents.EventCounts.layer,
-        metricsLayer(o.metricsPort)
+        httpLayer(o)
       )
     )
   )
@@ -209,11 +240,18 @@ const clickEnrichment = Flags.command(
           Strategy.layer(o.strategy, ClickEnrichment.named(o.prefix)).pipe(
             Layer.provideMerge(Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }))
           ),
-          metricsLayer(o.metricsPort)
+          httpLayer(o)
         )
       )
     )
 ).pipe(describedWithExitCodes("Enrich clicks with user profiles; the join strategy is a layer (table, rescan, redis)"))
+
+const stateDir = Flag.Directory("state-dir").pipe(
+  Flag.withDescription(
+    "keep each task's stores in SQLite files under DIR, so a restart restores only the changelog's tail (default: in memory, restored in full from the changelog)"
+  ),
+  Flag.optional
+)
 
 /** Where a run keeps its tasks' stores: SQLite files under `--state-dir`, else memory (restored in full). */
 export const stateStore = (stateDir: Option.Option<string>): Store.BackendFactory =>
@@ -227,12 +265,7 @@ const counts = Flags.command(
   "counts",
   {
     ...common,
-    stateDir: Flag.Directory("state-dir").pipe(
-      Flag.withDescription(
-        "keep each task's counts in SQLite files under DIR, so a restart restores only the changelog's tail (default: in memory, restored in full from the changelog)"
-      ),
-      Flag.optional
-    ),
+    stateDir,
     workerId: Flag.String("worker-id").pipe(
       Flag.withDescription("the worker's name in every output record (default: <host>:<pid>)"),
       Flag.optional
@@ -252,17 +285,90 @@ const counts = Flags.command(
         `running counts (${o.guarantee}) on ${o.brokers} in group ${options.groupId} as worker ${worker}: ${topics.input.name} (${partitions} partitions) -> ${topics.output.name}, store counts ${where}`
       )
       return yield* Runner.run(topology, options).pipe(withProgress())
-    }).pipe(
-      Effect.provide(
-        Layer.mergeAll(Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }), metricsLayer(o.metricsPort))
-      )
-    )
+    }).pipe(Effect.provide(Layer.mergeAll(Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }), httpLayer(o))))
 ).pipe(
   describedWithExitCodes(
     "Count records per key in a changelog-backed store (word count): each output names its worker, task and offset",
     "Reads --topic-prefix + count-input (fill it with `sluice produce counts`), writes count-output; the store's",
     "changelog is <group>-counts-changelog. At-least-once (the default), a count can exceed the truth by records",
     "re-delivered after a crash, never fall below it; with --guarantee exactly_once, every count is exact."
+  )
+)
+
+const sensorPipeline = Flags.command(
+  "sensor-pipeline",
+  {
+    ...common,
+    stateDir,
+    warningAt: Flags.finite("warning-at", {
+      description: "temperature from which a reading's status is warning",
+      min: -1_000,
+      max: 1_000,
+      default: Sensors.defaultThresholds.warning
+    }),
+    criticalAt: Flags.finite("critical-at", {
+      description: "temperature from which a reading's status is critical (above --warning-at)",
+      min: -1_000,
+      max: 1_000,
+      default: Sensors.defaultThresholds.critical
+    }),
+    alertCount: Flags.int("alert-count", {
+      description: "the threshold timer logs the sensors with more readings than this",
+      min: 0,
+      default: Sensors.defaultAlert.count
+    }),
+    alertEveryMs: Flags.int("alert-every-ms", {
+      description: "how often the threshold timer runs, in each task",
+      min: 1,
+      max: 86_400_000,
+      default: 10_000
+    }),
+    graceMs: Flags.int("grace-ms", {
+      description: "how far out of order (in event time) a reading may come and still count in its 60 s window",
+      min: 0,
+      max: 86_400_000,
+      default: Sensors.defaultGraceMs
+    }),
+    closeOnWallClockMs: Flags.int("close-on-wall-clock-ms", {
+      description:
+        "every MS, also close the windows whose grace has passed by the wall clock, so a quiet sensor's last window is emitted; for live readings only (older ones become late)",
+      min: 1,
+      max: 86_400_000,
+      whenAbsent: "off: windows close as event time passes"
+    })
+  },
+  (o) =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const topics = Sensors.named(o.prefix)
+      const thresholds = { warning: o.warningAt, critical: o.criticalAt }
+      const problem = Sensors.checkThresholds(thresholds)
+      if (problem !== undefined) return yield* new ConfigInvalid({ reason: `--warning-at, --critical-at: ${problem}` })
+      const { partitions } = yield* kafka.describeTopic(topics.readings.name)
+      const topology = Sensors.topology({
+        topics,
+        partitions,
+        thresholds,
+        alert: { count: o.alertCount, every: `${o.alertEveryMs} millis` },
+        graceMs: o.graceMs,
+        ...Option.match(o.closeOnWallClockMs, {
+          onNone: () => ({}),
+          onSome: (ms) => ({ closeOnWallClock: `${ms} millis` })
+        })
+      })
+      const options: Runner.RunOptions = { ...runOptions(o, topology.name), stateStore: stateStore(o.stateDir) }
+      yield* Effect.logInfo(
+        `running sensor-pipeline on ${o.brokers} in group ${options.groupId} (${o.guarantee}): ${topics.readings.name} (${partitions} partitions) -> ${topics.enriched.name}, ${topics.aggregates.name} (60 s windows, grace ${o.graceMs} ms; late: ${topics.late}); dead letters: ${topics.deadLetters}; stores sensor-counts, sensor-windows`
+      )
+      return yield* Runner.run(topology, options).pipe(withProgress())
+    }).pipe(Effect.provide(Layer.mergeAll(Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }), httpLayer(o))))
+).pipe(
+  describedWithExitCodes(
+    "The sensor metrics pipeline: validate, enrich with a status, count per sensor, 60 s tumbling windows",
+    "Reads --topic-prefix + sensor-readings (fill it with `sluice produce sensors`); writes enriched-readings,",
+    "window-aggregates (count, min, max, mean temperature per sensor and window, once, after the grace), sensor-late",
+    "(readings after their window closed) and sensor-dead-letter (malformed readings, with the reason). Stores:",
+    "sensor-counts (readings per sensor, at /tables/sensor-counts with --http) and sensor-windows (open windows)."
   )
 )
 
@@ -279,13 +385,9 @@ const runModule = (
         `${topology.inputs.map((i) => i.topic).join(", ")}`
     )
     return yield* Runner.run(topology, options).pipe(withProgress())
-  }).pipe(
-    Effect.provide(
-      Layer.mergeAll(Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }), metricsLayer(o.metricsPort))
-    )
-  )
+  }).pipe(Effect.provide(Layer.mergeAll(Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }), httpLayer(o))))
 
-const builtIn = ["user-events", "click-enrichment", "counts"]
+const builtIn = ["user-events", "click-enrichment", "counts", "sensor-pipeline"]
 
 export const command = Flags.command(
   "run",
@@ -297,10 +399,7 @@ export const command = Flags.command(
       Argument.optional
     ),
     ...common,
-    stateDir: Flag.Directory("state-dir").pipe(
-      Flag.withDescription("keep each task's stores in SQLite files under DIR (default: in memory, restored in full)"),
-      Flag.optional
-    )
+    stateDir
   },
   (o) =>
     Option.match(o.module, {
@@ -323,9 +422,9 @@ export const command = Flags.command(
   describedWithExitCodes(
     "Run a topology against Kafka until SIGINT or SIGTERM (graceful: drain, commit, leave)",
     "The topology is a built-in one (below) or a module of yours: sluice run ./topology.ts runs what it exports",
-    "(default or `topology`) with the same flags. Each run joins the consumer group --group; by default that is",
-    "--topic-prefix followed by the topology's name (staging-user-events for --topic-prefix staging-), so",
-    "deployments under different prefixes never share a group."
+    "(default or `topology`) with the same flags.",
+    "Each run joins the consumer group --group; by default that is --topic-prefix followed by the topology's name",
+    "(staging-user-events for --topic-prefix staging-), so deployments under different prefixes never share a group."
   ),
-  Command.withSubcommands([userEvents, clickEnrichment, counts])
+  Command.withSubcommands([userEvents, clickEnrichment, counts, sensorPipeline])
 )

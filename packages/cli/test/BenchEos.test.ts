@@ -95,6 +95,7 @@ describe("bench eos on the in-memory broker", () => {
     const run = spawnSync(
       `${repoRoot}node_modules/.bin/node`,
       [
+        "--conditions=@sluice/source",
         `${repoRoot}packages/cli/src/bin.ts`,
         "bench",
         "eos",

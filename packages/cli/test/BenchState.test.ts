@@ -61,6 +61,7 @@ describe("sluice bench state --brokers memory --json", () => {
     const run = spawnSync(
       `${repoRoot}node_modules/.bin/node`,
       [
+        "--conditions=@sluice/source",
         `${repoRoot}packages/cli/src/bin.ts`,
         "bench",
         "state",

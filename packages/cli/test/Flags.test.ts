@@ -199,7 +199,16 @@ describe("the sluice binary", () => {
     const bin = `${root}node_modules/.bin`
     const result = spawnSync(
       "node",
-      ["packages/cli/src/bin.ts", "produce", "clicks", "--count", "-5", "--brokers", "memory"],
+      [
+        "--conditions=@sluice/source",
+        "packages/cli/src/bin.ts",
+        "produce",
+        "clicks",
+        "--count",
+        "-5",
+        "--brokers",
+        "memory"
+      ],
       { cwd: root, env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ""}`, NO_COLOR: "1" }, encoding: "utf8" }
     )
     assert.strictEqual(result.status, 2, `stdout: ${result.stdout}\nstderr: ${result.stderr}`)

@@ -46,6 +46,10 @@ describe("hintFor", () => {
       Report.hintFor(kafka(new UnknownTopic({ message: "x", topic: "user-events.dlq" }))),
       "create it (`sluice run user-events`)"
     )
+    assert.include(
+      Report.hintFor(kafka(new UnknownTopic({ message: "x", topic: "s-sensor-readings" }))),
+      "create it (`sluice produce sensors --topic-prefix s-`)"
+    )
     assert.strictEqual(
       Report.hintFor(kafka(new UnknownTopic({ message: "x", topic: "orders" }))),
       "topic orders does not exist: create it, or check --topic-prefix and --brokers"

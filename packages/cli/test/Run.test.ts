@@ -5,7 +5,7 @@ import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as Main from "@sluice/core/Main"
 import * as Store from "@sluice/core/Store"
-import { Effect, Option } from "effect"
+import { Effect, Option, Result } from "effect"
 import { TestConsole } from "effect/testing"
 import { main } from "../src/main.ts"
 import * as Run from "../src/Run.ts"
@@ -46,7 +46,13 @@ const help = (...argv: ReadonlyArray<string>) => stdout([...argv, "--help"])
 describe("sluice run --help", () => {
   it.effect("lists every exit code, as core Main.ts defines them", () =>
     Effect.gen(function* () {
-      for (const argv of [["run"], ["run", "user-events"], ["run", "click-enrichment"], ["run", "counts"]]) {
+      for (const argv of [
+        ["run"],
+        ["run", "user-events"],
+        ["run", "click-enrichment"],
+        ["run", "counts"],
+        ["run", "sensor-pipeline"]
+      ]) {
         const text = yield* help(...argv)
         const where = `sluice ${argv.join(" ")} --help:\n${text}`
         assert.include(text, "Exit codes:", where)
@@ -78,7 +84,14 @@ describe("sluice run --help", () => {
       )
       assert.match(topology, /--topic-prefix string +prefix for every topic name and for the default consumer group/)
       assert.match(topology, /--shutdown-timeout-ms integer +.*\(1\.\.3600000; default 5000\)/)
-      assert.match(topology, /--metrics-port integer +.*\(1\.\.65535; default: off\)/)
+      assert.match(
+        topology,
+        /--metrics-port integer +the same as --http 127\.0\.0\.1:PORT \(1\.\.65535; default: off\)/
+      )
+      assert.match(
+        topology,
+        /--http string +serve \/metrics \(Prometheus\), \/health, \/ready and \/tables .* \(default: off\)/
+      )
     })
   )
 
@@ -87,10 +100,31 @@ describe("sluice run --help", () => {
       const text = yield* help("run")
       assert.match(
         text,
-        /SUBCOMMANDS\n +user-events +Consume user-events: [^\n]*\n +click-enrichment +Enrich clicks[^\n]*\n +counts +Count records per key/
+        /SUBCOMMANDS\n +user-events +Consume user-events: [^\n]*\n +click-enrichment +Enrich clicks[^\n]*\n +counts +Count records per key[^\n]*\n +sensor-pipeline +The sensor metrics pipeline/
       )
     })
   )
+})
+
+describe("where a run serves HTTP", () => {
+  const address = (http: string | undefined, metricsPort: number | undefined) =>
+    Run.httpAddress({ http: Option.fromUndefinedOr(http), metricsPort: Option.fromUndefinedOr(metricsPort) })
+
+  it("--http HOST:PORT where it says, --metrics-port PORT on 127.0.0.1, nowhere without either", () => {
+    assert.deepStrictEqual(
+      address("0.0.0.0:6066", undefined),
+      Result.succeed(Option.some({ host: "0.0.0.0", port: 6066 }))
+    )
+    assert.deepStrictEqual(address(undefined, 9464), Result.succeed(Option.some({ host: "127.0.0.1", port: 9464 })))
+    assert.deepStrictEqual(address(undefined, undefined), Result.succeed(Option.none()))
+  })
+
+  it("refuses both at once, and an address that does not parse, naming the flag", () => {
+    const both = address("127.0.0.1:6066", 9464)
+    assert.isTrue(Result.isFailure(both) && both.failure.reason.includes("--http and --metrics-port"))
+    const bad = address("6066", undefined)
+    assert.isTrue(Result.isFailure(bad) && bad.failure.reason.startsWith("--http: invalid HTTP address"))
+  })
 })
 
 describe("sluice run counts", () => {
@@ -119,7 +153,7 @@ describe("sluice run counts", () => {
   it.effect("says in --help where its state lives and who it is", () =>
     Effect.gen(function* () {
       const text = yield* help("run", "counts")
-      assert.match(text, /--state-dir directory +keep each task's counts in SQLite files under DIR/)
+      assert.match(text, /--state-dir directory +keep each task's stores in SQLite files under DIR/)
       assert.match(text, /--worker-id string +the worker's name in every output record \(default: <host>:<pid>\)/)
       assert.include(text, "At-least-once (the default), a count can exceed the truth")
       assert.include(text, "with --guarantee exactly_once, every count is exact")
@@ -163,6 +197,21 @@ describe("other commands' --help stays true", () => {
       )
       const counts = yield* stdout(["produce", "counts", "--brokers", "memory", "--keys", "7"])
       assert.include(counts, "produced 1000 records over 7 keys to count-input")
+      const sensors = yield* help("produce", "sensors")
+      assert.match(sensors, /--interval number +seconds between two readings sent .*\(0\.\.3600; default 1\)/)
+      assert.match(sensors, /--event-step-ms integer +.*\(0\.\.86400000; default: the send interval\)/)
+      assert.match(sensors, /--sensors integer +how many distinct sensors \(at least 1; default 10\)/)
+      const readings = yield* stdout([
+        "produce",
+        "sensors",
+        "--brokers",
+        "memory",
+        "--interval",
+        "0",
+        "--include-bad",
+        "0.1"
+      ])
+      assert.match(readings, /produced 1000 readings of 10 sensor\(s\) to sensor-readings \(\d+ malformed, 0 late\)/)
     })
   )
 })

@@ -3,11 +3,14 @@
  * committed, under one of two guarantees.
  *
  * At-least-once (the default): the task hands over what a step wrote, it is produced with acks=all and awaited,
- * and only then are the step's input positions recorded as committable. A store's changelog records go in the same
- * send, so an input offset is committed only once every output and every state change it caused is durable.
- * Commits are batched by record count and by interval; before committing, the extra sinks are flushed. A crash
- * between "outputs durable" and "offset committed" re-processes the step: duplicates (and state updates applied
- * again), never loss.
+ * and only then are the step's input positions recorded as committable, so an input offset is committed only once
+ * every output and every state change it caused is durable. The state changes (changelog records) are sent only
+ * after the step's outputs and dead letters are acknowledged: a store must never be durably ahead of the outputs
+ * it stands for. The other way round, a crash between the two would lose outputs for good: a window deleted at its
+ * close whose result was never written is not emitted again when the step is re-processed, since the restored
+ * state says it is done. In this order a crash re-emits instead. Commits are batched by record count and by
+ * interval; before committing, the extra sinks are flushed. A crash between "durable" and "offset committed"
+ * re-processes the step: duplicates (and state updates applied again), never loss.
  *
  * Exactly-once (`exactlyOnce`): each task has its own transactional producer (`transactional.id`
  * `<group>-<task>`; opening it fences the task's previous owner and aborts its open transaction). Steps accumulate
@@ -163,17 +166,19 @@ export const atLeastOnce = Effect.fnUntraced(function* (
   const open = (metricsTopic: string, task: number) =>
     Effect.sync((): TaskDelivery => {
       const deadLettered = Metrics.forPartition(metricsTopic, task).deadLettered
-      const send = (outgoing: Outgoing): Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError | SinkError> => {
-        const { outputs, deadLetters, changelog } = outgoing
-        if (outputs.length === 0 && deadLetters.length === 0 && changelog.length === 0) return Effect.succeed([])
-        return Effect.gen(function* () {
-          const metadata = yield* kafka
-            .send(recordsOf(outgoing))
-            .pipe(Effect.retry({ schedule: retry, while: isRetryable }))
+      const durably = (records: ReadonlyArray<ProducerRecord>) =>
+        records.length === 0
+          ? Effect.succeed<ReadonlyArray<RecordMetadata>>([])
+          : kafka.send(records).pipe(Effect.retry({ schedule: retry, while: isRetryable }))
+      /** The step's outputs and dead letters, acknowledged; then its changelog records: their metadata. */
+      const send = (outgoing: Outgoing): Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError | SinkError> =>
+        Effect.gen(function* () {
+          const { outputs, deadLetters, changelog } = outgoing
+          yield* durably(deadLetters.length === 0 ? outputs : outputs.concat(deadLetters))
+          const metadata = yield* durably(changelog)
           yield* countDelivered(outgoing, deadLettered)
-          return changelog.length === 0 ? [] : metadata.slice(0, changelog.length)
+          return metadata
         })
-      }
       return {
         complete: (step) =>
           Effect.gen(function* () {
@@ -225,7 +230,7 @@ export const atLeastOnce = Effect.fnUntraced(function* (
   } satisfies Delivery
 })
 
-/** One send of a step: the changelog first (so its metadata is the head of the answer), then outputs, dead letters. */
+/** A step's records in one transaction: the changelog first (its metadata is the head), then outputs, dead letters. */
 const recordsOf = (outgoing: Outgoing): ReadonlyArray<ProducerRecord> => {
   const { outputs, deadLetters, changelog } = outgoing
   const all = changelog.length === 0 ? outputs : changelog.concat(outputs)

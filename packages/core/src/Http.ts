@@ -1,8 +1,10 @@
 /**
  * The worker's HTTP endpoint: `/metrics` in the Prometheus text format (Sluice's Effect metrics: records in, out and
  * dead-lettered per topic, batch and commit latency, lag per partition), `/health` (liveness) and `/ready`
- * (readiness), both answered from the `Health` registry. Later topologies add their own routes here (table state
- * for the sensor pipeline).
+ * (readiness), both answered from the `Health` registry, and `/tables` (the stores of the topologies running here).
+ *
+ * It listens where `sluice run --http HOST:PORT` says (`parseAddress`), or on 127.0.0.1 for `--metrics-port PORT`:
+ * the loopback interface unless the operator names another, since nothing here asks who is calling.
  *
  * `/tables` lists the stores of the topologies running here, `/tables/<store>` their entries in this worker's tasks
  * (`?limit=`, default 1000), and `/tables/<store>/<key>` one key (its text, as UTF-8 bytes): 200 with the value,
@@ -14,10 +16,11 @@
  */
 import { createServer } from "node:http"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Result } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import { Health, type Report } from "./Health.ts"
+import { parseHostPort } from "./internal/address.ts"
 import { bytes } from "./Record.ts"
 import { type Lookup, Tables, type TablesShape } from "./Tables.ts"
 
@@ -123,8 +126,35 @@ export const routes = Layer.mergeAll(
   PrometheusMetrics.layerHttp({ path: "/metrics" })
 )
 
-/** Serves the routes on 127.0.0.1:`port` for as long as the layer lives. */
-export const layer = (port: number, host = "127.0.0.1") =>
+/** Where the server listens. */
+export interface Address {
+  /** A host name or an IP address (IPv6 without brackets), as `listen` takes it. */
+  readonly host: string
+  readonly port: number
+}
+
+/** The default interface: nothing is served beyond this machine unless the operator says so. */
+export const loopback = (port: number): Address => ({ host: "127.0.0.1", port })
+
+/**
+ * `HOST:PORT` (an IPv6 host in brackets: `[::1]:6066`; `0.0.0.0:6066` for every interface), the same spelling and
+ * rules as broker addresses; the failure says what is expected.
+ */
+export const parseAddress = (text: string): Result.Result<Address, string> => {
+  const parsed = parseHostPort(text.trim())
+  return parsed === undefined
+    ? Result.fail(
+        `invalid HTTP address "${text}": expected HOST:PORT with a port from 1 to 65535 (e.g. 127.0.0.1:6066, [::1]:6066, 0.0.0.0:6066)`
+      )
+    : Result.succeed({ host: parsed.host.replace(/^\[(.*)\]$/, "$1"), port: parsed.port })
+}
+
+/** `http://host:port`, for log lines and help. */
+export const urlOf = (address: Address): string =>
+  `http://${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}`
+
+/** Serves the routes at `address` for as long as the layer lives. */
+export const layer = (address: Address) =>
   HttpRouter.serve(routes, { disableLogger: true }).pipe(
-    Layer.provide(NodeHttpServer.layer(createServer, { port, host }))
+    Layer.provide(NodeHttpServer.layer(createServer, { port: address.port, host: address.host }))
   )

@@ -9,6 +9,7 @@
  */
 import { Config, Context, Effect, Result, Schema, SchemaIssue, type Scope, type Stream } from "effect"
 import { KafkaError, MessageTooLarge, UnknownTopic } from "./Errors.ts"
+import { parseHostPort } from "./internal/address.ts"
 import {
   type ProducerRecord,
   type RecordBatch,
@@ -246,15 +247,10 @@ export const oversized = (
   })
 }
 
-const hostPattern = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?)$/
-
 const parseBroker = (entry: string): Result.Result<string, string> => {
-  const colon = entry.lastIndexOf(":")
-  const host = colon < 0 ? "" : entry.slice(0, colon)
-  const port = colon < 0 ? "" : entry.slice(colon + 1)
-  const portNumber = /^[0-9]{1,5}$/.test(port) ? Number(port) : Number.NaN
-  return hostPattern.test(host) && portNumber >= 1 && portNumber <= 65535
-    ? Result.succeed(`${host}:${portNumber}`)
+  const parsed = parseHostPort(entry)
+  return parsed !== undefined
+    ? Result.succeed(`${parsed.host}:${parsed.port}`)
     : Result.fail(
         `invalid broker address "${entry}": expected host:port with a port from 1 to 65535 ` +
           "(e.g. 127.0.0.1:9092 or [::1]:9092; several separated by commas)"

@@ -1,6 +1,6 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { assert, layer } from "@effect/vitest"
-import { Effect, Layer, Metric } from "effect"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Effect, Layer, Metric, Result } from "effect"
 import { HttpClient, HttpRouter } from "effect/http"
 import * as Health from "../src/Health.ts"
 import * as Http from "../src/Http.ts"
@@ -53,4 +53,21 @@ layer(TestServer)("Http", (it) => {
       })
     }).pipe(Effect.scoped)
   )
+})
+
+describe("Http.parseAddress", () => {
+  it("takes HOST:PORT as brokers are written: a name, IPv4, or IPv6 in brackets (given to listen without them)", () => {
+    assert.deepStrictEqual(Http.parseAddress("127.0.0.1:6066"), Result.succeed({ host: "127.0.0.1", port: 6066 }))
+    assert.deepStrictEqual(Http.parseAddress(" localhost:80 "), Result.succeed({ host: "localhost", port: 80 }))
+    assert.deepStrictEqual(Http.parseAddress("[::1]:6066"), Result.succeed({ host: "::1", port: 6066 }))
+    assert.deepStrictEqual(Http.loopback(9464), { host: "127.0.0.1", port: 9464 })
+  })
+
+  it("refuses what is not HOST:PORT with a port from 1 to 65535, saying what it expects", () => {
+    for (const bad of ["6066", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", ":6066", "::1:6066", "host:port"]) {
+      const parsed = Http.parseAddress(bad)
+      assert.isTrue(Result.isFailure(parsed), bad)
+      if (Result.isFailure(parsed)) assert.include(parsed.failure, "expected HOST:PORT with a port from 1 to 65535")
+    }
+  })
 })

@@ -12,6 +12,7 @@ import { assert, layer } from "@effect/vitest"
 import { Kafka } from "@sluice/core/Kafka"
 import * as KafkaJs from "@sluice/core/KafkaJs"
 import type { ProducerRecord, RecordMetadata } from "@sluice/core/Record"
+import * as Store from "@sluice/core/Store"
 import { Effect, Fiber } from "effect"
 import { afterEach } from "vitest"
 import * as Counting from "../src/Counting.ts"
@@ -182,6 +183,8 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-it" }), {
         assert.strictEqual((yield* a.exit("10 seconds")).signal, "SIGKILL")
         assert.isBelow(atKill, total * 0.8, "killed in the middle, not at the end")
         const committedAtKill = yield* progress(d)
+        // What worker-a made durable of its tasks' state: worker-b takes them over only after the session timeout.
+        const changelogAtKill = yield* kafka.offsets(Store.changelogTopic(d.group, Counting.counts))
 
         // The group gives up on the killed member after its session timeout (6 s in the CLI).
         yield* Workers.waitUntil("worker-b has every task", "60 seconds", hasEveryTask(d, b), [b])
@@ -197,13 +200,14 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-it" }), {
             `worker-b restored ${restored.join(", ")}; ${outputs.length} outputs for ${total} records; ` +
             `counts: ${Counting.describe(v)}; at-least-once: ${v.excess} count(s) over the truth, ${r.counted} of them ` +
             `records worker-a had counted past its last commit and worker-b counted again (${outputs.length - total} ` +
-            "of those with worker-a's output written too: one send goes out in chunks, the changelog's first)"
+            "of all re-processed records with worker-a's output written too: a step's outputs are durable before its changelog)"
         )
-        // A task worker-a had written state for is restored from its changelog (a task it had not got to yet has
-        // no changelog to restore, and the runtime logs only restores that read something).
+        // A task worker-a had made state durable for is restored from its changelog (a task whose changelog it had
+        // not written yet has nothing to restore, even if some outputs of its first step were written: a step's
+        // changelog goes after its outputs; and the runtime logs only restores that read something).
         const restoredTasks = new Set(b.restores().map((x) => x.task))
-        const started = lost.filter((task) => outputs.some((o) => o.worker === a.name && o.task === task))
-        assert.isNotEmpty(started, "worker-a had counted records of its tasks when it was killed")
+        const started = lost.filter((task) => changelogAtKill.some((p) => p.partition === task && p.high > p.low))
+        assert.isNotEmpty(started, "worker-a had made state of its tasks durable when it was killed")
         for (const task of started) assert.isTrue(restoredTasks.has(task), `worker-b restored task ${task} of worker-a`)
         assert.isTrue(Counting.isComplete(v), Counting.describe(v))
         assert.isAtLeast(outputs.length, total, "every record has an output")

@@ -15,6 +15,7 @@ import * as Store from "@sluice/core/Store"
 import { Effect, Fiber, Layer, Logger } from "effect"
 import { TestClock } from "effect/testing"
 import * as Counting from "../src/Counting.ts"
+import { settle } from "./support/effects.ts"
 
 const partitions = 3
 const topics = Counting.named("t-")
@@ -35,16 +36,6 @@ const restoreLog = () => {
 const logs = restoreLog()
 
 const Env = Layer.mergeAll(layerWith({ maxBatchSize: 100 }), logs.layer)
-
-/** Lets the runner's fibers run, a second of test time at a time, until `condition` holds. */
-const settle = Effect.fnUntraced(function* <E, R>(what: string, condition: Effect.Effect<boolean, E, R>) {
-  for (let i = 0; i < 200; i++) {
-    if (yield* condition) return
-    for (let j = 0; j < 20; j++) yield* Effect.yieldNow
-    yield* TestClock.adjust("1 second")
-  }
-  return yield* Effect.die(new Error(`never: ${what}`))
-})
 
 const committedToEnd = Effect.gen(function* () {
   const kafka = yield* Kafka

@@ -11,7 +11,7 @@
  * - It retries a missing topic for seconds and then fails without naming it. Calls about a topic therefore check the
  *   topic list first (one metadata request) and fail at once with `Kafka.unknownTopic`.
  */
-import { Effect, type Scope, Semaphore } from "effect"
+import { Effect, Schedule, type Scope, Semaphore } from "effect"
 import * as KafkaJS from "kafkajs"
 import { KafkaError, Rejected, Transient } from "../Errors.ts"
 import { type KafkaShape, type PartitionOffsets, type TopicSpec, unknownTopic } from "../Kafka.ts"
@@ -50,6 +50,9 @@ const topicResource: KafkaJS.ConfigResourceTypes = 2
 
 const isUnknownTopic = (error: KafkaError) => error.reason._tag === "UnknownTopic"
 
+/** Stale metadata right after a topic is created or a leader moves: a few quick tries, for about 3 s in all. */
+const metadataRetry = Schedule.exponential("50 millis").pipe(Schedule.upTo({ duration: "3 seconds" }))
+
 /** Waits until the broker's metadata lists every partition of the topics with a leader (kafkajs#770). */
 const awaitLeaders = (admin: KafkaJS.Admin, names: ReadonlyArray<string>) =>
   attempt("createTopics", () => admin.fetchTopicMetadata({ topics: [...names] })).pipe(
@@ -67,7 +70,8 @@ const awaitLeaders = (admin: KafkaJS.Admin, names: ReadonlyArray<string>) =>
             })
           )
     }),
-    Effect.retry({ schedule: backoff(30_000), while: (e) => e.isRetryable })
+    // A topic just created can be unknown to the broker's metadata for a moment (a busy broker): wait for it too.
+    Effect.retry({ schedule: backoff(30_000), while: (e) => e.isRetryable || isUnknownTopic(e) })
   )
 
 const toConfigEntries = (spec: TopicSpec): KafkaJS.ITopicConfig => {
@@ -119,6 +123,9 @@ export const make = Effect.fnUntraced(function* (
         const existing = yield* existingTopics(operation)
         if (!existing.has(topic)) return yield* unknownTopic(operation, topic)
         return yield* call(operation, f).pipe(
+          // A topic just created, or a leader that just moved (NOT_LEADER_FOR_PARTITION): kafkajs refreshes its
+          // metadata, and a second try a moment later gets through.
+          Effect.retry({ schedule: metadataRetry, while: (error) => error.reason._tag === "Transient" }),
           // Deleted in between: still name the topic.
           Effect.mapError((error) => (isUnknownTopic(error) ? unknownTopic(operation, topic) : error))
         )
@@ -177,6 +184,10 @@ export const make = Effect.fnUntraced(function* (
               Effect.andThen(
                 call("createTopics", (admin) =>
                   admin.createTopics({ waitForLeaders: true, topics: specs.map(toConfigEntries) })
+                ).pipe(
+                  // kafkajs' own wait for the leaders gives up with UNKNOWN_TOPIC_OR_PARTITION while the metadata has
+                  // not caught up with the new topics; awaitLeaders waits for them itself.
+                  Effect.catchIf(isUnknownTopic, () => Effect.void)
                 )
               ),
               Effect.andThen(

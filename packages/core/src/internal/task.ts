@@ -7,8 +7,8 @@
  * timestamps first (stream-time alignment, like Kafka Streams), waiting at most `idleMs` for an input that has
  * nothing buffered and has not caught up. A step decodes in a plain loop, runs the input's processor once, checks
  * that every output fits its topic, and hands outputs, dead letters and the stores' changelog records to the
- * delivery path in one send; only once that is acknowledged do the store writes become durable locally and the
- * input positions committable.
+ * delivery path (Delivery.ts: at-least-once sends the changelog after the outputs); only once they are acknowledged
+ * do the store writes become durable locally and the input positions committable.
  *
  * Failures are narrowed to the records that cause them: a non-retryable failure of a batch, or an output over its
  * topic's `max.message.bytes`, re-runs the batch record by record, each from a savepoint of the stores, so a

@@ -14,3 +14,16 @@ export const waitUntil = <R>(what: string, check: Effect.Effect<boolean, never, 
     }
     return yield* Effect.die(new Error(`timed out waiting until ${what}`))
   })
+
+/**
+ * Lets the runner's fibers run, a second of test time at a time, until `condition` holds (commit intervals and
+ * timers pass; no real time does); dies with `what` after 300 s of test time.
+ */
+export const settle = Effect.fnUntraced(function* <E, R>(what: string, condition: Effect.Effect<boolean, E, R>) {
+  for (let i = 0; i < 300; i++) {
+    if (yield* condition) return
+    for (let j = 0; j < 20; j++) yield* Effect.yieldNow
+    yield* TestClock.adjust("1 second")
+  }
+  return yield* Effect.die(new Error(`never: ${what}`))
+})

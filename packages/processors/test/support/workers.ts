@@ -76,7 +76,7 @@ export const start = (name: string, args: ReadonlyArray<string>): Effect.Effect<
   Effect.acquireRelease(
     Effect.gen(function* () {
       const exited = yield* Deferred.make<WorkerExit>()
-      const child = spawn(nodeBin, [sluiceBin, "run", ...args], {
+      const child = spawn(nodeBin, ["--conditions=@sluice/source", sluiceBin, "run", ...args], {
         cwd: repoRoot,
         stdio: ["ignore", "pipe", "pipe"],
         env: { ...process.env, NO_COLOR: "1" }
@@ -236,6 +236,21 @@ export const counts = (
     "--worker-id",
     name,
     ...(options.stateDir === undefined ? [] : ["--state-dir", options.stateDir])
+  ])
+
+/**
+ * `run sensor-pipeline`, serving HTTP at `http` (HOST:PORT) when given; `extra` are more of its flags
+ * (`--guarantee exactly_once`, `--grace-ms ...`).
+ */
+export const sensorPipeline = (
+  name: string,
+  options: RunArgs & { readonly http?: string; readonly extra?: ReadonlyArray<string> }
+): Effect.Effect<Worker, never, Scope.Scope> =>
+  start(name, [
+    "sensor-pipeline",
+    ...runFlags(options),
+    ...(options.http === undefined ? [] : ["--http", options.http]),
+    ...(options.extra ?? [])
   ])
 
 export class Timeout extends Data.TaggedError("Timeout")<{ readonly what: string; readonly details: string }> {
