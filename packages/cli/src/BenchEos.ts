@@ -409,7 +409,7 @@ export const command = Flags.command(
     )
 ).pipe(
   Command.withDescription(
-    "Benchmark exactly-once against at-least-once: the counting topology on the same input under both guarantees (fresh topics each), throughput from a backlog and p99 latency at a fixed rate, every output audited; reports the cost (goal: exactly-once at most 10% slower)"
+    "Benchmark exactly-once against at-least-once: the counting topology on the same input under both guarantees (fresh topics each), throughput from a backlog and p99 latency at a fixed rate, every output audited; reports the cost (goal: exactly-once at most 10% slower). events/s: first batch processed -> last output visible to a read_committed reader in this process; latency: an input record's timestamp (set at its send) -> its output delivered to that reader, so under exactly-once it includes the wait for the transaction's commit (up to the commit interval) and the commit. Each run starts after a warm-up (one record per task), so joining the group and opening producers are not measured."
   ),
   Command.withExamples([
     {
