@@ -24,7 +24,7 @@
  *
  * Run `node benchmarks/peers/run.ts --help`. Install the peers first (README.md).
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process"
 import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
 import { dirname, join, resolve } from "node:path"
@@ -53,6 +53,7 @@ options:
                          (default loop,streams,faust,sluice)
   --sluice-dir NAME=DIR  one more Sluice contender NAME, run from the checkout DIR (its node_modules/.bin/sluice);
                          repeatable, e.g. --sluice-dir sluice-main=/tmp/sluice-main
+  --sluice-args "ARGS"   more flags for every Sluice contender's \`sluice run click-enrichment\`, e.g. "--provenance"
   --brokers LIST         bootstrap servers (default SLUICE_BROKERS, else 127.0.0.1:9092)
   --timeout-s N          give up on one contender's run after N s (default 300)
   --json                 print the whole result (every run and the summary) as one JSON document on stdout;
@@ -73,6 +74,7 @@ interface Options {
   seed: number
   contenders: Array<string>
   sluiceDirs: Map<string, string>
+  sluiceArgs: Array<string>
   brokers: Array<string>
   timeoutS: number
   json: boolean
@@ -93,6 +95,7 @@ const parseArgs = (argv: ReadonlyArray<string>): Options => {
     seed: 7,
     contenders: ["loop", "streams", "faust", "sluice"],
     sluiceDirs: new Map(),
+    sluiceArgs: [],
     brokers: (process.env.SLUICE_BROKERS ?? "127.0.0.1:9092").split(","),
     timeoutS: 300,
     json: false,
@@ -140,6 +143,9 @@ const parseArgs = (argv: ReadonlyArray<string>): Options => {
         o.sluiceDirs.set(v.slice(0, eq), resolve(v.slice(eq + 1)))
         break
       }
+      case "--sluice-args":
+        o.sluiceArgs = (next() ?? "").split(" ").filter((s) => s !== "")
+        break
       case "--brokers":
         o.brokers = (next() ?? "").split(",")
         break
@@ -244,7 +250,8 @@ const launch = (contender: string, topics: Topics, o: Options): Launch => {
           "table",
           "--topic-prefix",
           topics.prefix,
-          ...groupFlag
+          ...groupFlag,
+          ...o.sluiceArgs
         ],
         env: { SLUICE_BROKERS: o.brokers.join(",") },
         output,
@@ -436,10 +443,16 @@ interface Verification {
   readonly ok: boolean
 }
 
+/**
+ * A click is identified by the `sluice.click.source` header (`partition:offset`) when the output has one, else by its
+ * own `timestamp` field, which the generator makes unique (start + 10 ms × i).
+ */
 const verify = (
   clicks: ReadonlyMap<string, ClickEnrichment.Click>,
   outputs: ReadonlyArray<ReadRecord>
 ): Verification => {
+  const byTimestamp = new Map<number, string>()
+  for (const [source, click] of clicks) byTimestamp.set(click.timestamp, source)
   const seen = new Set<string>()
   let correct = 0
   let duplicates = 0
@@ -448,7 +461,15 @@ const verify = (
     if (problems.length < 5) problems.push(p)
   }
   for (const r of outputs) {
-    const source = r.headers[ClickEnrichment.clickHeaders.source]
+    let value: Record<string, unknown> | undefined
+    try {
+      value = JSON.parse(r.value ?? "null") as Record<string, unknown>
+    } catch {
+      value = undefined
+    }
+    const source =
+      r.headers[ClickEnrichment.clickHeaders.source] ??
+      (typeof value?.timestamp === "number" ? byTimestamp.get(value.timestamp) : undefined)
     const click = source === undefined ? undefined : clicks.get(source)
     if (source === undefined || click === undefined) {
       problem(`an output without a known source click (${source ?? "no header"}) at ${r.partition}:${r.offset}`)
@@ -459,12 +480,6 @@ const verify = (
       continue
     }
     seen.add(source)
-    let value: Record<string, unknown> | undefined
-    try {
-      value = JSON.parse(r.value ?? "null") as Record<string, unknown>
-    } catch {
-      value = undefined
-    }
     const truth = ClickData.profileFor(click.user_id)
     const ok =
       value !== undefined &&
@@ -810,7 +825,9 @@ const versions = (o: Options) => {
     kafkajs: pkg("kafkajs"),
     effect: pkg("effect"),
     sluiceCommit: tryRun("git", ["-C", repo, "rev-parse", "--short", "HEAD"]),
-    java: o.contenders.some((c) => c.startsWith("streams")) ? tryRun("java", ["-version"]).split("\n")[0] : null,
+    java: o.contenders.some((c) => c.startsWith("streams"))
+      ? (spawnSync("java", ["-version"], { encoding: "utf8" }).stderr ?? "").split("\n")[0]!.trim()
+      : null,
     kafkaStreams: "3.9.1 (benchmarks/peers/streams/pom.xml)",
     faust: o.contenders.includes("faust")
       ? tryRun(faustPython, [
@@ -852,6 +869,7 @@ const main = async () => {
         partitions: o.partitions,
         seed: o.seed,
         contenders: o.contenders,
+        sluiceArgs: o.sluiceArgs,
         brokers: o.brokers.join(","),
         mode: "backlog: every profile and click is in its topic before a contender starts",
         outputTimestamps: "LogAppendTime on every output topic (the broker's clock)",
