@@ -146,7 +146,11 @@ const eventually = <E, R>(
   )
 }
 
-/** Waits until the topics together hold `n` records (enriched + dead-lettered, say). */
+/**
+ * Waits until the topics together hold `n` records (enriched + dead-lettered, say). The bound is generous: the
+ * rescan strategy re-reads the profiles per batch, and a loaded machine makes that slow (a failure here is a
+ * timeout, never a wrong output: the outputs are checked afterwards).
+ */
 const awaitRecords = (topicNames: ReadonlyArray<string>, n: number, runner: RunnerFiber) =>
   eventually(
     `${n} record(s) in ${topicNames.join(" + ")}`,
@@ -154,7 +158,8 @@ const awaitRecords = (topicNames: ReadonlyArray<string>, n: number, runner: Runn
       Effect.forEach(topicNames, (t) => recordCount(t)),
       (counts) => counts.reduce((a, b) => a + b, 0) >= n
     ),
-    runner
+    runner,
+    "120 seconds"
   )
 
 const readAll = (topic: string): Effect.Effect<ReadonlyArray<ConsumerRecord>, KafkaError, Kafka> =>
