@@ -8,6 +8,7 @@ import * as UserEvents from "@sluice/processors/UserEvents"
 import { Console, Effect } from "effect"
 import { Command } from "effect/cli"
 import * as Flags from "./Flags.ts"
+import * as ProduceEvents from "./ProduceEvents.ts"
 
 const chunk = 5_000
 
@@ -27,8 +28,8 @@ export const sendAll = Effect.fnUntraced(function* (records: ReadonlyArray<Produ
   return Date.now() - started
 })
 
-const count = Flags.int("count", { description: "how many records", alias: "n", min: 1, default: 1_000 })
-const users = Flags.int("users", { description: "how many distinct users", min: 1, default: 100 })
+export const count = Flags.int("count", { description: "how many records", alias: "n", min: 1, default: 1_000 })
+export const users = Flags.int("users", { description: "how many distinct users", min: 1, default: 100 })
 
 const userEvents = Flags.command(
   "user-events",
@@ -117,5 +118,5 @@ const counts = Flags.command(
 
 export const command = Command.make("produce").pipe(
   Command.withDescription("Produce generated data to Kafka"),
-  Command.withSubcommands([userEvents, profiles, clicks, counts])
+  Command.withSubcommands([userEvents, profiles, clicks, counts, ProduceEvents.command()])
 )

@@ -13,6 +13,7 @@ import * as UserEvents from "@sluice/processors/UserEvents"
 import { Console, Effect, Layer, Option, Ref, Schedule } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Flags from "./Flags.ts"
+import * as RunEvents from "./RunEvents.ts"
 import * as Strategy from "./Strategy.ts"
 
 const group = Flag.String("group").pipe(
@@ -29,7 +30,8 @@ const metricsPort = Flags.int("metrics-port", {
 })
 
 /** The metrics endpoint when asked for, nothing otherwise. */
-const metricsLayer = (port: Option.Option<number>) => (Option.isSome(port) ? Http.layer(port.value) : Layer.empty)
+export const metricsLayer = (port: Option.Option<number>) =>
+  Option.isSome(port) ? Http.layer(port.value) : Layer.empty
 
 const shutdownTimeout = Flags.int("shutdown-timeout-ms", {
   description: "bound on the graceful stop: drain, flush, commit, leave",
@@ -55,7 +57,7 @@ const commitInterval = Flags.int("commit-interval-ms", {
 })
 
 /** The flags every `sluice run` topology takes. */
-const common = {
+export const common = {
   brokers: Flags.brokers,
   prefix: Flags.prefix,
   group,
@@ -126,7 +128,7 @@ export const exitCodesHelp = [
  * effect/cli indents only the first line of a description, so the others are indented here (blank lines stay
  * blank); subcommand lists show the summary alone.
  */
-const describedWithExitCodes =
+export const describedWithExitCodes =
   (summary: string, ...more: ReadonlyArray<string>) =>
   <const Name extends string, Input, E, R, ContextInput>(self: Command.Command<Name, Input, ContextInput, E, R>) =>
     self.pipe(
@@ -146,7 +148,7 @@ export const progress = (extra: Effect.Effect<string> = Effect.succeed("")) =>
  * Runs a topology with progress lines beside it. A signal interrupts both at once, so no line is logged while the
  * topology stops and its clients disconnect (by then its partitions' counters are gone, and a line would read in=0).
  */
-const withProgress =
+export const withProgress =
   (extra?: Effect.Effect<string>) =>
   <A, E, R>(run: Effect.Effect<A, E, R>) =>
     Effect.raceFirst(run, Effect.andThen(progress(extra), Effect.never))
@@ -270,5 +272,5 @@ export const command = Command.make("run").pipe(
     "Each run joins the consumer group --group; by default that is --topic-prefix followed by the topology's name",
     "(staging-user-events for --topic-prefix staging-), so deployments under different prefixes never share a group."
   ),
-  Command.withSubcommands([userEvents, clickEnrichment, counts])
+  Command.withSubcommands([userEvents, clickEnrichment, counts, RunEvents.command()])
 )

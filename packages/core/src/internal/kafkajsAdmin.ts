@@ -52,6 +52,15 @@ const isUnknownTopic = (error: KafkaError) => error.reason._tag === "UnknownTopi
 /** Waits until the broker's metadata lists every partition of the topics with a leader (kafkajs#770). */
 const awaitLeaders = (admin: KafkaJS.Admin, names: ReadonlyArray<string>) =>
   attempt("createTopics", () => admin.fetchTopicMetadata({ topics: [...names] })).pipe(
+    // Just created: a broker whose metadata is behind still says the topic does not exist.
+    Effect.mapError((error) =>
+      isUnknownTopic(error)
+        ? new KafkaError({
+            operation: "createTopics",
+            reason: new Transient({ message: `not in the metadata yet: ${names.join(", ")}`, cause: error })
+          })
+        : error
+    ),
     Effect.flatMap(({ topics }) => {
       const missing = names.filter((name) => {
         const topic = topics.find((t) => t.name === name)
@@ -176,6 +185,9 @@ export const make = Effect.fnUntraced(function* (
               Effect.andThen(
                 call("createTopics", (admin) =>
                   admin.createTopics({ waitForLeaders: true, topics: specs.map(toConfigEntries) })
+                ).pipe(
+                  // kafkajs' own wait for leaders can see metadata from before the creation; awaitLeaders waits.
+                  Effect.catchIf(isUnknownTopic, () => Effect.void)
                 )
               ),
               Effect.andThen(
