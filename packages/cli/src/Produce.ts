@@ -8,6 +8,7 @@ import * as UserEvents from "@sluice/processors/UserEvents"
 import { Console, Effect } from "effect"
 import { Command } from "effect/cli"
 import * as Flags from "./Flags.ts"
+import * as ProduceClickstream from "./ProduceClickstream.ts"
 import * as ProduceEvents from "./ProduceEvents.ts"
 
 const chunk = 5_000
@@ -118,5 +119,12 @@ const counts = Flags.command(
 
 export const command = Command.make("produce").pipe(
   Command.withDescription("Produce generated data to Kafka"),
-  Command.withSubcommands([userEvents, profiles, clicks, counts, ProduceEvents.command()])
+  Command.withSubcommands([
+    userEvents,
+    profiles,
+    clicks,
+    counts,
+    ProduceEvents.command(),
+    ...ProduceClickstream.commands()
+  ])
 )

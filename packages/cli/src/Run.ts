@@ -13,6 +13,7 @@ import * as UserEvents from "@sluice/processors/UserEvents"
 import { Console, Effect, Layer, Option, Ref, Schedule } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Flags from "./Flags.ts"
+import * as RunClickstream from "./RunClickstream.ts"
 import * as RunEvents from "./RunEvents.ts"
 import * as Strategy from "./Strategy.ts"
 
@@ -272,5 +273,5 @@ export const command = Command.make("run").pipe(
     "Each run joins the consumer group --group; by default that is --topic-prefix followed by the topology's name",
     "(staging-user-events for --topic-prefix staging-), so deployments under different prefixes never share a group."
   ),
-  Command.withSubcommands([userEvents, clickEnrichment, counts, RunEvents.command()])
+  Command.withSubcommands([userEvents, clickEnrichment, counts, RunEvents.command(), RunClickstream.command()])
 )

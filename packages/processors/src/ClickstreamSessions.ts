@@ -168,9 +168,9 @@ export const applyEvent = (
 export type SessionStore = Pick<Store.KeyValueStore<string, SessionState>, "get" | "put">
 
 /** The sinks the topology writes to; the live ones are in ClickstreamTables.ts, tests pass `Sink.collector`s. */
-export interface Sinks<CH, PG, R> {
-  readonly clickhouse: Sink.Sink<CH, R>
-  readonly postgres: Sink.Sink<PG, R>
+export interface Sinks<CH, PG, RC, RP> {
+  readonly clickhouse: Sink.Sink<CH, RC>
+  readonly postgres: Sink.Sink<PG, RP>
   readonly toClickHouse: (e: Enriched) => CH
   readonly toPostgres: (e: Enriched) => PG
 }
@@ -179,11 +179,11 @@ export interface Sinks<CH, PG, R> {
  * Enriches one batch: pure but for the store. `found[i]` is the profile of `records[i]`'s user, if any. An event
  * whose timestamp does not parse is dead-lettered (its session is not touched).
  */
-export const process = <CH, PG, R>(
+export const process = <CH, PG, RC, RP>(
   records: ReadonlyArray<Topic.Decoded<string, ClickEvent>>,
   found: ReadonlyArray<UserProfile | undefined>,
   store: SessionStore,
-  sinks: Sinks<CH, PG, R>
+  sinks: Sinks<CH, PG, RC, RP>
 ): { readonly result: Batch.BatchResult; readonly missing: number } => {
   let missing = 0
   const result = Batch.forEach(records, ({ value: event, record }, out, i) => {
@@ -215,15 +215,15 @@ export const process = <CH, PG, R>(
 
 export type LookupPolicy = "wait" | "defaults"
 
-export const topology = <CH, PG, R>(options: {
+export const topology = <CH, PG, RC, RP>(options: {
   readonly topics?: Topics
-  readonly sinks: Sinks<CH, PG, R>
+  readonly sinks: Sinks<CH, PG, RC, RP>
   /** What a batch does while Redis is unreachable (see the module comment). Default `wait`. */
   readonly onLookupFailure?: LookupPolicy
 }) => {
   const topics = options.topics ?? named()
   const policy = options.onLookupFailure ?? "wait"
-  return Topology.make<string, ClickEvent, Errors.LookupError, R | UserProfiles>({
+  return Topology.make<string, ClickEvent, Errors.LookupError, RC | RP | UserProfiles>({
     name: "clickstream-sessions",
     input: topics.events,
     stores: [sessions],

@@ -59,21 +59,23 @@ const setup = (options: { readonly policy?: Sessions.LookupPolicy } = {}) => {
   const source = profileSource()
   const clickhouse = Sink.collector<Tables.ClickHouseRow>({ name: "clickhouse" })
   const postgres = Sink.collector<PgRow>({ name: "postgres" })
-  const topology = Sessions.topology({
-    topics,
-    ...(options.policy === undefined ? {} : { onLookupFailure: options.policy }),
-    sinks: {
-      clickhouse: clickhouse.sink,
-      postgres: postgres.sink,
-      toClickHouse: Tables.toClickHouse,
-      toPostgres: (e) => ({
-        offset: e.record.offset,
-        partition: e.record.partition,
-        session: e.event.session_id,
-        events: e.session.events
-      })
-    }
-  })
+  // A new topology value per run, as a restarted process has: nothing may survive in it between runs.
+  const topology = () =>
+    Sessions.topology({
+      topics,
+      ...(options.policy === undefined ? {} : { onLookupFailure: options.policy }),
+      sinks: {
+        clickhouse: clickhouse.sink,
+        postgres: postgres.sink,
+        toClickHouse: Tables.toClickHouse,
+        toPostgres: (e) => ({
+          offset: e.record.offset,
+          partition: e.record.partition,
+          session: e.event.session_id,
+          events: e.session.events
+        })
+      }
+    })
   const env = Layer.mergeAll(
     layerWith({ maxBatchSize: 100 }),
     Sessions.UserProfiles.fromLookup(source.lookup, { maxEntries: 1_000, ttl: "1 minute" })
@@ -98,7 +100,7 @@ const committedToEnd = Effect.gen(function* () {
 })
 
 /** A worker's run: started, left to process and commit everything there is, then stopped. */
-const runToEnd = (topology: ReturnType<typeof setup>["topology"]) =>
+const runToEnd = (topology: ReturnType<ReturnType<typeof setup>["topology"]>) =>
   Effect.gen(function* () {
     const fiber = yield* Effect.forkChild(Runner.run(topology, { groupId: group }))
     yield* settle("every input record committed", committedToEnd)
@@ -178,7 +180,7 @@ describe("clickstream-sessions (in-memory broker)", () => {
         const events = Data.generate({ count: 600, users: 20, sessions: 40, seed: 3 })
         const missingBefore = yield* missingCount
         yield* produce(events)
-        yield* runToEnd(topology)
+        yield* runToEnd(topology())
 
         const rows = clickhouse.rows()
         assert.strictEqual(rows.length, 600)
@@ -240,10 +242,10 @@ describe("clickstream-sessions (in-memory broker)", () => {
       // The same sessions, later: their events must add to what the first run counted.
       const second = Data.generate({ count: 300, users: 10, sessions: 12, seed: 6, startTime: Date.UTC(2026, 11, 2) })
       yield* produce(first)
-      yield* runToEnd(topology)
+      yield* runToEnd(topology())
       assert.deepStrictEqual(finalSessions(clickhouse.rows()), Data.recompute(first))
       yield* produce(second)
-      yield* runToEnd(topology)
+      yield* runToEnd(topology())
       assert.strictEqual(clickhouse.rows().length, 600)
       assert.deepStrictEqual(finalSessions(clickhouse.rows()), Data.recompute([...first, ...second]))
     }).pipe(Effect.provide(env))
@@ -257,7 +259,7 @@ describe("clickstream-sessions (in-memory broker)", () => {
         const events = Data.generate({ count: 200, users: 10, sessions: 10, seed: 8 })
         source.state.down = 6
         yield* produce(events)
-        yield* runToEnd(topology)
+        yield* runToEnd(topology())
         assert.strictEqual(source.state.down, 0, "the failures happened")
         assert.strictEqual(clickhouse.rows().length, 200)
         assert.isTrue(clickhouse.rows().every((r) => r.profile_found === 1))
@@ -272,7 +274,7 @@ describe("clickstream-sessions (in-memory broker)", () => {
       const events = Data.generate({ count: 50, users: 5, sessions: 5, seed: 9 })
       source.state.down = 1_000
       yield* produce(events)
-      yield* runToEnd(topology)
+      yield* runToEnd(topology())
       assert.strictEqual(clickhouse.rows().length, 50)
       assert.isTrue(clickhouse.rows().every((r) => r.profile_found === 0 && r.user_segment === "unknown"))
     }).pipe(Effect.provide(env))
@@ -286,7 +288,7 @@ describe("clickstream-sessions (in-memory broker)", () => {
       yield* produce([...events.slice(0, 5), broken, ...events.slice(6)])
       const kafka = yield* Kafka
       yield* kafka.send([{ topic: topics.events.name, key: bytes("session_1"), value: bytes("{not json") }])
-      yield* runToEnd(topology)
+      yield* runToEnd(topology())
       const letters = yield* (yield* MemoryBroker).records(DeadLetter.topicFor(topics.events.name))
       assert.sameMembers(
         letters.map((l) => text(l.headers[DeadLetter.headers.errorTag]!)),
