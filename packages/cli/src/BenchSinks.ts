@@ -8,10 +8,11 @@ import { Console, Effect, FileSystem, Logger, Option, Path } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Flags from "./Flags.ts"
 import * as SinkBench from "./SinkBench.ts"
+import * as SinkBenchClickHouse from "./SinkBenchClickHouse.ts"
 import * as SinkBenchPostgres from "./SinkBenchPostgres.ts"
 
 /** Every store the benchmark can measure, in the order they run. */
-export const targets: ReadonlyArray<SinkBench.Target> = [SinkBenchPostgres.target]
+export const targets: ReadonlyArray<SinkBench.Target> = [SinkBenchPostgres.target, SinkBenchClickHouse.target]
 
 /** The goal for Postgres, rows/s with batching. */
 const postgresGoal = 50_000
@@ -104,7 +105,7 @@ export const command = Flags.command(
     )
 ).pipe(
   Command.withDescription(
-    "Benchmark sinks: rows/s into each store (postgres) at batch sizes 1, 100, 1,000 and 10,000, at-least-once and exactly-once, every run verified (one row per input offset)"
+    "Benchmark sinks: rows/s into each store (postgres, clickhouse) at batch sizes 1, 100, 1,000 and 10,000, at-least-once and exactly-once, every run verified (one row per input offset)"
   ),
   Command.withExamples([
     {

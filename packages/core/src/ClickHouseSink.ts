@@ -1,5 +1,6 @@
 /**
- * A `Sink` (Sink.ts) into a ClickHouse table: each flush is one `INSERT ... FORMAT JSONEachRow` of the buffered rows.
+ * A `Sink` (Sink.ts) into a ClickHouse table: a flush writes the buffered rows as `INSERT ... FORMAT JSONEachRow`
+ * statements of at most `batchSize` rows each (a write of more, a buffer filled by large steps, is split).
  *
  * Failures keep the reason the ClickHouse service gives them (ClickHouse.ts): the server down, a timeout or a busy
  * server are retried on the sink's schedule, and the worker stops once that runs out, with nothing committed past
@@ -25,7 +26,10 @@ export interface Options {
   readonly table: string
   /** The sink's name in logs, metrics and dead letters. Default `clickhouse:<table>`. */
   readonly name?: string
-  /** Rows per insert (Sink.ts `batchSize`). Default 1,000; keep it under the server's 1,048,576-row block. */
+  /**
+   * Rows per insert, and when a task's buffer is written (Sink.ts `batchSize`). Default 1,000. An insert below the
+   * server's `max_insert_block_size` (1,048,576 rows) is one block, written all or nothing.
+   */
   readonly batchSize?: number
   readonly flushInterval?: Duration.Input
   readonly retry?: Schedule.Schedule<unknown, unknown>
@@ -37,11 +41,18 @@ const toSinkError = (name: string) => (e: ClickHouseError) => new SinkError({ si
 export const make = <R extends Row = Row>(options: Options): Sink.Sink<R, ClickHouse> => {
   if (!isIdentifier(options.table)) throw new Error(`not a ClickHouse table name: ${JSON.stringify(options.table)}`)
   const name = options.name ?? `clickhouse:${options.table}`
+  const batchSize = options.batchSize ?? 1_000
   return Sink.make<R, ClickHouse>({
     name,
     write: (rows) =>
-      Effect.flatMap(ClickHouse, (ch) => ch.insert(options.table, rows)).pipe(Effect.mapError(toSinkError(name))),
-    ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
+      Effect.flatMap(ClickHouse, (ch) =>
+        Effect.gen(function* () {
+          // A retry after a failure part-way writes the earlier inserts again: the table folds them (see above).
+          for (let i = 0; i < rows.length; i += batchSize)
+            yield* ch.insert(options.table, rows.length <= batchSize ? rows : rows.slice(i, i + batchSize))
+        })
+      ).pipe(Effect.mapError(toSinkError(name))),
+    batchSize,
     ...(options.flushInterval === undefined ? {} : { flushInterval: options.flushInterval }),
     ...(options.retry === undefined ? {} : { retry: options.retry })
   })

@@ -19,7 +19,7 @@
 import * as ClickHouse from "@sluice/core/ClickHouse"
 import * as ClickHouseSink from "@sluice/core/ClickHouseSink"
 import * as PostgresSink from "@sluice/core/PostgresSink"
-import { Effect } from "effect"
+import { type Duration, Effect } from "effect"
 import { SqlClient } from "effect/sql"
 import type { Enriched } from "./ClickstreamSessions.ts"
 
@@ -126,8 +126,10 @@ export const toClickHouse = (e: Enriched): ClickHouseRow => ({
   ...ClickHouseSink.sourceColumns(e.record)
 })
 
-export const clickhouseSink = (t: Tables, options: { readonly batchSize?: number } = {}) =>
-  ClickHouseSink.make<ClickHouseRow>({ table: t.clickhouse, ...options })
+export const clickhouseSink = (
+  t: Tables,
+  options: { readonly batchSize?: number; readonly flushInterval?: Duration.Input } = {}
+) => ClickHouseSink.make<ClickHouseRow>({ table: t.clickhouse, ...options })
 
 /** Creates the ClickHouse table when it does not exist. */
 export const setupClickHouse = (t: Tables) => ClickHouse.ClickHouse.use((ch) => ch.command(clickhouseDdl(t.clickhouse)))
