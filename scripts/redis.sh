@@ -3,7 +3,8 @@
 #
 #   bash scripts/redis.sh start|stop|status
 #
-# Env: REDIS_PORT (default 6379), always on 127.0.0.1.
+# Env: REDIS_PORT (default 6379), always on 127.0.0.1. A port other than 6379 keeps its state in
+# .services/redis-<port>/, so a second server (a test's own, to stop and start) never touches the first.
 # If something already answers PING on the port, start does nothing. Otherwise it installs
 # redis-server with apt-get when missing and runs it daemonized with state in .services/redis/
 # (no persistence: save "" and appendonly no).
@@ -14,7 +15,7 @@ ROOT="$(cd -- "$SCRIPT_DIR/.." && pwd)"
 
 HOST=127.0.0.1
 PORT="${REDIS_PORT:-6379}"
-DIR="$ROOT/.services/redis"
+DIR="$ROOT/.services/redis$([[ "$PORT" == 6379 ]] || printf -- '-%s' "$PORT")"
 PIDFILE="$DIR/redis.pid"
 CONF="$DIR/redis.conf"
 LOGFILE="$DIR/redis.log"

@@ -18,6 +18,7 @@ import { Console, Effect, FileSystem, Logger, Option, Path } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as BenchEos from "./BenchEos.ts"
 import * as BenchReport from "./BenchReport.ts"
+import * as BenchSinks from "./BenchSinks.ts"
 import * as BenchState from "./BenchState.ts"
 import * as BenchTable from "./BenchTable.ts"
 import * as Flags from "./Flags.ts"
@@ -218,5 +219,5 @@ const join = Flags.command(
 
 export const command = Command.make("bench").pipe(
   Command.withDescription("Benchmarks whose outputs are verified, not just timed"),
-  Command.withSubcommands([join, BenchTable.command, BenchState.command, BenchEos.command])
+  Command.withSubcommands([join, BenchTable.command, BenchState.command, BenchEos.command, BenchSinks.command])
 )

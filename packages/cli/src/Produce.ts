@@ -11,6 +11,8 @@ import { Console, Effect, Option } from "effect"
 import { Command } from "effect/cli"
 import * as Flags from "./Flags.ts"
 import * as Inspect from "./Inspect.ts"
+import * as ProduceClickstream from "./ProduceClickstream.ts"
+import * as ProduceEvents from "./ProduceEvents.ts"
 
 const chunk = 5_000
 
@@ -33,8 +35,8 @@ export const sendAll = Effect.fnUntraced(function* (records: ReadonlyArray<Produ
   return Date.now() - started
 })
 
-const count = Flags.int("count", { description: "how many records", alias: "n", min: 1, default: 1_000 })
-const users = Flags.int("users", { description: "how many distinct users", min: 1, default: 100 })
+export const count = Flags.int("count", { description: "how many records", alias: "n", min: 1, default: 1_000 })
+export const users = Flags.int("users", { description: "how many distinct users", min: 1, default: 100 })
 
 const userEvents = Flags.command(
   "user-events",
@@ -205,5 +207,13 @@ const sensors = Flags.command(
 
 export const command = Command.make("produce").pipe(
   Command.withDescription("Produce generated data to Kafka"),
-  Command.withSubcommands([userEvents, profiles, clicks, counts, sensors])
+  Command.withSubcommands([
+    userEvents,
+    profiles,
+    clicks,
+    counts,
+    sensors,
+    ProduceEvents.command(),
+    ...ProduceClickstream.commands()
+  ])
 )

@@ -7,6 +7,7 @@
 import * as DeadLetter from "@sluice/core/DeadLetter"
 import * as Main from "@sluice/core/Main"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
+import * as EventsToPostgres from "@sluice/processors/EventsToPostgres"
 import * as Sensors from "@sluice/processors/Sensors"
 import * as UserEvents from "@sluice/processors/UserEvents"
 import { Console, Effect, Predicate, Runtime, Schema } from "effect"
@@ -55,6 +56,7 @@ const creators = (
     [UserEvents.defaultTopics.events.name, "sluice produce user-events"],
     [UserEvents.defaultTopics.activity.name, "sluice run user-events"],
     [DeadLetter.topicFor(UserEvents.defaultTopics.events.name), "sluice run user-events"],
+    [EventsToPostgres.defaultTopics.raw.name, "sluice produce events"],
     [ClickEnrichment.defaultTopics.profiles.name, "sluice produce profiles"],
     [ClickEnrichment.defaultTopics.clicks.name, "sluice produce clicks"],
     [ClickEnrichment.defaultTopics.enriched.name, "sluice run click-enrichment"],
@@ -141,7 +143,8 @@ const known = new Set([
   "LookupError",
   "SinkError",
   "JoinRunFailed",
-  "StateBenchFailed"
+  "StateBenchFailed",
+  "SinkBenchFailed"
 ])
 
 /** An argument effect/cli could not parse: it has printed the help and the error already. */

@@ -15,6 +15,8 @@ import * as UserEvents from "@sluice/processors/UserEvents"
 import { Console, Effect, Layer, Option, Ref, Result, Schedule } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Flags from "./Flags.ts"
+import * as RunClickstream from "./RunClickstream.ts"
+import * as RunEvents from "./RunEvents.ts"
 import * as RunModule from "./RunModule.ts"
 import * as Strategy from "./Strategy.ts"
 
@@ -63,6 +65,9 @@ const httpLayer = (o: { readonly http: Option.Option<string>; readonly metricsPo
     Effect.map(Effect.fromResult(httpAddress(o)), Option.match({ onNone: () => Layer.empty, onSome: Http.layer }))
   )
 
+/** The metrics endpoint on 127.0.0.1 when asked for, nothing otherwise (`--metrics-port`). */
+export const metricsLayer = (port: Option.Option<number>) => httpLayer({ http: Option.none(), metricsPort: port })
+
 const shutdownTimeout = Flags.int("shutdown-timeout-ms", {
   description: "bound on the graceful stop: drain, flush, commit, leave",
   min: 1,
@@ -87,7 +92,7 @@ const commitInterval = Flags.int("commit-interval-ms", {
 })
 
 /** The flags every `sluice run` topology takes. */
-const common = {
+export const common = {
   brokers: Flags.brokers,
   prefix: Flags.prefix,
   group,
@@ -159,7 +164,7 @@ export const exitCodesHelp = [
  * effect/cli indents only the first line of a description, so the others are indented here (blank lines stay
  * blank); subcommand lists show the summary alone.
  */
-const describedWithExitCodes =
+export const describedWithExitCodes =
   (summary: string, ...more: ReadonlyArray<string>) =>
   <const Name extends string, Input, E, R, ContextInput>(self: Command.Command<Name, Input, ContextInput, E, R>) =>
     self.pipe(
@@ -179,7 +184,7 @@ export const progress = (extra: Effect.Effect<string> = Effect.succeed("")) =>
  * Runs a topology with progress lines beside it. A signal interrupts both at once, so no line is logged while the
  * topology stops and its clients disconnect (by then its partitions' counters are gone, and a line would read in=0).
  */
-const withProgress =
+export const withProgress =
   (extra?: Effect.Effect<string>) =>
   <A, E, R>(run: Effect.Effect<A, E, R>) =>
     Effect.raceFirst(run, Effect.andThen(progress(extra), Effect.never))
@@ -426,5 +431,12 @@ export const command = Flags.command(
     "Each run joins the consumer group --group; by default that is --topic-prefix followed by the topology's name",
     "(staging-user-events for --topic-prefix staging-), so deployments under different prefixes never share a group."
   ),
-  Command.withSubcommands([userEvents, clickEnrichment, counts, sensorPipeline])
+  Command.withSubcommands([
+    userEvents,
+    clickEnrichment,
+    counts,
+    sensorPipeline,
+    RunEvents.command(),
+    RunClickstream.command()
+  ])
 )

@@ -14,8 +14,8 @@
  * Failures: a retryable `SinkError` is retried on `retry` (only the task or the commit that needs the write waits;
  * the worker's other tasks go on); a write that still fails after that stops the worker with the error, having
  * committed nothing past what was written. A batch refused for good (a constraint, a value too long) is written
- * again row by row, and each row the store refuses for good becomes a dead letter of its input record, with the
- * store's reason; the other rows are written.
+ * again in halves, down to single rows, and each row the store refuses for good becomes a dead letter of its input
+ * record, with the store's reason; the other rows are written.
  */
 import { Clock, Deferred, Duration, Effect, Metric, Schedule, type Scope, Semaphore } from "effect"
 import * as DeadLetter from "./DeadLetter.ts"
@@ -142,13 +142,23 @@ export const make = <Row, R = never>(options: Options<Row, R>): Sink<Row, R> => 
         Effect.sync(() => runs.set(token, buffers)),
         () => Effect.sync(() => runs.delete(token))
       )
-      // Where each task's written rows reached (for `writeWithOffsets`), updated as steps complete; `moved` says
-      // whether they changed since the last write (an idle sink writes nothing).
+      // Where each task's written rows reached (for `writeWithOffsets`), updated as steps complete.
       const reached = new Map<number, Map<string, TopicPartitionOffset>>()
-      let moved = false
+      // The tasks whose positions moved since their last write (an idle task writes nothing).
+      const moved = new Set<number>()
       const failed = yield* Deferred.make<never, SinkError>()
-      // One write at a time: positions written later must never be overwritten by positions written earlier.
-      const lock = yield* Semaphore.make(1)
+      // One write at a time per task: a task's positions written later must never be overwritten by ones written
+      // earlier. Tasks write concurrently (their rows and positions are disjoint: their own partitions), each on a
+      // connection of its own, which is what lets a store use more than one core.
+      const locks = new Map<number, Semaphore.Semaphore>()
+      const lockOf = (task: number) => {
+        let lock = locks.get(task)
+        if (lock === undefined) {
+          lock = Semaphore.makeUnsafe(1)
+          locks.set(task, lock)
+        }
+        return lock
+      }
 
       const deadLetter = Effect.fnUntraced(function* (rejected: ReadonlyArray<Buffered<Row>>, error: SinkError) {
         const now = yield* Clock.currentTimeMillis
@@ -172,6 +182,10 @@ export const make = <Row, R = never>(options: Options<Row, R>): Sink<Row, R> => 
             Effect.retry({ schedule: retry, while: isRetryable }),
             Effect.mapError((e) => new SinkError({ sink: options.name, reason: e.reason }))
           )
+          // Counted under their input topic, like the dead letters the topology itself rejects.
+          for (const b of rejected)
+            if (b.source !== undefined)
+              yield* Metric.update(Metric.withAttributes(Metrics.recordsDeadLettered, { topic: b.source.topic }), 1)
         }
       })
 
@@ -181,6 +195,15 @@ export const make = <Row, R = never>(options: Options<Row, R>): Sink<Row, R> => 
             positions !== undefined && options.writeWithOffsets !== undefined
               ? options.writeWithOffsets(rows, positions)
               : options.write(rows)
+          ).pipe(
+            // Said once per failed attempt (the backoff spaces them): an outage is visible while it lasts.
+            Effect.tapError((e) =>
+              isRetryable(e)
+                ? Effect.logWarning(
+                    `sink ${options.name}: write of ${rows.length} row(s) failed, retrying: ${e.message}`
+                  )
+                : Effect.void
+            )
           ),
           { schedule: retry, while: isRetryable }
         )
@@ -209,41 +232,32 @@ export const make = <Row, R = never>(options: Options<Row, R>): Sink<Row, R> => 
           }
           return yield* Effect.fail(first.failure)
         }
-        // Row by row: the refused ones become dead letters, the others are written; the positions go last.
-        for (const b of rows) yield* write([b], undefined)
+        // In halves, down to the rows refused: those become dead letters, the others are written (k refused rows of
+        // n cost about 2k·log2(n/k) writes, not n); the positions go last.
+        const half = Math.ceil(rows.length / 2)
+        yield* write(rows.slice(0, half), undefined)
+        yield* write(rows.slice(half), undefined)
         if (positions !== undefined) yield* writeOnce([], positions)
       })
-
-      const positionsOf = (tasks: Iterable<number>): Array<TopicPartitionOffset> => {
-        const all: Array<TopicPartitionOffset> = []
-        for (const task of tasks) for (const p of reached.get(task)?.values() ?? []) all.push(p)
-        return all
-      }
 
       // Set when a write failed for good: every later flush fails too, so that no commit passes the lost rows.
       let broken: SinkError | undefined
 
       /**
-       * Writes the buffers of `tasks` (all when `undefined`), after any write in progress: when it completes, every
-       * row staged before it started is written. Rows and positions are taken together, in one synchronous step.
+       * Writes the buffer of `task`, after its write in progress if any: when it completes, every row the task staged
+       * before it started is written. Rows and positions are taken together, in one synchronous step.
        */
-      const flushTasks = (tasks: ReadonlyArray<number> | undefined): Effect.Effect<void, SinkError> =>
-        lock.withPermits(1)(
+      const flushTask = (task: number): Effect.Effect<void, SinkError> =>
+        lockOf(task).withPermits(1)(
           Effect.suspend(() => {
             if (broken !== undefined) return Effect.fail(broken)
-            const which = tasks ?? [...buffers.keys()]
-            const rows: Array<Buffered<Row>> = []
-            for (const task of which) {
-              const buffer = buffers.get(task)
-              if (buffer === undefined || buffer.length === 0) continue
-              for (const b of buffer) rows.push(b)
-              buffers.set(task, [])
-            }
+            const rows = buffers.get(task) ?? []
+            if (rows.length > 0) buffers.set(task, [])
             const positions =
-              options.writeWithOffsets === undefined || (!moved && rows.length === 0)
+              options.writeWithOffsets === undefined || (!moved.has(task) && rows.length === 0)
                 ? undefined
-                : positionsOf(tasks ?? reached.keys())
-            if (tasks === undefined) moved = false
+                : [...(reached.get(task)?.values() ?? [])]
+            moved.delete(task)
             if (rows.length === 0 && (positions === undefined || positions.length === 0)) return Effect.void
             return write(rows, positions).pipe(
               // A sink that cannot write within its retries stops the worker; nothing past what it wrote is committed.
@@ -257,6 +271,15 @@ export const make = <Row, R = never>(options: Options<Row, R>): Sink<Row, R> => 
               ),
               Effect.provideContext(context)
             )
+          })
+        )
+
+      /** Writes the buffers of `tasks` (all when `undefined`), concurrently. */
+      const flushTasks = (tasks: ReadonlyArray<number> | undefined): Effect.Effect<void, SinkError> =>
+        Effect.suspend(() =>
+          Effect.forEach(tasks ?? new Set([...buffers.keys(), ...moved]), flushTask, {
+            concurrency: "unbounded",
+            discard: true
           })
         )
 
@@ -281,7 +304,7 @@ export const make = <Row, R = never>(options: Options<Row, R>): Sink<Row, R> => 
                 reached.set(task, map)
               }
               for (const p of positions) map.set(tpKey(p.topic, p.partition), p)
-              moved = true
+              moved.add(task)
             }
             return (buffers.get(task)?.length ?? 0) >= batchSize ? flushTasks([task]) : Effect.void
           }),
@@ -289,6 +312,7 @@ export const make = <Row, R = never>(options: Options<Row, R>): Sink<Row, R> => 
         forget: (task) => {
           buffers.delete(task)
           reached.delete(task)
+          moved.delete(task)
         },
         failed: Deferred.await(failed)
       }

@@ -56,6 +56,15 @@ const metadataRetry = Schedule.exponential("50 millis").pipe(Schedule.upTo({ dur
 /** Waits until the broker's metadata lists every partition of the topics with a leader (kafkajs#770). */
 const awaitLeaders = (admin: KafkaJS.Admin, names: ReadonlyArray<string>) =>
   attempt("createTopics", () => admin.fetchTopicMetadata({ topics: [...names] })).pipe(
+    // Just created: a broker whose metadata is behind still says the topic does not exist.
+    Effect.mapError((error) =>
+      isUnknownTopic(error)
+        ? new KafkaError({
+            operation: "createTopics",
+            reason: new Transient({ message: `not in the metadata yet: ${names.join(", ")}`, cause: error })
+          })
+        : error
+    ),
     Effect.flatMap(({ topics }) => {
       const missing = names.filter((name) => {
         const topic = topics.find((t) => t.name === name)
