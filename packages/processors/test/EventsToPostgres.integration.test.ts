@@ -132,6 +132,14 @@ const coverage = (expected: ReadonlySet<string>, state: TableState) => {
   }
 }
 
+/** Records in a topic (0 when it does not exist). */
+const countRecords = (topic: string) =>
+  Effect.gen(function* () {
+    const kafka = yield* Kafka
+    const offsets = yield* kafka.offsets(topic)
+    return offsets.reduce((n, p) => n + p.high - p.low, 0)
+  }).pipe(Effect.catchReason("KafkaError", "UnknownTopic", () => Effect.succeed(0)))
+
 /** Per partition: the group's committed offset and the end offset; `done` when every partition is committed. */
 const progress = (d: Deployment) =>
   Effect.gen(function* () {
@@ -309,6 +317,7 @@ layer(services, { excludeTestServices: true, timeout: "60 seconds" })("events-to
         const c = coverage(expectedRows(records, written), yield* tableState(d))
         assert.deepStrictEqual([c.missing.length, c.unexpected.length, c.duplicates], [0, 0, 0], c.text)
         assert.strictEqual((yield* tableState(d)).rows, 3_000, "the second pass inserted nothing")
+        assert.strictEqual(yield* countRecords(d.dlq), 0, "and refused nothing: a re-delivered row is no error")
         // The second pass did send its 3,000 rows: each took a value of the id sequence before its conflict.
         const sql = yield* SqlClient.SqlClient
         const [sequence] = yield* sql<{ readonly n: string }>`
@@ -390,6 +399,7 @@ layer(services, { excludeTestServices: true, timeout: "60 seconds" })("events-to
           const c = coverage(expectedRows(records, written), state)
           assert.deepStrictEqual([c.missing.length, c.unexpected.length, c.duplicates], [0, 0, 0], c.text)
           assert.strictEqual(state.rows, total)
+          assert.strictEqual(yield* countRecords(d.dlq), 0, "no record dead-lettered: a re-delivered row is no error")
           const ends = (yield* progress(d)).highs
           if (guarantee === "exactly_once") {
             const stored = yield* storedOffsets(d)
