@@ -58,7 +58,7 @@ export const rate = (rows: number, ms: number): number => Math.round((rows / Mat
 
 /**
  * `rounds` rounds of every target × batch size × mode the target has, the modes of one batch size one after the
- * other (so that both see the machine in the same state); batch size 1 writes `rowsAtOne` rows (one statement per
+ * other (so that both see the machine in the same state), taking turns going first; batch size 1 writes `rowsAtOne` rows (one statement per
  * row is slow, and its rate is clear from a few thousand), the others `rows`.
  */
 export const plan = (
@@ -73,7 +73,8 @@ export const plan = (
   Array.from({ length: settings.rounds }, (_, round) =>
     targets.flatMap((t) =>
       settings.batchSizes.flatMap((batchSize) =>
-        t.modes.map((mode) => ({
+        // The modes take turns going first, so that neither always runs on the machine the other left.
+        (round % 2 === 0 ? t.modes : [...t.modes].reverse()).map((mode) => ({
           round,
           target: t.name,
           mode,
