@@ -39,6 +39,12 @@ export const command = Flags.command(
       min: 1,
       default: 2_000
     }),
+    rounds: Flags.int("rounds", {
+      description: "measure every run this many times, alternating the modes; the median is reported",
+      min: 1,
+      max: 100,
+      default: 1
+    }),
     batchSizes: Flag.String("batch-sizes").pipe(
       Flag.withDescription("rows per write, comma-separated, each 1..100000 (default 1,100,1000,10000)"),
       Flag.withDefault("1,100,1000,10000")
@@ -66,9 +72,16 @@ export const command = Flags.command(
       const chosen = targets.filter((t) => o.target === "all" || t.name === o.target)
       const runId = Date.now().toString(36)
       const results: Array<SinkBench.Result> = []
-      for (const [i, run] of SinkBench.plan(chosen, { batchSizes, rows: o.rows, rowsAtOne: o.rowsAtOne }).entries()) {
+      for (const [i, run] of SinkBench.plan(chosen, {
+        batchSizes,
+        rows: o.rows,
+        rowsAtOne: o.rowsAtOne,
+        rounds: o.rounds
+      }).entries()) {
         const target = chosen.find((t) => t.name === run.target)!
-        yield* Console.error(`bench: ${run.target} ${run.mode} batch ${run.batchSize}: ${run.rows} rows ...`)
+        yield* Console.error(
+          `bench: round ${run.round + 1}/${o.rounds} ${run.target} ${run.mode} batch ${run.batchSize}: ${run.rows} rows ...`
+        )
         const result = yield* target.run(run, `bench-${runId}-${i}-`)
         results.push(result)
         yield* Console.error(
@@ -76,11 +89,12 @@ export const command = Flags.command(
         )
         if (o.json) yield* Console.log(SinkBench.jsonLine(result))
       }
+      const summaries = SinkBench.summarise(results)
       const summary = [
-        ...SinkBench.costOfExactlyOnce(results),
-        ...[SinkBench.goal(results, "postgres", postgresGoal)].filter((g) => g !== undefined)
+        ...SinkBench.costOfExactlyOnce(summaries),
+        ...[SinkBench.goal(summaries, "postgres", postgresGoal)].filter((g) => g !== undefined)
       ]
-      if (!o.json) yield* Console.log(`${SinkBench.formatTable(results)}\n\n${summary.join("\n")}`)
+      if (!o.json) yield* Console.log(`${SinkBench.formatTable(summaries)}\n\n${summary.join("\n")}`)
       else yield* Console.error(summary.join("\n"))
       if (Option.isSome(o.out)) {
         const fs = yield* FileSystem.FileSystem
@@ -89,7 +103,7 @@ export const command = Flags.command(
         const file = path.resolve(o.out.value, "results.json")
         yield* fs.writeFileString(
           file,
-          `${JSON.stringify({ runId, brokers: o.brokers, batchSizes, rows: o.rows, results, summary }, null, 2)}\n`
+          `${JSON.stringify({ runId, brokers: o.brokers, batchSizes, rows: o.rows, rounds: o.rounds, summaries, summary, results }, null, 2)}\n`
         )
         yield* Console.error(`wrote ${file}`)
       }

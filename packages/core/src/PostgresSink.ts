@@ -56,8 +56,8 @@ export interface Options<Row> {
   readonly offsets?: { readonly group: string; readonly table?: string }
   /**
    * Rows per INSERT, and a task's rows are written once it holds this many (`Sink.make`). Default 1,000. A write of
-   * more rows (a flush before a commit gathers every task's) is several statements: each its own transaction under
-   * `write`, all in one with the offsets under `writeWithOffsets`.
+   * more rows (a fetched batch bigger than this, a flush before a commit) is several statements in one transaction,
+   * with the offsets under `writeWithOffsets`.
    */
   readonly batchSize?: number
   readonly flushInterval?: Duration.Input
@@ -151,8 +151,11 @@ export const writes = <Row>(
         yield* insertRows(sql, options.table, columns, chunk, sql`ON CONFLICT DO NOTHING`)
       }
     })
+  // A write of several statements is one transaction too: one commit (one WAL flush) per write, not per statement.
   const write = (rows: ReadonlyArray<Row>) =>
-    SqlClient.SqlClient.use((sql) => insert(sql, rows)).pipe(Effect.mapError(toSinkError))
+    SqlClient.SqlClient.use((sql) =>
+      rows.length <= statementRows ? insert(sql, rows) : sql.withTransaction(insert(sql, rows))
+    ).pipe(Effect.mapError(toSinkError))
   if (options.offsets === undefined) return { name, write }
 
   const group = options.offsets.group

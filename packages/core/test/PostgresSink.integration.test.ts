@@ -110,27 +110,25 @@ layer(Postgres.layer({ url }), { excludeTestServices: true })("PostgresSink (liv
     })
   )
 
-  it.effect("statements of at most batchSize rows: each its own transaction, or all one with the offsets", () =>
+  it.effect("statements of at most batchSize rows, one transaction per write (with the offsets, if any)", () =>
     Effect.gen(function* () {
       const { table } = yield* freshSchema
       const rows = Array.from({ length: 2_500 }, (_, i) => row(i, i === 2_400 ? { note: "much too long" } : {}))
-      // Plain writes: the first two statements (1,000 rows each) commit before the third is refused.
+      // Three statements (1,000 rows at most each): the third is refused, so none of them is committed.
       const plain = PostgresSink.writes<Row>({ table, columns, batchSize: 1_000 })
       assert.strictEqual((yield* failure(plain.write(rows))).reason._tag, "Rejected")
-      assert.lengthOf(yield* rowsOf(table), 2_000)
-      // With offsets, the three statements and the positions are one transaction: nothing more is written.
+      assert.lengthOf(yield* rowsOf(table), 0)
+      yield* plain.write(rows.filter((r) => r.note === null))
+      assert.lengthOf(yield* rowsOf(table), 2_499)
+      // With offsets, the statements and the positions are one transaction.
       const positioned = PostgresSink.writes<Row>({ table, columns, batchSize: 1_000, offsets: { group: "g" } })
-      const later = rows.slice(2_000).map((r) => ({ ...r, src_partition: 1 }))
+      const later = rows.map((r) => ({ ...r, src_partition: 1 }))
       const failed = yield* failure(
-        positioned.writeWithOffsets!(later, [{ topic: "events", partition: 1, offset: 500 }])
+        positioned.writeWithOffsets!(later, [{ topic: "events", partition: 1, offset: 2_500 }])
       )
       assert.strictEqual(failed.reason._tag, "Rejected")
-      assert.lengthOf(yield* rowsOf(table), 2_000)
-      yield* positioned.writeWithOffsets!(
-        later.filter((r) => r.note === null),
-        [{ topic: "events", partition: 1, offset: 500 }]
-      )
       assert.lengthOf(yield* rowsOf(table), 2_499)
+      assert.lengthOf(yield* positioned.readOffsets!([{ topic: "events", partition: 1 }]), 0)
     })
   )
 

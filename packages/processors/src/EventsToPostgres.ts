@@ -177,12 +177,13 @@ export type BadKind = (typeof badKinds)[number]
 /** The header that marks a generated malformed record with its kind. */
 export const badHeader = "sluice.test.bad"
 
-const badValue = (kind: BadKind, i: number): Uint8Array => {
+/** The `round`th malformed record of its kind, the `i`th record generated. */
+const badValue = (kind: BadKind, i: number, round: number): Uint8Array => {
   switch (kind) {
     case "invalid-json":
       return bytes(`{"event_id": "e${i}", "event_type": "click",`)
     case "not-an-object":
-      return bytes(i % 2 === 0 ? `["e${i}", "click"]` : `"e${i}"`)
+      return bytes(round % 2 === 0 ? `["e${i}", "click"]` : `"e${i}"`)
     case "empty-value":
       return new Uint8Array(0)
     case "invalid-utf8":
@@ -216,8 +217,14 @@ export const generate = (options: {
     const userId = rng.int(1, users)
     const key = bytes(String(userId))
     if (badEvery > 0 && i % badEvery === badEvery - 1) {
-      const kind = badKinds[Math.floor(i / badEvery) % badKinds.length]!
-      out[i] = { topic, key, value: badValue(kind, i), headers: { [badHeader]: bytes(kind) } }
+      const bad = Math.floor(i / badEvery)
+      const kind = badKinds[bad % badKinds.length]!
+      out[i] = {
+        topic,
+        key,
+        value: badValue(kind, i, Math.floor(bad / badKinds.length)),
+        headers: { [badHeader]: bytes(kind) }
+      }
       continue
     }
     const type = rng.pick(eventTypes)

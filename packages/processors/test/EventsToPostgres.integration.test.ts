@@ -132,6 +132,14 @@ const coverage = (expected: ReadonlySet<string>, state: TableState) => {
   }
 }
 
+/** Records in a topic (0 when it does not exist). */
+const countRecords = (topic: string) =>
+  Effect.gen(function* () {
+    const kafka = yield* Kafka
+    const offsets = yield* kafka.offsets(topic)
+    return offsets.reduce((n, p) => n + p.high - p.low, 0)
+  }).pipe(Effect.catchReason("KafkaError", "UnknownTopic", () => Effect.succeed(0)))
+
 /** Per partition: the group's committed offset and the end offset; `done` when every partition is committed. */
 const progress = (d: Deployment) =>
   Effect.gen(function* () {
@@ -309,6 +317,7 @@ layer(services, { excludeTestServices: true, timeout: "60 seconds" })("events-to
         const c = coverage(expectedRows(records, written), yield* tableState(d))
         assert.deepStrictEqual([c.missing.length, c.unexpected.length, c.duplicates], [0, 0, 0], c.text)
         assert.strictEqual((yield* tableState(d)).rows, 3_000, "the second pass inserted nothing")
+        assert.strictEqual(yield* countRecords(d.dlq), 0, "and refused nothing: a re-delivered row is no error")
         // The second pass did send its 3,000 rows: each took a value of the id sequence before its conflict.
         const sql = yield* SqlClient.SqlClient
         const [sequence] = yield* sql<{ readonly n: string }>`
@@ -324,22 +333,31 @@ layer(services, { excludeTestServices: true, timeout: "60 seconds" })("events-to
       `kill -9 five times during 50,000 events (${guarantee}): exactly one row per input offset${guarantee === "exactly_once" ? ", sluice_offsets = the end offsets" : ""}`,
       () =>
         Effect.gen(function* () {
-          // Through a proxy passing 1.5 MB/s (about 7,000 events a second), so that each worker is killed while it
-          // is still behind: after it wrote 2,500 rows of its own.
-          const proxy = yield* Workers.kafkaProxy(brokers[0]!, { bytesPerSecond: 1_500_000 })
+          // Produced while the workers run, 800 a second for about a minute: each worker is killed while events
+          // still arrive, once it has written 2,000 rows of its own (a worker writes a fetched batch at a time).
           const d = yield* fresh(guarantee)
           const total = 50_000
           const records = EventsToPostgres.generate({ count: total, topic: d.topics.raw.name, seed: 13 })
-          const written = yield* produce(d.topics.raw.name, records)
+          const kafka = yield* Kafka
+          yield* kafka.createTopics([{ name: d.topics.raw.name, partitions: 3 }])
+          const written: Array<RecordMetadata> = []
+          const producer = yield* Effect.forkScoped(
+            Effect.gen(function* () {
+              for (let i = 0; i < total; i += 400) {
+                written.push(...(yield* kafka.send(records.slice(i, i + 400))))
+                yield* Effect.sleep("500 millis")
+              }
+            })
+          )
           const kills: Array<string> = []
           for (let k = 0; k < 5; k++) {
-            const w = yield* d.worker(`worker-${k}`, { brokers: [proxy.address] })
+            const w = yield* d.worker(`worker-${k}`)
             yield* w.waitForLog(joined, "60 seconds")
             const from = yield* rowCount(d)
             yield* waitUntil(
-              `worker-${k} wrote 2,500 rows`,
+              `worker-${k} wrote 2,000 rows`,
               "90 seconds",
-              Effect.map(rowCount(d), (n) => n >= from + 2_500),
+              Effect.map(rowCount(d), (n) => n >= from + 2_000),
               [w]
             )
             // Not always right after a write lands: at another point of the write-commit cycle each time.
@@ -347,15 +365,16 @@ layer(services, { excludeTestServices: true, timeout: "60 seconds" })("events-to
             yield* w.signal("SIGKILL")
             assert.strictEqual((yield* w.exit("10 seconds")).signal, "SIGKILL")
             const atKill = yield* rowCount(d)
-            assert.isBelow(atKill, total, "killed before the end")
+            assert.isBelow(written.length, total, `killed while events were still produced (${kills.join("; ")})`)
             const committed = (yield* progress(d)).text
             const stored =
               guarantee === "exactly_once"
                 ? ` stored ${[...(yield* storedOffsets(d))].map(([p, o]) => `${p}@${o}`).join(" ")}`
                 : ""
-            kills.push(`kill ${k + 1}: ${atKill} rows, ${committed}${stored}`)
+            kills.push(`kill ${k + 1}: ${atKill} rows of ${written.length} produced, ${committed}${stored}`)
           }
-          const last = yield* d.worker("worker-last", { brokers: [proxy.address] })
+          const last = yield* d.worker("worker-last")
+          yield* Fiber.join(producer)
           yield* waitUntil(
             "50,000 rows",
             "150 seconds",
@@ -380,6 +399,7 @@ layer(services, { excludeTestServices: true, timeout: "60 seconds" })("events-to
           const c = coverage(expectedRows(records, written), state)
           assert.deepStrictEqual([c.missing.length, c.unexpected.length, c.duplicates], [0, 0, 0], c.text)
           assert.strictEqual(state.rows, total)
+          assert.strictEqual(yield* countRecords(d.dlq), 0, "no record dead-lettered: a re-delivered row is no error")
           const ends = (yield* progress(d)).highs
           if (guarantee === "exactly_once") {
             const stored = yield* storedOffsets(d)
