@@ -19,6 +19,7 @@ import { Command, Flag } from "effect/cli"
 import * as BenchReport from "./BenchReport.ts"
 import * as BenchState from "./BenchState.ts"
 import * as BenchTable from "./BenchTable.ts"
+import * as BenchWindows from "./BenchWindows.ts"
 import * as Flags from "./Flags.ts"
 import * as Strategy from "./Strategy.ts"
 
@@ -217,5 +218,5 @@ const join = Flags.command(
 
 export const command = Command.make("bench").pipe(
   Command.withDescription("Benchmarks whose outputs are verified, not just timed"),
-  Command.withSubcommands([join, BenchTable.command, BenchState.command])
+  Command.withSubcommands([join, BenchTable.command, BenchState.command, BenchWindows.command])
 )
