@@ -21,6 +21,7 @@ import * as BenchReport from "./BenchReport.ts"
 import * as BenchSinks from "./BenchSinks.ts"
 import * as BenchState from "./BenchState.ts"
 import * as BenchTable from "./BenchTable.ts"
+import * as BenchWindows from "./BenchWindows.ts"
 import * as Flags from "./Flags.ts"
 import * as Strategy from "./Strategy.ts"
 
@@ -219,5 +220,12 @@ const join = Flags.command(
 
 export const command = Command.make("bench").pipe(
   Command.withDescription("Benchmarks whose outputs are verified, not just timed"),
-  Command.withSubcommands([join, BenchTable.command, BenchState.command, BenchEos.command, BenchSinks.command])
+  Command.withSubcommands([
+    join,
+    BenchTable.command,
+    BenchState.command,
+    BenchEos.command,
+    BenchSinks.command,
+    BenchWindows.command
+  ])
 )
