@@ -18,7 +18,6 @@
  * every 2 s on a terminal).
  */
 import { loadavg } from "node:os"
-import * as Aggregator from "@sluice/core/Aggregator"
 import * as Batch from "@sluice/core/Batch"
 import * as Codec from "@sluice/core/Codec"
 import { Kafka } from "@sluice/core/Kafka"
@@ -45,13 +44,6 @@ export class WindowsBenchFailed extends Schema.TaggedError<WindowsBenchFailed>()
   }
 }
 
-const temperatures = Aggregator.struct({
-  count: Aggregator.count,
-  min: Aggregator.min,
-  max: Aggregator.max,
-  mean: Aggregator.mean
-})
-
 /** The readings topic and one contender's output. */
 interface Topics {
   readonly readings: Sensors.Topics["readings"]
@@ -66,18 +58,8 @@ export const topology = (topics: Topics, options: { readonly graceMs: number; re
     windows: Window.tumbling(Sensors.windowMs),
     grace: options.graceMs,
     key: Codec.string,
-    aggregator: temperatures,
-    result: (out, sensor, window, t) =>
-      out.emit(topics.aggregates, sensor, {
-        sensor_id: sensor,
-        window_start: window.start,
-        window_end: window.end,
-        count: t.count,
-        // A window has at least one reading, so these are never null; NaN would fail to encode, loudly.
-        min_temperature: t.min ?? Number.NaN,
-        max_temperature: t.max ?? Number.NaN,
-        mean_temperature: t.mean ?? Number.NaN
-      })
+    aggregator: Sensors.temperatures,
+    result: (out, sensor, window, t) => out.emit(topics.aggregates, sensor, Sensors.windowAggregate(sensor, window, t))
   })
   return Topology.make({
     name: "bench-windows",

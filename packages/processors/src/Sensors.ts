@@ -115,11 +115,28 @@ export const defaultTopics = named()
 export const windowMs = 60_000
 export const defaultGraceMs = 10_000
 
-const temperatures = Aggregator.struct({
+/** A window's aggregation of its readings' temperatures. */
+export const temperatures = Aggregator.struct({
   count: Aggregator.count,
   min: Aggregator.min,
   max: Aggregator.max,
   mean: Aggregator.mean
+})
+
+/** A closed window's output value: the sensor, the window's bounds, and its temperatures. */
+export const windowAggregate = (
+  sensor: string,
+  window: Window.Window,
+  t: { readonly count: number; readonly min: number | null; readonly max: number | null; readonly mean: number | null }
+): WindowAggregate => ({
+  sensor_id: sensor,
+  window_start: window.start,
+  window_end: window.end,
+  count: t.count,
+  // A window has at least one reading, so these are never null; NaN would fail to encode, loudly.
+  min_temperature: t.min ?? Number.NaN,
+  max_temperature: t.max ?? Number.NaN,
+  mean_temperature: t.mean ?? Number.NaN
 })
 
 /** Sensor id → readings counted. Counts as decimal text: small changelog records, readable with `sluice inspect`. */
@@ -198,17 +215,7 @@ export const topology = (options: Options = {}) => {
     aggregator: temperatures,
     lateTopic: topics.late,
     closeOnWallClock: options.closeOnWallClock,
-    result: (out, sensor, window, t) =>
-      out.emit(topics.aggregates, sensor, {
-        sensor_id: sensor,
-        window_start: window.start,
-        window_end: window.end,
-        count: t.count,
-        // A window has at least one reading, so these are never null; NaN would fail to encode, loudly.
-        min_temperature: t.min ?? Number.NaN,
-        max_temperature: t.max ?? Number.NaN,
-        mean_temperature: t.mean ?? Number.NaN
-      })
+    result: (out, sensor, window, t) => out.emit(topics.aggregates, sensor, windowAggregate(sensor, window, t))
   })
 
   return Topology.make({
