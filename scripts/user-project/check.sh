@@ -84,7 +84,8 @@ echo "== the packed CLI against the real broker ($brokers)"
 prefix="user-$RANDOM$RANDOM-"
 node dist/src/produce.js "$prefix"
 npx sluice run --help | grep -q "sluice run ./topology.ts" || { echo "user-project: sluice run --help does not describe modules" >&2; exit 1; }
-npx sluice run ./src/topology.ts --brokers "$brokers" --topic-prefix "$prefix" --guarantee exactly_once \
+# The binary itself, not `npx sluice`: `$!` must be the worker's pid, so that the kill below stops it.
+./node_modules/.bin/sluice run ./src/topology.ts --brokers "$brokers" --topic-prefix "$prefix" --guarantee exactly_once \
   >"$work/run.log" 2>&1 &
 worker=$!
 found=0
