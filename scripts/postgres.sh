@@ -7,7 +7,9 @@
 #
 # Uses Debian's cluster tools (postgresql-common): the cluster on PGPORT from `pg_lsclusters`
 # (normally <ver>/main, created by `apt-get install postgresql`), or a new cluster
-# <ver>/sluice on PGPORT if none listens there. pg_ctlcluster runs the server as the
+# <ver>/sluice (<ver>/sluice<PGPORT> for a port other than 5432) on PGPORT if none listens there.
+# A PGPORT inside the kernel's ephemeral range (ip_local_port_range) gets a warning: while the
+# server is down, any outgoing connection may take the port, and a restart then fails to bind. pg_ctlcluster runs the server as the
 # `postgres` user, so this works when called as root. If a server already answers on the
 # port, start only makes sure role `sluice` (password sluice, LOGIN CREATEDB) and database
 # `sluice` exist, then checks postgres://sluice:sluice@127.0.0.1:PGPORT/sluice.
@@ -104,8 +106,17 @@ verify() {
   [[ "$out" == 1 ]] || die "unexpected answer from $URL: $out"
 }
 
+warn_ephemeral() {
+  local lo hi
+  read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || return 0
+  if ((PORT >= lo && PORT <= hi)); then
+    log "warning: port $PORT is in the ephemeral range $lo-$hi; an outgoing connection can take it while the server is down (pick a port below $lo)"
+  fi
+}
+
 cmd_start() {
   local cl ver name state rc i
+  warn_ephemeral
   rc=0; ready_state || rc=$?
   if [[ $rc -eq 2 ]] && port_open "$PORT"; then
     die "port $HOST:$PORT is taken by something that is not PostgreSQL; free it or set PGPORT"
@@ -118,8 +129,10 @@ cmd_start() {
     if ! cl="$(local_cluster)"; then
       ver="$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -n | tail -n1)"
       [[ -n "$ver" ]] || die "no PostgreSQL server version found under /usr/lib/postgresql"
-      log "no cluster on port $PORT; creating cluster $ver/sluice"
-      pg_createcluster --port "$PORT" "$ver" sluice >/dev/null
+      name=sluice
+      [[ "$PORT" == 5432 ]] || name="sluice$PORT"
+      log "no cluster on port $PORT; creating cluster $ver/$name"
+      pg_createcluster --port "$PORT" "$ver" "$name" >/dev/null
       cl="$(local_cluster)" || die "pg_createcluster did not create a cluster on port $PORT"
     fi
     read -r ver name state <<<"$cl"

@@ -7,10 +7,12 @@
  * Every test has fresh topics, a fresh group and a Postgres schema of its own (dropped afterwards). Each row names
  * its input's partition and offset, so every check is exact: one row per input offset, none missing, none twice.
  *
- * The outage test stops a Postgres of its own: a second Debian cluster on port 55432 (SLUICE_OUTAGE_PGPORT),
- * created and stopped/started with the project's script (`PGPORT=55432 bash scripts/postgres.sh start|stop`), so
+ * The outage test stops a Postgres of its own: a second Debian cluster on port 25432 (SLUICE_OUTAGE_PGPORT),
+ * created and stopped/started with the project's script (`PGPORT=25432 bash scripts/postgres.sh start|stop`), so
  * that stopping it disturbs no other test or worker using the development server on 5432. It is started again
- * whatever happens in the test.
+ * whatever happens in the test. The port lies below Linux's ephemeral range (32768-60999): a port inside it can be
+ * taken, while the server is down, as the local port of any outgoing connection on the machine, and the restart
+ * then fails with "Address already in use" (it did once in CI, on 55432).
  */
 import { execFile } from "node:child_process"
 import { promisify } from "node:util"
@@ -30,7 +32,7 @@ import { waitUntil } from "./support/workers.ts"
 
 const brokers = Effect.runSync(brokersConfig)
 const url = Effect.runSync(Postgres.urlConfig)
-const outagePort = process.env.SLUICE_OUTAGE_PGPORT ?? "55432"
+const outagePort = process.env.SLUICE_OUTAGE_PGPORT ?? "25432"
 const outageUrl = (() => {
   const u = new URL(Redacted.value(url))
   u.port = outagePort
@@ -450,7 +452,7 @@ const workerEnv = (name: string, value: string) =>
 layer(KafkaJs.layer({ brokers, clientId: "sluice-events-outage-it" }), {
   excludeTestServices: true,
   timeout: "60 seconds"
-})("events-to-postgres, Postgres stopped (its own cluster on port 55432)", (it) => {
+})("events-to-postgres, Postgres stopped (its own cluster on port 25432)", (it) => {
   it.effect(
     "Postgres stopped for 30 s mid-run: the worker stays up, commits nothing meanwhile, loses nothing, writes no row twice, catches up",
     () =>
