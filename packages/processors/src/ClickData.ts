@@ -73,8 +73,9 @@ export interface Verification {
 export const isCorrect = (v: Verification): boolean => v.present === v.expected && v.correct === v.expected
 
 /**
- * Checks enriched records against the clicks, identified by the source coordinates `partition:offset` that the
- * topology writes in a header. Users missing from `knownUsers` must come out with null name and city.
+ * Checks enriched records against the clicks, each identified by a string the caller chose (the click's own
+ * timestamp, unique among generated clicks, or its `partition:offset` from the topology's provenance header). Users
+ * missing from `knownUsers` must come out with null name and city.
  */
 export const verify = (
   sentClicks: ReadonlyMap<string, Click>,
@@ -89,7 +90,7 @@ export const verify = (
     const click = source === undefined ? undefined : sentClicks.get(source)
     if (source === undefined || click === undefined) {
       if (problems.length < 5)
-        problems.push(`an enriched record without a known source click (${source ?? "no header"})`)
+        problems.push(`an enriched record without a known source click (${source ?? "no source"})`)
       continue
     }
     if (seen.has(source)) {

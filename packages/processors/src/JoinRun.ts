@@ -4,13 +4,16 @@
  * produced while it runs, and every enriched record read back and verified against the generator's truth.
  *
  * Timing: `elapsedMs` runs from the first click consumed to the moment the last enriched record is acknowledged
- * (the runtime counts an output only after its ack); per-event latency runs from a click's produce timestamp to its
- * enriched record's produce timestamp, read back from the output topic.
+ * (the runtime counts an output only after its ack); per-event latency runs from a click's produce timestamp (set
+ * here when its chunk is sent) to its enriched record's produce timestamp, read back from the output topic.
+ *
+ * An enriched record is matched to its click by the click's `timestamp`, which the enriched value carries and which
+ * is unique among the generated clicks (checked); the topology's provenance headers are not needed (they are off by
+ * default, see `ClickEnrichment.clickHeaders`).
  */
 import { Kafka } from "@sluice/core/Kafka"
 import * as Metrics from "@sluice/core/Metrics"
 import * as Reader from "@sluice/core/Reader"
-import { header } from "@sluice/core/Record"
 import * as Runner from "@sluice/core/Runner"
 import * as Topic from "@sluice/core/Topic"
 import * as Topology from "@sluice/core/Topology"
@@ -32,6 +35,8 @@ export interface JoinRunOptions<E> {
   readonly backlog?: boolean
   /** Give up (and fail the run) after this long. Default 30 minutes. */
   readonly timeoutMs?: number
+  /** Run the topology with its provenance headers on (`ClickEnrichment.topology`). Default false. */
+  readonly provenance?: boolean
 }
 
 export interface JoinReport {
@@ -87,6 +92,7 @@ export const run = <E>(options: JoinRunOptions<E>) =>
       let firstConsumedAt = 0
       const base = ClickEnrichment.topology({
         topics,
+        provenance: options.provenance ?? false,
         ...(options.unknownUsers === undefined ? {} : { unknownUsers: options.unknownUsers })
       })
       const topology = Topology.tapBatches(base, () =>
@@ -94,7 +100,9 @@ export const run = <E>(options: JoinRunOptions<E>) =>
           if (firstConsumedAt === 0) firstConsumedAt = Date.now()
         })
       )
+      // Per click, by its timestamp (its identity here): the click and when it was produced.
       const sent = new Map<string, ClickEnrichment.Click>()
+      const producedAt = new Map<string, number>()
       const produceClicks = Effect.gen(function* () {
         const generated = ClickData.generateClicks({
           count: options.events,
@@ -103,11 +111,16 @@ export const run = <E>(options: JoinRunOptions<E>) =>
           topics
         })
         for (let i = 0; i < generated.length; i += sendChunk) {
-          const chunk = generated.slice(i, i + sendChunk)
-          const metadata = yield* kafka.send(chunk)
-          for (let j = 0; j < chunk.length; j++) {
-            const value = topics.clicks.value.decode(chunk[j]!.value)
-            if (Result.isSuccess(value)) sent.set(`${metadata[j]!.partition}:${metadata[j]!.offset}`, value.success)
+          const now = Date.now()
+          const chunk = generated.slice(i, i + sendChunk).map((r) => ({ ...r, timestamp: now }))
+          yield* kafka.send(chunk)
+          for (const record of chunk) {
+            const value = topics.clicks.value.decode(record.value)
+            if (Result.isFailure(value)) continue
+            const id = String(value.success.timestamp)
+            if (sent.has(id)) return yield* new JoinRunFailed({ reason: `two generated clicks have timestamp ${id}` })
+            sent.set(id, value.success)
+            producedAt.set(id, now)
           }
         }
       })
@@ -147,7 +160,7 @@ export const run = <E>(options: JoinRunOptions<E>) =>
       yield* Fiber.interrupt(runner)
       const elapsedMs = Math.max(1, doneAt - firstConsumedAt)
 
-      const outputs: Array<{ source: string | undefined; value: ClickEnrichment.EnrichedClick }> = []
+      const outputs: Array<{ source: string; value: ClickEnrichment.EnrichedClick }> = []
       const latencies: Array<number> = []
       yield* Reader.readToEnd(topics.enriched.name).pipe(
         Stream.runForEach((records) =>
@@ -155,12 +168,10 @@ export const run = <E>(options: JoinRunOptions<E>) =>
             for (const record of records) {
               const decoded = Topic.decode(topics.enriched, record)
               if (Result.isFailure(decoded)) continue
-              outputs.push({
-                source: header(record.headers, ClickEnrichment.clickHeaders.source),
-                value: decoded.success.value
-              })
-              const producedAt = Number(header(record.headers, ClickEnrichment.clickHeaders.producedAt))
-              if (Number.isFinite(producedAt)) latencies.push(record.timestamp - producedAt)
+              const source = String(decoded.success.value.timestamp)
+              outputs.push({ source, value: decoded.success.value })
+              const produced = producedAt.get(source)
+              if (produced !== undefined) latencies.push(record.timestamp - produced)
             }
           })
         )
