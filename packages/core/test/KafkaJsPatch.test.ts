@@ -1,14 +1,22 @@
 /**
- * The linear `groupMessagesPerPartition` (internal/kafkajsPatch.ts): kafkajs' producer uses it once Sluice's kafkajs
- * layer is loaded, and it groups exactly as kafkajs' own quadratic version does.
+ * kafkajs' producer internals that internal/kafkajsPatch.ts replaces: the replacements are what kafkajs uses once
+ * Sluice's kafkajs layer is loaded, and they give exactly what kafkajs' own versions give (the same groups, the same
+ * record bytes).
  */
+import { createRequire } from "node:module"
 import { assert, describe, it } from "@effect/vitest"
 import type * as KafkaJS from "kafkajs"
 import "../src/KafkaJs.ts"
-import { active, groupMessagesPerPartition, installed } from "../src/internal/kafkajsPatch.ts"
+import {
+  active,
+  encodeRecord,
+  groupMessagesPerPartition,
+  installed,
+  type RecordArguments
+} from "../src/internal/kafkajsPatch.ts"
 
 /** kafkajs 2.2.4's src/producer/groupMessagesPerPartition.js, as the reference. */
-const reference = ({
+const referenceGroup = ({
   topic,
   partitionMetadata,
   messages,
@@ -22,6 +30,24 @@ const reference = ({
   }, {})
 }
 
+/** kafkajs' own record encoder, loaded afresh from its file (the cached module exports the replacement). */
+const referenceRecord = (() => {
+  const requireCjs = createRequire(import.meta.url)
+  const path = requireCjs.resolve("kafkajs/src/protocol/recordBatch/record/v0/index.js")
+  const patched = requireCjs.cache[path]
+  delete requireCjs.cache[path]
+  const original: unknown = requireCjs(path)
+  requireCjs.cache[path] = patched
+  return (args: RecordArguments): Buffer => {
+    if (typeof original !== "function") throw new Error("kafkajs' record encoder is not a function")
+    const encoder: unknown = original(args)
+    if (typeof encoder === "object" && encoder !== null && "buffer" in encoder && Buffer.isBuffer(encoder.buffer)) {
+      return encoder.buffer
+    }
+    throw new Error("kafkajs' record encoder returned no buffer")
+  }
+})()
+
 const metadata = (n: number): Array<KafkaJS.PartitionMetadata> =>
   Array.from({ length: n }, (_, partitionId) => ({
     partitionErrorCode: 0,
@@ -31,18 +57,20 @@ const metadata = (n: number): Array<KafkaJS.PartitionMetadata> =>
     isr: [1]
   }))
 
+const makeRandom = (seed: number) => () => {
+  seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31
+  return seed / 2 ** 31
+}
+
 describe("kafkajs patch", () => {
   it("is what kafkajs' producer uses once the kafkajs layer is loaded", () => {
     assert.isTrue(installed)
-    assert.strictEqual(active(), groupMessagesPerPartition)
+    assert.strictEqual(active().group, groupMessagesPerPartition)
+    assert.strictEqual(active().record, encodeRecord)
   })
 
   it("groups like kafkajs: same partitions, same order, the partitioner called once per message in order", () => {
-    let seed = 7
-    const random = () => {
-      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31
-      return seed / 2 ** 31
-    }
+    const random = makeRandom(7)
     for (const [count, partitions] of [
       [0, 3],
       [1, 1],
@@ -64,10 +92,74 @@ describe("kafkajs patch", () => {
       const seenReference: Array<KafkaJS.Message> = []
       const input = { topic: "t", partitionMetadata: metadata(partitions), messages }
       const linear = groupMessagesPerPartition({ ...input, partitioner: calls(seenLinear) })
-      const expected = reference({ ...input, partitioner: calls(seenReference) })
+      const expected = referenceGroup({ ...input, partitioner: calls(seenReference) })
       assert.deepStrictEqual(linear, expected, `${count} messages, ${partitions} partitions`)
       assert.deepStrictEqual(Object.keys(linear), Object.keys(expected))
       assert.deepStrictEqual(seenLinear, seenReference)
+    }
+  })
+
+  it("encodes records to kafkajs' bytes: keys, values, headers, deltas of every size", () => {
+    const random = makeRandom(11)
+    const texts = ["", "a", "héllo wörld", "日本語のテキスト", "🙂 emoji", "x".repeat(200), "y".repeat(20_000)]
+    const bytesOf = (): Buffer | string | null => {
+      const r = random()
+      if (r < 0.15) return null
+      const text = texts[Math.floor(random() * texts.length)]!
+      if (r < 0.45) return text
+      const b = Buffer.from(text)
+      // A view into a larger buffer, as fetched and pooled buffers are.
+      return r < 0.7 ? b : Buffer.concat([Buffer.from("pre"), b, Buffer.from("post")]).subarray(3, 3 + b.length)
+    }
+    const deltas = [
+      0,
+      1,
+      63,
+      64,
+      127,
+      128,
+      8_191,
+      8_192,
+      2 ** 20,
+      2 ** 31 - 1,
+      2 ** 31,
+      2 ** 40,
+      -1,
+      -64,
+      -65,
+      -(2 ** 31)
+    ]
+    const cases: Array<RecordArguments> = [
+      {},
+      { key: null, value: null },
+      { key: "k", value: "v", headers: {} },
+      { value: Buffer.alloc(0), headers: { a: "", b: Buffer.alloc(0) } },
+      { key: "k", value: "v", headers: { repeated: ["one", Buffer.from("two"), "three"], ünï: "cödé" } },
+      { offsetDelta: 2 ** 31 - 1, timestampDelta: 2 ** 53 - 1, value: "v" },
+      { offsetDelta: 5, timestampDelta: -(2 ** 53 - 1), value: "v" }
+    ]
+    for (let i = 0; i < 400; i++) {
+      const headers: Record<string, Buffer | string | Array<Buffer | string>> = {}
+      const headerCount = Math.floor(random() * 4)
+      for (let h = 0; h < headerCount; h++) {
+        const name = `${texts[Math.floor(random() * 5)]}-${h}`
+        const v = bytesOf() ?? ""
+        headers[name] = random() < 0.2 ? [v, bytesOf() ?? "z"] : v
+      }
+      cases.push({
+        offsetDelta: Math.floor(random() * 20_000),
+        timestampDelta: deltas[Math.floor(random() * deltas.length)]!,
+        key: bytesOf(),
+        value: bytesOf(),
+        ...(random() < 0.5 ? { headers } : {})
+      })
+    }
+    for (const [i, args] of cases.entries()) {
+      const encoded = encodeRecord(args)
+      const expected = referenceRecord(args)
+      assert.isTrue(encoded.buffer.equals(expected), `case ${i}: ${JSON.stringify(args).slice(0, 200)}`)
+      assert.strictEqual(encoded.size(), expected.length)
+      assert.isTrue(Buffer.isBuffer(encoded.buf))
     }
   })
 })

@@ -1,19 +1,23 @@
 /**
- * A linear `groupMessagesPerPartition` for kafkajs 2.2.4, installed before kafkajs loads.
+ * Two of kafkajs 2.2.4's producer internals replaced, before kafkajs loads, by versions that give the same result
+ * (the same groups, the same bytes) with a fraction of the work and garbage. In the issue #13 profile of a
+ * click-enrichment run they were the largest costs on the main thread after GC:
  *
- * kafkajs groups the messages of each topic of a `sendBatch` by partition with a `reduce` that copies the
- * partition's array for every message it adds (`src/producer/groupMessagesPerPartition.js`): quadratic in the
- * messages one send has for one partition. A send of a few thousand records to one partition, which is what a task
- * writes when its outputs are keyed like its input, spent more time and garbage there (16–20% of the main thread in
- * the issue #13 profile) than in encoding the records. The version here gives the same result (the partitioner
- * is called once per message, in order; each partition's messages keep their order) in one pass.
+ * - `src/producer/groupMessagesPerPartition.js` groups the messages of each topic of a `sendBatch` by partition
+ *   with a `reduce` that copies the partition's array for every message it adds: quadratic in the messages one send
+ *   has for one partition (a task whose outputs are keyed like its input sends thousands to one partition). The
+ *   version here calls the partitioner once per message, in order, and keeps each partition's messages in order.
+ * - `src/protocol/recordBatch/record/v0/index.js` encodes each record through a fresh `Encoder` (a zeroed 512-byte
+ *   buffer), a `Buffer` per varint and `Long` arithmetic for the timestamp delta. The version here writes the same
+ *   bytes (Kafka's record format v2: length, attributes, timestamp delta, offset delta, key, value, headers) into one
+ *   buffer of the record's exact size.
  *
- * kafkajs' `sendMessages.js` takes the function with `require` when it loads, so this module seeds Node's require
- * cache with it and must be evaluated before kafkajs is: every Sluice module that imports kafkajs as a value
- * imports this one first. `installed` says whether that worked (false if something loaded kafkajs' producer
- * earlier; sends are then correct, only slower).
+ * kafkajs takes both with `require` when the modules that use them load (`sendMessages.js` when kafkajs loads, the
+ * produce request at the first produce), so this module replaces their exports in Node's require cache first: every
+ * Sluice module that imports kafkajs as a value imports this one before it. `installed` says whether that worked
+ * (false if something loaded kafkajs' producer earlier; sends are then correct, only slower).
  */
-import { createRequire, Module } from "node:module"
+import { createRequire } from "node:module"
 import type * as KafkaJS from "kafkajs"
 
 interface GroupArguments {
@@ -45,24 +49,164 @@ export const groupMessagesPerPartition = ({
   return result
 }
 
-const requireCjs = createRequire(import.meta.url)
-const groupPath = requireCjs.resolve("kafkajs/src/producer/groupMessagesPerPartition.js")
-const sendMessagesPath = requireCjs.resolve("kafkajs/src/producer/sendMessages.js")
+/** What kafkajs' produce request passes to the record encoder: a message with its deltas in the batch. */
+export interface RecordArguments {
+  readonly offsetDelta?: number
+  readonly timestampDelta?: number
+  readonly key?: Buffer | string | null | undefined
+  readonly value?: Buffer | string | null | undefined
+  readonly headers?: KafkaJS.IHeaders | undefined
+}
 
-const install = (): boolean => {
-  if (requireCjs.cache[sendMessagesPath] !== undefined) {
-    // kafkajs' producer is loaded already, with its own function: nothing to replace any more.
-    return requireCjs.cache[groupPath]?.exports === groupMessagesPerPartition
+/**
+ * An encoded record, as kafkajs' record batch encoder reads one (`Encoder.writeEncoderArray` takes `buffer` of
+ * anything whose `buf` is a Buffer).
+ */
+export interface EncodedRecord {
+  readonly buf: Buffer
+  readonly buffer: Buffer
+  readonly offset: number
+  readonly size: () => number
+}
+
+const int32Min = -(2 ** 31)
+const int32Max = 2 ** 31 - 1
+
+const isInt32 = (n: number) => Number.isInteger(n) && n >= int32Min && n <= int32Max
+
+/** Zigzag (Kafka's varint sign encoding) of an int32, as an unsigned 32-bit number. */
+const zigzag32 = (n: number) => ((n << 1) ^ (n >> 31)) >>> 0
+
+const uvarintSize = (v: number): number => {
+  let size = 1
+  while (v >= 0x80) {
+    v >>>= 7
+    size++
   }
-  const module = new Module(groupPath)
-  module.filename = groupPath
-  module.loaded = true
-  module.exports = groupMessagesPerPartition
-  requireCjs.cache[groupPath] = module
+  return size
+}
+
+const writeUVarInt = (buf: Buffer, at: number, v: number): number => {
+  while (v >= 0x80) {
+    buf[at++] = (v & 0x7f) | 0x80
+    v >>>= 7
+  }
+  buf[at++] = v
+  return at
+}
+
+/** A varlong's bytes (zigzag, 7 bits a byte), for a timestamp delta outside the int32 range. */
+const varLongBytes = (n: number): Array<number> => {
+  let v = BigInt.asUintN(64, (BigInt(n) << 1n) ^ (BigInt(n) >> 63n))
+  const out: Array<number> = []
+  while (v >= 0x80n) {
+    out.push(Number(v & 0x7fn) | 0x80)
+    v >>= 7n
+  }
+  out.push(Number(v))
+  return out
+}
+
+type Bytes = Buffer | string | null | undefined
+
+/** Bytes of a key, value or header value: `-1` for null (kafkajs writes any other value as text). */
+const lengthOf = (b: Bytes): number =>
+  b === null || b === undefined ? -1 : Buffer.isBuffer(b) ? b.length : Buffer.byteLength(String(b), "utf8")
+
+const writeBytes = (buf: Buffer, at: number, b: Bytes, length: number): number => {
+  at = writeUVarInt(buf, at, zigzag32(length))
+  if (length <= 0 || b === null || b === undefined) return at
+  if (Buffer.isBuffer(b)) b.copy(buf, at)
+  else buf.write(String(b), at, length, "utf8")
+  return at + length
+}
+
+const varIntBytesSize = (length: number) => uvarintSize(zigzag32(length)) + Math.max(0, length)
+
+/** kafkajs' record encoder (`recordBatch/record/v0`), byte for byte, into one buffer of the record's size. */
+export const encodeRecord = ({
+  offsetDelta = 0,
+  timestampDelta = 0,
+  key,
+  value,
+  headers
+}: RecordArguments): EncodedRecord => {
+  // kafkajs' produce request gives integers (milliseconds); anything else is read as its integer part.
+  const delta = Number.isFinite(timestampDelta) ? Math.trunc(timestampDelta) : 0
+  const deltaLong = isInt32(delta) ? undefined : varLongBytes(delta)
+  const keyLength = lengthOf(key)
+  const valueLength = lengthOf(value)
+  const names = headers === undefined ? [] : Object.keys(headers)
+  let headerCount = 0
+  let headersSize = 0
+  if (headers !== undefined) {
+    for (const name of names) {
+      const entry = headers[name]
+      const nameLength = Buffer.byteLength(name, "utf8")
+      for (const v of Array.isArray(entry) ? entry : [entry]) {
+        headerCount++
+        headersSize += varIntBytesSize(nameLength) + varIntBytesSize(lengthOf(v))
+      }
+    }
+  }
+  const body =
+    1 +
+    (deltaLong === undefined ? uvarintSize(zigzag32(delta)) : deltaLong.length) +
+    uvarintSize(zigzag32(offsetDelta)) +
+    varIntBytesSize(keyLength) +
+    varIntBytesSize(valueLength) +
+    uvarintSize(zigzag32(headerCount)) +
+    headersSize
+  const size = uvarintSize(zigzag32(body)) + body
+  const buf = Buffer.allocUnsafe(size)
+  let at = writeUVarInt(buf, 0, zigzag32(body))
+  buf[at++] = 0 // attributes: none used at the record level
+  if (deltaLong === undefined) at = writeUVarInt(buf, at, zigzag32(delta))
+  else for (const b of deltaLong) buf[at++] = b
+  at = writeUVarInt(buf, at, zigzag32(offsetDelta))
+  at = writeBytes(buf, at, key, keyLength)
+  at = writeBytes(buf, at, value, valueLength)
+  at = writeUVarInt(buf, at, zigzag32(headerCount))
+  if (headers !== undefined) {
+    for (const name of names) {
+      const entry = headers[name]
+      const nameLength = Buffer.byteLength(name, "utf8")
+      for (const v of Array.isArray(entry) ? entry : [entry]) {
+        at = writeBytes(buf, at, name, nameLength)
+        at = writeBytes(buf, at, v, lengthOf(v))
+      }
+    }
+  }
+  return { buf, buffer: buf, offset: size, size: () => size }
+}
+
+const requireCjs = createRequire(import.meta.url)
+const resolve = (path: string) => requireCjs.resolve(`kafkajs/src/${path}`)
+const groupPath = resolve("producer/groupMessagesPerPartition.js")
+const recordPath = resolve("protocol/recordBatch/record/v0/index.js")
+
+/**
+ * Makes `path` export `replacement`, unless a module that takes it (`users`) has loaded already, then it would keep
+ * the original: true if the replacement is in place.
+ */
+const replace = (path: string, replacement: unknown, users: ReadonlyArray<string>): boolean => {
+  const cached = requireCjs.cache[path]
+  if (cached?.exports === replacement) return true
+  if (users.some((user) => requireCjs.cache[resolve(user)] !== undefined)) return false
+  // Loaded the ordinary way first, so that Node's own bookkeeping of the module stays as it would be.
+  requireCjs(path)
+  const module = requireCjs.cache[path]
+  if (module === undefined) return false
+  module.exports = replacement
   return true
 }
 
-export const installed = install()
+export const installed =
+  replace(groupPath, groupMessagesPerPartition, ["producer/sendMessages.js"]) &&
+  replace(recordPath, encodeRecord, ["protocol/requests/produce/v3/request.js"])
 
-/** What kafkajs' `sendMessages` uses now (for tests). */
-export const active = (): unknown => requireCjs(groupPath)
+/** What kafkajs' producer uses now (for tests). */
+export const active = (): { readonly group: unknown; readonly record: unknown } => ({
+  group: requireCjs(groupPath),
+  record: requireCjs(recordPath)
+})
