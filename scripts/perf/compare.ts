@@ -86,7 +86,8 @@ const program = Effect.gen(function* () {
     const order = round % 2 === 0 ? contenders : [...contenders].reverse()
     for (const contender of order) {
       const out = `${prefix}${contender}-${round}-out`
-      yield* kafka.createTopics([{ name: out, partitions: 3 }])
+      // Sluice creates its outputs itself (the topology declares them); the loop needs its topic made.
+      if (contender === "loop") yield* kafka.createTopics([{ name: out, partitions: 3 }])
       const result = yield* runChild(`${contender}.ts`, [
         "--brokers",
         brokers,

@@ -11,7 +11,8 @@ import { oversized } from "../Kafka.ts"
 import * as Partitioner from "../Partitioner.ts"
 import { bytes, defaultMaxMessageBytes, type ProducerRecord, type RecordMetadata, sizeOf, tpKey } from "../Record.ts"
 
-const toBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+// Codecs already give Buffers (Record.bytes); other bytes are wrapped, never copied.
+const toBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength))
 
 export const toMessage = (record: ProducerRecord): KafkaJS.Message => {
   const message: KafkaJS.Message = {
@@ -37,22 +38,20 @@ export interface Partitioning {
 export const makePartitioning = (): Partitioning => {
   // kafkajs calls the partitioner again on each of its own retries, and Sluice's re-send the same message objects: a
   // retried record must land where its first attempt went, or the broker's idempotence check would match a
-  // different record against the sequence number.
-  const chosen = new WeakMap<KafkaJS.Message, number>()
+  // different record against the sequence number. The choice is kept on the message (Sluice's own object, made by
+  // `toMessage`), which kafkajs reads as an explicit partition from then on.
   const pick = Partitioner.make()
   return {
     createPartitioner:
       () =>
       ({ partitionMetadata, message }) => {
-        const known = chosen.get(message)
-        if (known !== undefined) return known
+        if (message.partition !== undefined) return message.partition
         const key = message.key === undefined || message.key === null ? null : message.key
-        const partition =
-          message.partition ?? pick(typeof key === "string" ? bytes(key) : key, partitionMetadata.length)
-        chosen.set(message, partition)
+        const partition = pick(typeof key === "string" ? bytes(key) : key, partitionMetadata.length)
+        message.partition = partition
         return partition
       },
-    partitionOf: (message) => chosen.get(message)
+    partitionOf: (message) => message.partition
   }
 }
 
