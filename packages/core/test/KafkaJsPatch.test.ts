@@ -9,6 +9,7 @@ import type * as KafkaJS from "kafkajs"
 import "../src/KafkaJs.ts"
 import {
   active,
+  crc32c,
   encodeRecord,
   groupMessagesPerPartition,
   installed,
@@ -30,14 +31,19 @@ const referenceGroup = ({
   }, {})
 }
 
-/** kafkajs' own record encoder, loaded afresh from its file (the cached module exports the replacement). */
-const referenceRecord = (() => {
+/** kafkajs' own module at `path`, loaded afresh from its file (the cached module exports the replacement). */
+const originalOf = (path: string): unknown => {
   const requireCjs = createRequire(import.meta.url)
-  const path = requireCjs.resolve("kafkajs/src/protocol/recordBatch/record/v0/index.js")
-  const patched = requireCjs.cache[path]
-  delete requireCjs.cache[path]
-  const original: unknown = requireCjs(path)
-  requireCjs.cache[path] = patched
+  const resolved = requireCjs.resolve(`kafkajs/src/${path}`)
+  const patched = requireCjs.cache[resolved]
+  delete requireCjs.cache[resolved]
+  const original: unknown = requireCjs(resolved)
+  requireCjs.cache[resolved] = patched
+  return original
+}
+
+const referenceRecord = (() => {
+  const original = originalOf("protocol/recordBatch/record/v0/index.js")
   return (args: RecordArguments): Buffer => {
     if (typeof original !== "function") throw new Error("kafkajs' record encoder is not a function")
     const encoder: unknown = original(args)
@@ -67,6 +73,7 @@ describe("kafkajs patch", () => {
     assert.isTrue(installed)
     assert.strictEqual(active().group, groupMessagesPerPartition)
     assert.strictEqual(active().record, encodeRecord)
+    assert.strictEqual(active().crc, crc32c)
   })
 
   it("groups like kafkajs: same partitions, same order, the partitioner called once per message in order", () => {
@@ -160,6 +167,23 @@ describe("kafkajs patch", () => {
       assert.isTrue(encoded.buffer.equals(expected), `case ${i}: ${JSON.stringify(args).slice(0, 200)}`)
       assert.strictEqual(encoded.size(), expected.length)
       assert.isTrue(Buffer.isBuffer(encoded.buf))
+    }
+  })
+
+  it("computes kafkajs' CRC-32C for buffers of every length and offset", () => {
+    const original = originalOf("protocol/recordBatch/crc32C/index.js")
+    if (typeof original !== "function") throw new Error("kafkajs' crc32C is not a function")
+    const random = makeRandom(3)
+    const data = Buffer.alloc(70_000)
+    for (let i = 0; i < data.length; i++) data[i] = Math.floor(random() * 256)
+    // The check value of CRC-32C (RFC 3720).
+    assert.strictEqual(crc32c(Buffer.from("123456789")), 0xe3069283)
+    for (const length of [0, 1, 7, 8, 9, 15, 16, 17, 255, 4_096, 65_537]) {
+      for (const offset of [0, 1, 3]) {
+        const b = data.subarray(offset, offset + length)
+        const expected: unknown = original(b)
+        assert.strictEqual(crc32c(b), expected, `${length} bytes from ${offset}`)
+      }
     }
   })
 })

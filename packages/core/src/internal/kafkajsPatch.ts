@@ -1,5 +1,5 @@
 /**
- * Two of kafkajs 2.2.4's producer internals replaced, before kafkajs loads, by versions that give the same result
+ * Three of kafkajs 2.2.4's producer internals replaced, before kafkajs loads, by versions that give the same result
  * (the same groups, the same bytes) with a fraction of the work and garbage. In the issue #13 profile of a
  * click-enrichment run they were the largest costs on the main thread after GC:
  *
@@ -11,6 +11,9 @@
  *   buffer), a `Buffer` per varint and `Long` arithmetic for the timestamp delta. The version here writes the same
  *   bytes (Kafka's record format v2: length, attributes, timestamp delta, offset delta, key, value, headers) into one
  *   buffer of the record's exact size.
+ * - `src/protocol/recordBatch/crc32C/index.js`, the CRC-32C of every record batch, goes through its table one byte at
+ *   a time (5–8% of a run once the two above were gone). The version here reads 8 bytes a step (slicing-by-8, the
+ *   same polynomial and result).
  *
  * kafkajs takes both with `require` when the modules that use them load (`sendMessages.js` when kafkajs loads, the
  * produce request at the first produce), so this module replaces their exports in Node's require cache first: every
@@ -180,10 +183,47 @@ export const encodeRecord = ({
   return { buf, buffer: buf, offset: size, size: () => size }
 }
 
+/** CRC-32C (Castagnoli, reflected polynomial 0x82F63B78) lookup tables for slicing-by-8: `tables[k][b]`. */
+const crcTables = (() => {
+  const t = new Int32Array(8 * 256)
+  for (let b = 0; b < 256; b++) {
+    let c = b
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1
+    t[b] = c
+  }
+  for (let b = 0; b < 256; b++) {
+    for (let k = 1; k < 8; k++) t[k * 256 + b] = (t[(k - 1) * 256 + b]! >>> 8) ^ t[t[(k - 1) * 256 + b]! & 0xff]!
+  }
+  return t
+})()
+
+/** The CRC-32C of `buffer`, as an unsigned 32-bit number (what kafkajs' `crc32C/index.js` returns). */
+export const crc32c = (buffer: Uint8Array): number => {
+  const t = crcTables
+  let crc = -1
+  let i = 0
+  const end8 = buffer.length - (buffer.length % 8)
+  for (; i < end8; i += 8) {
+    const lo = crc ^ (buffer[i]! | (buffer[i + 1]! << 8) | (buffer[i + 2]! << 16) | (buffer[i + 3]! << 24))
+    crc =
+      t[7 * 256 + (lo & 0xff)]! ^
+      t[6 * 256 + ((lo >>> 8) & 0xff)]! ^
+      t[5 * 256 + ((lo >>> 16) & 0xff)]! ^
+      t[4 * 256 + (lo >>> 24)]! ^
+      t[3 * 256 + buffer[i + 4]!]! ^
+      t[2 * 256 + buffer[i + 5]!]! ^
+      t[256 + buffer[i + 6]!]! ^
+      t[buffer[i + 7]!]!
+  }
+  for (; i < buffer.length; i++) crc = t[(crc ^ buffer[i]!) & 0xff]! ^ (crc >>> 8)
+  return (crc ^ -1) >>> 0
+}
+
 const requireCjs = createRequire(import.meta.url)
 const resolve = (path: string) => requireCjs.resolve(`kafkajs/src/${path}`)
 const groupPath = resolve("producer/groupMessagesPerPartition.js")
 const recordPath = resolve("protocol/recordBatch/record/v0/index.js")
+const crcPath = resolve("protocol/recordBatch/crc32C/index.js")
 
 /**
  * Makes `path` export `replacement`, unless a module that takes it (`users`) has loaded already, then it would keep
@@ -203,10 +243,12 @@ const replace = (path: string, replacement: unknown, users: ReadonlyArray<string
 
 export const installed =
   replace(groupPath, groupMessagesPerPartition, ["producer/sendMessages.js"]) &&
-  replace(recordPath, encodeRecord, ["protocol/requests/produce/v3/request.js"])
+  replace(recordPath, encodeRecord, ["protocol/requests/produce/v3/request.js"]) &&
+  replace(crcPath, crc32c, ["protocol/recordBatch/v0/index.js"])
 
 /** What kafkajs' producer uses now (for tests). */
-export const active = (): { readonly group: unknown; readonly record: unknown } => ({
+export const active = (): { readonly group: unknown; readonly record: unknown; readonly crc: unknown } => ({
   group: requireCjs(groupPath),
-  record: requireCjs(recordPath)
+  record: requireCjs(recordPath),
+  crc: requireCjs(crcPath)
 })
