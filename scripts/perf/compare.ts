@@ -46,11 +46,11 @@ const runChild = (script: string, argv: ReadonlyArray<string>) =>
       stdout += chunk.toString()
     })
     child.on("exit", (code) => {
-      const line =
-        stdout
-          .split("\n")
-          .filter((l) => l.startsWith("{"))
-          .pop() ?? ""
+      const lines = stdout.split("\n")
+      // What the child logged besides its result (with --node-flags "--trace-gc", say) goes to stderr.
+      const other = lines.filter((l) => !l.startsWith("{") && l.length > 0)
+      if (other.length > 0) process.stderr.write(`${other.join("\n")}\n`)
+      const line = lines.filter((l) => l.startsWith("{")).pop() ?? ""
       if (code !== 0 || line === "") resume(Effect.fail(new Error(`${script} exited with ${code}: ${stdout}`)))
       else resume(Effect.try({ try: () => parseResult(line), catch: (e) => new Error(`${script}: ${String(e)}`) }))
     })

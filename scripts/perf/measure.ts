@@ -18,7 +18,11 @@ export const ContenderResult = Schema.Struct({
   /** CPU time of the whole process (start, load, run). */
   totalCpuMs: Schema.Finite,
   peakRssMb: Schema.Finite,
-  rssAfterLoadMb: Schema.Finite
+  rssAfterLoadMb: Schema.Finite,
+  /** Peaks of the V8 heap in use, of its size, and of the memory outside it held by ArrayBuffers (Buffers). */
+  peakHeapUsedMb: Schema.Finite,
+  peakHeapTotalMb: Schema.Finite,
+  peakArrayBuffersMb: Schema.Finite
 })
 export type ContenderResult = typeof ContenderResult.Type
 
@@ -33,15 +37,23 @@ const cpuNow = () => {
 
 export const makeMeter = (contender: string, events: number) => {
   let peakRss = process.memoryUsage.rss()
-  const sampler = setInterval(() => {
-    peakRss = Math.max(peakRss, process.memoryUsage.rss())
-  }, 20)
+  const peaks = { heapUsed: 0, heapTotal: 0, arrayBuffers: 0 }
+  const sample = () => {
+    const m = process.memoryUsage()
+    peakRss = Math.max(peakRss, m.rss)
+    peaks.heapUsed = Math.max(peaks.heapUsed, m.heapUsed)
+    peaks.heapTotal = Math.max(peaks.heapTotal, m.heapTotal)
+    peaks.arrayBuffers = Math.max(peaks.arrayBuffers, m.arrayBuffers)
+  }
+  const sampler = setInterval(sample, 20)
   sampler.unref()
   const started = Date.now()
   let loadedAt = 0
   let rssAfterLoad = 0
   let firstAt = 0
   let firstCpu = 0
+  // The window on the monotonic clock a CPU profile's timestamps use (microseconds), for scripts/perf/profile.ts.
+  let firstMark = 0n
   return {
     loaded: () => {
       loadedAt = Date.now()
@@ -51,13 +63,17 @@ export const makeMeter = (contender: string, events: number) => {
     first: () => {
       if (firstAt !== 0) return
       firstAt = Date.now()
+      firstMark = process.hrtime.bigint() / 1000n
       firstCpu = cpuNow()
     },
     done: (): ContenderResult => {
       const doneAt = Date.now()
+      if (process.env.PERF_MARKS !== undefined) {
+        process.stderr.write(`window ${firstMark} ${process.hrtime.bigint() / 1000n}\n`)
+      }
       const cpu = cpuNow()
       clearInterval(sampler)
-      peakRss = Math.max(peakRss, process.memoryUsage.rss())
+      sample()
       const elapsedMs = Math.max(1, doneAt - firstAt)
       return {
         contender,
@@ -69,7 +85,10 @@ export const makeMeter = (contender: string, events: number) => {
         cpuMsPer1k: Math.round(((cpu - firstCpu) / events) * 1000 * 10) / 10,
         totalCpuMs: Math.round(cpu),
         peakRssMb: mb(peakRss),
-        rssAfterLoadMb: mb(rssAfterLoad)
+        rssAfterLoadMb: mb(rssAfterLoad),
+        peakHeapUsedMb: mb(peaks.heapUsed),
+        peakHeapTotalMb: mb(peaks.heapTotal),
+        peakArrayBuffersMb: mb(peaks.arrayBuffers)
       }
     }
   }
