@@ -9,7 +9,9 @@ import type * as KafkaJS from "kafkajs"
 import "../src/KafkaJs.ts"
 import {
   active,
+  type BatchContext,
   crc32c,
+  decodeRecord,
   encodeRecord,
   groupMessagesPerPartition,
   installed,
@@ -74,6 +76,7 @@ describe("kafkajs patch", () => {
     assert.strictEqual(active().group, groupMessagesPerPartition)
     assert.strictEqual(active().record, encodeRecord)
     assert.strictEqual(active().crc, crc32c)
+    assert.strictEqual(active().recordDecoder, decodeRecord)
   })
 
   it("groups like kafkajs: same partitions, same order, the partitioner called once per message in order", () => {
@@ -184,6 +187,50 @@ describe("kafkajs patch", () => {
         const expected: unknown = original(b)
         assert.strictEqual(crc32c(b), expected, `${length} bytes from ${offset}`)
       }
+    }
+  })
+
+  it("decodes records to kafkajs' messages: offsets, timestamps (exact past 2^53), keys, values, headers", () => {
+    const original = originalOf("protocol/recordBatch/record/v0/decoder.js")
+    const decoderClass = createRequire(import.meta.url)("kafkajs/src/protocol/decoder.js")
+    if (typeof original !== "function" || typeof decoderClass !== "function") throw new Error("kafkajs changed")
+    const random = makeRandom(5)
+    const contexts: Array<BatchContext> = [
+      { firstOffset: "0", firstTimestamp: "1700000000000", maxTimestamp: "1700000009999", magicByte: 2 },
+      { firstOffset: "123456789", firstTimestamp: "-1", maxTimestamp: "-1", magicByte: 2, isControlBatch: true },
+      { firstOffset: "9007199254740990", firstTimestamp: "9007199254740000", magicByte: 2, timestampType: 0 },
+      { firstOffset: "42", firstTimestamp: "5", maxTimestamp: "777", magicByte: 2, timestampType: 1 },
+      { firstOffset: "9223372036854775800", firstTimestamp: "9223372036854775000", magicByte: 2 }
+    ]
+    const deltas = [0, 1, -1, 63, 64, 8_192, 2 ** 31, 2 ** 40, 2 ** 48, 2 ** 49, 2 ** 52, -(2 ** 50), 2 ** 53 - 1]
+    const names = ["a", "b", "repeated", "__proto__", "toString", "ünï", ""]
+    for (let i = 0; i < 600; i++) {
+      const headers: Record<string, Buffer | Array<Buffer>> = {}
+      const headerCount = Math.floor(random() * 4)
+      for (let h = 0; h < headerCount; h++) {
+        const value = Buffer.from(`v${h}-${i}`)
+        const name = names[Math.floor(random() * names.length)]!
+        headers[name] = random() < 0.3 ? [value, Buffer.from("again"), Buffer.alloc(0)] : value
+      }
+      const encoded = encodeRecord({
+        offsetDelta: Math.floor(random() * 100_000),
+        timestampDelta: deltas[Math.floor(random() * deltas.length)]!,
+        key: random() < 0.2 ? null : Buffer.from(`key-${i}`),
+        value: random() < 0.1 ? null : Buffer.from(`value ${"x".repeat(i % 50)}`),
+        headers
+      })
+      const context = contexts[i % contexts.length]!
+      // kafkajs' batch decoder reads the record's length and hands the record's bytes over; here after a prefix.
+      let lengthBytes = 0
+      while (encoded.buffer[lengthBytes]! >= 0x80) lengthBytes++
+      const bytes = Buffer.concat([Buffer.from([9, 9]), encoded.buffer.subarray(lengthBytes + 1)])
+      const mine = { buffer: bytes, offset: 2 }
+      const theirs: unknown = Reflect.construct(decoderClass, [bytes])
+      if (typeof theirs !== "object" || theirs === null || !("offset" in theirs)) throw new Error("no Decoder")
+      theirs.offset = 2
+      const expected: unknown = original(theirs, context)
+      assert.deepStrictEqual(decodeRecord(mine, context), expected, `record ${i}`)
+      assert.strictEqual(mine.offset, theirs.offset, `record ${i}: where reading stopped`)
     }
   })
 })
