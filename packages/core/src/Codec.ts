@@ -11,6 +11,7 @@
  * decode, and a value holding a non-finite number fails to encode rather than producing corrupt output.
  */
 import { Result, Schema } from "effect"
+import { guardOf } from "./internal/schemaGuard.ts"
 import { bytes, textStrict } from "./Record.ts"
 
 export interface Codec<A> {
@@ -57,10 +58,22 @@ const hasNonFinite = (value: unknown): boolean => {
   return false
 }
 
-/** JSON text decoded with a Schema. An empty or absent payload is an error (use `nullable` for tombstones). */
+/**
+ * JSON text decoded with a Schema. An empty or absent payload is an error (use `nullable` for tombstones).
+ *
+ * For schemas without transformations, a fast check (internal/schemaGuard.ts) first asks whether the parsed value
+ * (or the value to encode) already is what Schema would make of it; only when it is not, Schema runs, and decides.
+ */
 export const json = <S extends Schema.Codec<unknown, unknown, never, never>>(schema: S): Codec<S["Type"]> => {
   const decode = Schema.decodeUnknownResult(schema, { errors: "all" })
   const encode = Schema.encodeUnknownResult(schema)
+  const guard = guardOf(schema.ast)
+  // What the guard accepts is a value Schema accepts unchanged: its decoded (and encoded) form is the value itself.
+  const isExact = (value: unknown): value is S["Type"] => guard?.(value) === true
+  const toBytes = (encoded: unknown) =>
+    hasNonFinite(encoded)
+      ? Result.fail(`non-finite number at ${nonFinitePath(encoded)}: JSON cannot carry it`)
+      : Result.succeed(bytes(JSON.stringify(encoded)))
   return {
     decode: (input) => {
       if (input === null || input.length === 0) return Result.fail("empty payload, expected JSON")
@@ -76,16 +89,13 @@ export const json = <S extends Schema.Codec<unknown, unknown, never, never>>(sch
       if (hasNonFinite(parsed)) {
         return Result.fail(`non-finite number at ${nonFinitePath(parsed)} (a literal out of range, e.g. 1e400)`)
       }
+      if (isExact(parsed)) return Result.succeed(parsed)
       return Result.mapError(decode(parsed), schemaIssue)
     },
     encode: (value) =>
-      Result.match(encode(value), {
-        onSuccess: (encoded) =>
-          hasNonFinite(encoded)
-            ? Result.fail(`non-finite number at ${nonFinitePath(encoded)}: JSON cannot carry it`)
-            : Result.succeed(bytes(JSON.stringify(encoded))),
-        onFailure: (e) => Result.fail(schemaIssue(e))
-      })
+      isExact(value)
+        ? toBytes(value)
+        : Result.match(encode(value), { onSuccess: toBytes, onFailure: (e) => Result.fail(schemaIssue(e)) })
   }
 }
 
