@@ -5,7 +5,7 @@
  * own. Every run's output is read back and verified against the generator's truth before it counts: every click
  * present, with its user's name and city (a missing or wrong record fails the benchmark).
  *
- * `node scripts/perf/compare.ts [--events 100000] [--users 10000] [--rounds 3] [--contenders loop,sluice]
+ * `node scripts/perf/compare.ts [--events 100000] [--users 10000] [--rounds 3] [--contenders loop,loop-patched,sluice]
  *   [--brokers 127.0.0.1:9092] [--out benchmarks/perf/run.jsonl] [--keep]`
  *
  * One JSON line per run on stdout (and in --out), then the median of each contender.
@@ -87,7 +87,7 @@ const program = Effect.gen(function* () {
     for (const contender of order) {
       const out = `${prefix}${contender}-${round}-out`
       // Sluice creates its outputs itself (the topology declares them); the loop needs its topic made.
-      if (contender === "loop") yield* kafka.createTopics([{ name: out, partitions: 3 }])
+      if (contender !== "sluice") yield* kafka.createTopics([{ name: out, partitions: 3 }])
       const result = yield* runChild(`${contender}.ts`, [
         "--brokers",
         brokers,
@@ -117,7 +117,13 @@ const program = Effect.gen(function* () {
         )
       )
       const verification = ClickData.verify(truth, outputs)
-      const line = { round, ...result, correct: ClickData.isCorrect(verification), duplicates: verification.duplicates }
+      const line = {
+        round,
+        ...result,
+        contender,
+        correct: ClickData.isCorrect(verification),
+        duplicates: verification.duplicates
+      }
       results.push(line)
       const text = JSON.stringify(line)
       yield* Effect.sync(() => {
