@@ -5,7 +5,9 @@
  */
 import { createRequire } from "node:module"
 import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
 import type * as KafkaJS from "kafkajs"
+import { afterEach, vi } from "vitest"
 import "../src/KafkaJs.ts"
 import {
   active,
@@ -13,8 +15,11 @@ import {
   crc32c,
   decodeRecord,
   encodeRecord,
+  frameRequest,
   groupMessagesPerPartition,
   installed,
+  makeProduceRequest,
+  type ProduceArguments,
   type RecordArguments
 } from "../src/internal/kafkajsPatch.ts"
 
@@ -77,6 +82,7 @@ describe("kafkajs patch", () => {
     assert.strictEqual(active().record, encodeRecord)
     assert.strictEqual(active().crc, crc32c)
     assert.strictEqual(active().recordDecoder, decodeRecord)
+    assert.strictEqual(active().request, frameRequest)
   })
 
   it("groups like kafkajs: same partitions, same order, the partitioner called once per message in order", () => {
@@ -232,5 +238,108 @@ describe("kafkajs patch", () => {
       assert.deepStrictEqual(decodeRecord(mine, context), expected, `record ${i}`)
       assert.strictEqual(mine.offset, theirs.offset, `record ${i}: where reading stopped`)
     }
+  })
+
+  describe("produce requests", () => {
+    afterEach(() => {
+      vi.restoreAllMocks()
+    })
+    const requireCjs = createRequire(import.meta.url)
+    const long: unknown = requireCjs("kafkajs/src/utils/long.js")
+    const producerIdOf = (id: number) => {
+      if (typeof long !== "function" || !("fromValue" in long) || typeof long.fromValue !== "function") {
+        throw new Error("kafkajs' Long changed")
+      }
+      const value: unknown = long.fromValue(id)
+      if (typeof value !== "object" || value === null) throw new Error("no Long")
+      return { toString: () => String(value) }
+    }
+    /** The bytes a request's `encode` gives (kafkajs' Encoder or the replacement). */
+    const bodyOf = async (request: unknown): Promise<Buffer> => {
+      if (typeof request !== "object" || request === null || !("encode" in request)) throw new Error("no request")
+      const encode = request.encode
+      if (typeof encode !== "function") throw new Error("no encode")
+      const encoded: unknown = await encode()
+      if (typeof encoded === "object" && encoded !== null && "buffer" in encoded && Buffer.isBuffer(encoded.buffer)) {
+        return encoded.buffer
+      }
+      throw new Error("encode gave no buffer")
+    }
+    const messages = (n: number, seed: number): Array<KafkaJS.Message> => {
+      const random = makeRandom(seed)
+      return Array.from({ length: n }, (_, i) => ({
+        key: random() < 0.2 ? null : `key-${i}`,
+        value: random() < 0.1 ? null : Buffer.from(`value-${i}-${"v".repeat(i % 30)}`),
+        ...(random() < 0.3 ? { headers: { a: `h${i}`, b: [Buffer.from("1"), "2"] } } : {}),
+        ...(random() < 0.5 ? { timestamp: String(1_700_000_000_000 + Math.floor(random() * 5_000)) } : {})
+      }))
+    }
+
+    it.effect("are kafkajs' bytes: topics, partitions, sequences, producer ids, transactions, timestamps", () =>
+      Effect.promise(async () => {
+        vi.spyOn(Date, "now").mockReturnValue(1_700_000_001_234)
+        const original = originalOf("protocol/requests/produce/v3/request.js")
+        if (typeof original !== "function") throw new Error("kafkajs' produce request is not a function")
+        const replacement = makeProduceRequest(original)
+        const cases: Array<ProduceArguments> = [
+          { acks: -1, timeout: 30_000, topicData: [] },
+          {
+            acks: -1,
+            timeout: 30_000,
+            topicData: [{ topic: "t", partitions: [{ partition: 0, firstSequence: 0, messages: messages(1, 1) }] }]
+          },
+          {
+            acks: 1,
+            timeout: 5_000,
+            transactionalId: "tx-ünï",
+            producerId: producerIdOf(4_242),
+            producerEpoch: 3,
+            topicData: [
+              {
+                topic: "clicks.enriched",
+                partitions: [
+                  { partition: 2, firstSequence: 17, messages: messages(300, 2) },
+                  { partition: 0, firstSequence: 2 ** 31 - 10, messages: messages(40, 3) }
+                ]
+              },
+              { topic: "dlq", partitions: [{ partition: 1, messages: messages(5, 4) }] }
+            ]
+          },
+          {
+            acks: -1,
+            timeout: 30_000,
+            producerId: producerIdOf(-1),
+            topicData: [{ topic: "t", partitions: [{ partition: 5, firstSequence: 9, messages: messages(2_000, 5) }] }]
+          }
+        ]
+        for (const [i, args] of cases.entries()) {
+          const theirs = original(args)
+          const mine = replacement(args)
+          const expected = await bodyOf(theirs)
+          assert.isTrue((await bodyOf(mine)).equals(expected), `case ${i}`)
+          for (const field of ["apiKey", "apiVersion", "apiName"] as const) {
+            assert.strictEqual(Reflect.get(Object(mine), field), Reflect.get(Object(theirs), field))
+          }
+        }
+      })
+    )
+
+    it.effect("are framed as kafkajs frames them", () =>
+      Effect.promise(async () => {
+        const original = originalOf("protocol/request.js")
+        if (typeof original !== "function") throw new Error("kafkajs' request framing is not a function")
+        for (const clientId of ["sluice", "ünïcödé-client", null]) {
+          for (const body of [Buffer.alloc(0), Buffer.from("body bytes"), Buffer.alloc(70_000, 5)]) {
+            const args = {
+              correlationId: 123_456,
+              clientId,
+              request: { apiKey: 3, apiVersion: 6, encode: async () => ({ buffer: body, buf: body }) }
+            }
+            const expected = await bodyOf({ encode: () => original(args) })
+            assert.isTrue((await frameRequest(args)).buffer.equals(expected), `${clientId}, ${body.length} bytes`)
+          }
+        }
+      })
+    )
   })
 })
