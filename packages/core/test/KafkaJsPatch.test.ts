@@ -1,7 +1,7 @@
 /**
- * kafkajs' producer internals that internal/kafkajsPatch.ts replaces: the replacements are what kafkajs uses once
- * Sluice's kafkajs layer is loaded, and they give exactly what kafkajs' own versions give (the same groups, the same
- * record bytes).
+ * kafkajs' internals that internal/kafkajsPatch.ts replaces (with kafkajsEncoding.ts and kafkajsDecoding.ts): the
+ * replacements are what kafkajs uses once Sluice's kafkajs layer is loaded, and they give exactly what kafkajs' own
+ * versions give (the same groups, the same bytes, the same decoded messages).
  */
 import { createRequire } from "node:module"
 import { assert, describe, it } from "@effect/vitest"
@@ -9,19 +9,16 @@ import { Effect } from "effect"
 import type * as KafkaJS from "kafkajs"
 import { afterEach, vi } from "vitest"
 import "../src/KafkaJs.ts"
+import { type BatchContext, decodeRecord } from "../src/internal/kafkajsDecoding.ts"
 import {
-  active,
-  type BatchContext,
   crc32c,
-  decodeRecord,
   encodeRecord,
   frameRequest,
-  groupMessagesPerPartition,
-  installed,
   makeProduceRequest,
   type ProduceArguments,
   type RecordArguments
-} from "../src/internal/kafkajsPatch.ts"
+} from "../src/internal/kafkajsEncoding.ts"
+import { active, groupMessagesPerPartition, installed } from "../src/internal/kafkajsPatch.ts"
 
 /** kafkajs 2.2.4's src/producer/groupMessagesPerPartition.js, as the reference. */
 const referenceGroup = ({
