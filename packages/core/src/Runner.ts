@@ -42,6 +42,16 @@ export interface RunOptions {
   /** Batches a task's mailbox holds before its partitions are paused. Default 4. */
   readonly mailboxCapacity?: number
   /**
+   * The most input records a task processes in one step: what it holds, with the step's outputs, until they are
+   * acknowledged. Default 5,000.
+   */
+  readonly maxStepRecords?: number
+  /**
+   * A task pauses its partitions once it holds this many input records not yet processed (in its mailbox and
+   * buffers), and resumes them at half. Default 20,000.
+   */
+  readonly maxHeldRecords?: number
+  /**
    * At-least-once (the default): outputs are durable before their input offsets are committed; a crash re-processes
    * what was not committed. Exactly-once: each task's outputs, dead letters, changelog records and input offsets
    * are committed in one Kafka transaction (Delivery.ts).
@@ -263,6 +273,8 @@ export const run = <E, R>(
               capacity,
               retry: Delivery.defaultRetry,
               idleMs,
+              maxStepRecords: options.maxStepRecords ?? 5_000,
+              maxHeldRecords: options.maxHeldRecords ?? 20_000,
               onDrained: Effect.suspend(() => {
                 const tps = paused.get(task)
                 if (tps === undefined) return Effect.void
