@@ -144,6 +144,10 @@ export const run = <E, R>(
         }
       }
 
+      // The outputs' limits, read now (a metadata round trip; on a busy cluster a list of every topic) rather than
+      // by the first step, which would wait for them; a failure here is met again, and reported, there.
+      yield* Effect.forEach(topology.outputs, (o) => Effect.ignore(kafka.maxRecordBytes(o.name)), { discard: true })
+
       const failed = yield* Deferred.make<never, RunError<E>>()
       const sinkToken = {}
       const ready = yield* Deferred.make<{ consumer: GroupConsumer; delivery: Delivery.Delivery }>()

@@ -9,7 +9,7 @@ import type * as KafkaJS from "kafkajs"
 import { KafkaError, MessageTooLarge, Rejected } from "../Errors.ts"
 import { oversized } from "../Kafka.ts"
 import * as Partitioner from "../Partitioner.ts"
-import { bytes, defaultMaxMessageBytes, type ProducerRecord, type RecordMetadata, sizeOf, tpKey } from "../Record.ts"
+import { bytes, defaultMaxMessageBytes, type ProducerRecord, type RecordMetadata, sizeOf } from "../Record.ts"
 
 // Codecs already give Buffers (Record.bytes); other bytes are wrapped, never copied.
 const toBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength))
@@ -75,7 +75,12 @@ export const checkedLimits = (
   limits: Limits
 ): Effect.Effect<ReadonlyMap<string, number>, KafkaError> => {
   const topics = new Set<string>()
-  for (const r of records) topics.add(r.topic)
+  let last: string | undefined
+  for (const r of records) {
+    if (r.topic === last) continue
+    last = r.topic
+    topics.add(last)
+  }
   return Effect.forEach(topics, (topic) =>
     limits.maxRecordBytes(topic).pipe(
       Effect.catchIf(
@@ -155,18 +160,28 @@ export const metadataOf = (
   partitioning: Partitioning
 ): Effect.Effect<Array<RecordMetadata>, KafkaError> =>
   Effect.suspend(() => {
-    const next = new Map<string, number>()
+    // The next offset per topic and partition; records of a send mostly share their topic, so the last topic's
+    // partitions are at hand without a lookup.
+    const next = new Map<string, Map<number, number>>()
     for (const m of response) {
       const base = m.baseOffset ?? m.offset
-      if (base !== undefined) next.set(tpKey(m.topicName, m.partition), Number(base))
+      if (base === undefined) continue
+      const partitions = next.get(m.topicName) ?? new Map<number, number>()
+      next.set(m.topicName, partitions)
+      partitions.set(m.partition, Number(base))
     }
     const out = new Array<RecordMetadata>(outgoing.length)
+    let lastTopic: string | undefined
+    let lastPartitions: Map<number, number> | undefined
     for (let i = 0; i < outgoing.length; i++) {
       const { topic, message } = outgoing[i]!
+      if (topic !== lastTopic) {
+        lastTopic = topic
+        lastPartitions = next.get(topic)
+      }
       const partition = partitioning.partitionOf(message)
-      const key = partition === undefined ? undefined : tpKey(topic, partition)
-      const offset = key === undefined ? undefined : next.get(key)
-      if (partition === undefined || key === undefined || offset === undefined) {
+      const offset = partition === undefined ? undefined : lastPartitions?.get(partition)
+      if (partition === undefined || lastPartitions === undefined || offset === undefined) {
         return Effect.fail(
           new KafkaError({
             operation,
@@ -174,7 +189,7 @@ export const metadataOf = (
           })
         )
       }
-      next.set(key, offset + 1)
+      lastPartitions.set(partition, offset + 1)
       out[i] = { topic, partition, offset }
     }
     return Effect.succeed(out)

@@ -162,7 +162,13 @@ export const make = Effect.fnUntraced(function* <E, R>(
   const limits = new Map<string, number>()
   const knowLimits = (records: ReadonlyArray<ProducerRecord>): Effect.Effect<void, KafkaError> => {
     const missing = new Set<string>()
-    for (const r of records) if (!limits.has(r.topic)) missing.add(r.topic)
+    // Records of a step mostly share their topic: each run of one topic is looked at once.
+    let last: string | undefined
+    for (const r of records) {
+      if (r.topic === last) continue
+      last = r.topic
+      if (!limits.has(last)) missing.add(last)
+    }
     return missing.size === 0
       ? Effect.void
       : Effect.forEach(
