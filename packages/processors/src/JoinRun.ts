@@ -37,6 +37,8 @@ export interface JoinRunOptions<E> {
   readonly timeoutMs?: number
   /** Run the topology with its provenance headers on (`ClickEnrichment.topology`). Default false. */
   readonly provenance?: boolean
+  /** Live mode: produce this many clicks per second, a send every 10 ms (default: chunks of 2,000, at once). */
+  readonly ratePerSec?: number
 }
 
 export interface JoinReport {
@@ -110,9 +112,23 @@ export const run = <E>(options: JoinRunOptions<E>) =>
           seed: options.seed ?? 7,
           topics
         })
-        for (let i = 0; i < generated.length; i += sendChunk) {
+        // Paced: one send every `tick` ms with the clicks due by then, so the load is steady.
+        const tick = 10
+        const rate = options.backlog === true ? undefined : options.ratePerSec
+        const started = Date.now()
+        for (let i = 0; i < generated.length; ) {
+          let n = sendChunk
+          if (rate !== undefined) {
+            const due = Math.min(generated.length, Math.floor(((Date.now() - started + tick) * rate) / 1000))
+            if (due <= i) {
+              yield* Effect.sleep(`${tick} millis`)
+              continue
+            }
+            n = due - i
+          }
           const now = Date.now()
-          const chunk = generated.slice(i, i + sendChunk).map((r) => ({ ...r, timestamp: now }))
+          const chunk = generated.slice(i, i + n).map((r) => ({ ...r, timestamp: now }))
+          i += chunk.length
           yield* kafka.send(chunk)
           for (const record of chunk) {
             const value = topics.clicks.value.decode(record.value)

@@ -178,6 +178,26 @@ describe("click enrichment's provenance headers", () => {
   )
 })
 
+describe("the join benchmark's paced live mode", () => {
+  it.live("produces at the rate asked for: 400 clicks at 2,000/s take about 200 ms, all verified", () =>
+    Effect.gen(function* () {
+      const topics = ClickEnrichment.named("paced-")
+      const started = Date.now()
+      const report = yield* JoinRun.run({
+        strategy: "table",
+        events: 400,
+        users: 20,
+        topics,
+        ratePerSec: 2_000,
+        lookup: ClickEnrichment.ProfileLookup.table(topics)
+      })
+      assert.isTrue(report.correct, report.verification.problems.join("; "))
+      assert.isAtLeast(Date.now() - started, 180)
+      assert.isAtLeast(report.elapsedMs, 150, "the clicks arrived over the run, not at once")
+    }).pipe(Effect.provide(memoryBroker))
+  )
+})
+
 describe("click enrichment and bad numbers", () => {
   it.effect("a click with a timestamp out of range is a dead letter, never an output with a null timestamp", () =>
     Effect.gen(function* () {
