@@ -7,10 +7,13 @@
  * (the runtime counts an output only after its ack); per-event latency runs from a click's produce timestamp (set
  * here when its chunk is sent) to its enriched record's produce timestamp, read back from the output topic.
  *
+ * In live mode the clicks are produced once the worker reports ready (joined its group, assigned its tasks).
+ *
  * An enriched record is matched to its click by the click's `timestamp`, which the enriched value carries and which
  * is unique among the generated clicks (checked); the topology's provenance headers are not needed (they are off by
  * default, see `ClickEnrichment.clickHeaders`).
  */
+import { Health } from "@sluice/core/Health"
 import { Kafka } from "@sluice/core/Kafka"
 import * as Metrics from "@sluice/core/Metrics"
 import * as Reader from "@sluice/core/Reader"
@@ -105,50 +108,70 @@ export const run = <E>(options: JoinRunOptions<E>) =>
       // Per click, by its timestamp (its identity here): the click and when it was produced.
       const sent = new Map<string, ClickEnrichment.Click>()
       const producedAt = new Map<string, number>()
-      const produceClicks = Effect.gen(function* () {
-        const generated = ClickData.generateClicks({
-          count: options.events,
-          users: options.users,
-          seed: options.seed ?? 7,
-          topics
-        })
-        // Paced: one send every `tick` ms with the clicks due by then, so the load is steady.
-        const tick = 10
-        const rate = options.backlog === true ? undefined : options.ratePerSec
-        const started = Date.now()
-        for (let i = 0; i < generated.length; ) {
-          let n = sendChunk
-          if (rate !== undefined) {
-            const due = Math.min(generated.length, Math.floor(((Date.now() - started + tick) * rate) / 1000))
-            if (due <= i) {
-              yield* Effect.sleep(`${tick} millis`)
-              continue
-            }
-            n = due - i
-          }
-          const now = Date.now()
-          const chunk = generated.slice(i, i + n).map((r) => ({ ...r, timestamp: now }))
-          i += chunk.length
-          yield* kafka.send(chunk)
-          for (const record of chunk) {
-            const value = topics.clicks.value.decode(record.value)
-            if (Result.isFailure(value)) continue
-            const id = String(value.success.timestamp)
-            if (sent.has(id)) return yield* new JoinRunFailed({ reason: `two generated clicks have timestamp ${id}` })
-            sent.set(id, value.success)
-            producedAt.set(id, now)
-          }
-        }
+      const generated = ClickData.generateClicks({
+        count: options.events,
+        users: options.users,
+        seed: options.seed ?? 7,
+        topics
       })
+      /** Produces `generated[from, to)`: in chunks of `sendChunk` at once, or paced at `rate` per second. */
+      const produceClicks = (from: number, to: number, rate: number | undefined) =>
+        Effect.gen(function* () {
+          // Paced: one send every `tick` ms with the clicks due by then, so the load is steady.
+          const tick = 10
+          const started = Date.now()
+          for (let i = from; i < to; ) {
+            let n = sendChunk
+            if (rate !== undefined) {
+              const due = Math.min(to, from + Math.floor(((Date.now() - started + tick) * rate) / 1000))
+              if (due <= i) {
+                yield* Effect.sleep(`${tick} millis`)
+                continue
+              }
+              n = due - i
+            }
+            const now = Date.now()
+            const chunk = generated.slice(i, Math.min(to, i + n)).map((r) => ({ ...r, timestamp: now }))
+            i += chunk.length
+            yield* kafka.send(chunk)
+            for (const record of chunk) {
+              const value = topics.clicks.value.decode(record.value)
+              if (Result.isFailure(value)) continue
+              const id = String(value.success.timestamp)
+              if (sent.has(id)) return yield* new JoinRunFailed({ reason: `two generated clicks have timestamp ${id}` })
+              sent.set(id, value.success)
+              producedAt.set(id, now)
+            }
+          }
+        })
       // Backlog: every click is in the topic before the topology starts, so elapsed time is the topology's own
       // throughput. Live (default): clicks are produced while it runs, so latency measures the pipeline.
-      if (options.backlog === true) yield* produceClicks
+      if (options.backlog === true) yield* produceClicks(0, generated.length, undefined)
       const before = yield* Metrics.totals
       const runner = yield* Runner.run(topology, {
         groupId: `${topics.clicks.name}-${options.strategy}-${Date.now()}`,
         commitInterval: "500 millis"
       }).pipe(Effect.provideContext(lookupContext), Effect.forkScoped)
-      if (options.backlog !== true) yield* produceClicks
+      if (options.backlog !== true) {
+        // Live: the worker is running (in its group, assigned) before the first click, as it would be in
+        // production; otherwise the first clicks' latency would be the group join's.
+        const health = yield* Health
+        const deadline = Date.now() + 60_000
+        while (!(yield* health.report).ready) {
+          if (runner.pollUnsafe() !== undefined || Date.now() > deadline) break
+          yield* Effect.sleep("10 millis")
+        }
+        if (options.ratePerSec === undefined) yield* produceClicks(0, generated.length, undefined)
+        else {
+          // Paced: the first click goes through alone, so that what is measured is the steady state, not the first
+          // produce to each topic (metadata, connections) and the first steps of code not yet compiled.
+          yield* produceClicks(0, 1, undefined)
+          while ((yield* Metrics.totals).out - before.out < 1 && runner.pollUnsafe() === undefined) {
+            yield* Effect.sleep("5 millis")
+          }
+          yield* produceClicks(1, generated.length, options.ratePerSec)
+        }
+      }
 
       const deadline = Date.now() + (options.timeoutMs ?? 30 * 60_000)
       let lastProgress = Date.now()
