@@ -105,48 +105,40 @@ export const run = <E>(options: JoinRunOptions<E>) =>
           if (firstConsumedAt === 0) firstConsumedAt = Date.now()
         })
       )
-      // Per click, by its timestamp (its identity here): the click and when it was produced.
-      const sent = new Map<string, ClickEnrichment.Click>()
-      const producedAt = new Map<string, number>()
-      const generated = ClickData.generateClicks({
-        count: options.events,
-        users: options.users,
-        seed: options.seed ?? 7,
-        topics
-      })
-      /** Produces `generated[from, to)`: in chunks of `sendChunk` at once, or paced at `rate` per second. */
-      const produceClicks = (from: number, to: number, rate: number | undefined) =>
+      // Clicks are made as they are produced, and only when each was produced is kept (by its index): the process
+      // that measures holds little beside the topology, even for millions of clicks.
+      const clickOptions = { count: options.events, users: options.users, seed: options.seed ?? 7, topics }
+      const source = ClickData.clickSource(clickOptions)
+      const producedAt = new Float64Array(options.events)
+      let produced = 0
+      /** Produces the next `count` clicks: in chunks of `sendChunk` at once, or paced at `rate` per second. */
+      const produceClicks = (count: number, rate: number | undefined) =>
         Effect.gen(function* () {
           // Paced: one send every `tick` ms with the clicks due by then, so the load is steady.
           const tick = 10
           const started = Date.now()
-          for (let i = from; i < to; ) {
+          const from = produced
+          const to = Math.min(options.events, produced + count)
+          while (produced < to) {
             let n = sendChunk
             if (rate !== undefined) {
               const due = Math.min(to, from + Math.floor(((Date.now() - started + tick) * rate) / 1000))
-              if (due <= i) {
+              if (due <= produced) {
                 yield* Effect.sleep(`${tick} millis`)
                 continue
               }
-              n = due - i
+              n = due - produced
             }
             const now = Date.now()
-            const chunk = generated.slice(i, Math.min(to, i + n)).map((r) => ({ ...r, timestamp: now }))
-            i += chunk.length
+            const chunk = source.take(Math.min(n, to - produced)).map((r) => ({ ...r, timestamp: now }))
             yield* kafka.send(chunk)
-            for (const record of chunk) {
-              const value = topics.clicks.value.decode(record.value)
-              if (Result.isFailure(value)) continue
-              const id = String(value.success.timestamp)
-              if (sent.has(id)) return yield* new JoinRunFailed({ reason: `two generated clicks have timestamp ${id}` })
-              sent.set(id, value.success)
-              producedAt.set(id, now)
-            }
+            producedAt.fill(now, produced, produced + chunk.length)
+            produced += chunk.length
           }
         })
       // Backlog: every click is in the topic before the topology starts, so elapsed time is the topology's own
       // throughput. Live (default): clicks are produced while it runs, so latency measures the pipeline.
-      if (options.backlog === true) yield* produceClicks(0, generated.length, undefined)
+      if (options.backlog === true) yield* produceClicks(options.events, undefined)
       const before = yield* Metrics.totals
       const runner = yield* Runner.run(topology, {
         groupId: `${topics.clicks.name}-${options.strategy}-${Date.now()}`,
@@ -161,15 +153,15 @@ export const run = <E>(options: JoinRunOptions<E>) =>
           if (runner.pollUnsafe() !== undefined || Date.now() > deadline) break
           yield* Effect.sleep("10 millis")
         }
-        if (options.ratePerSec === undefined) yield* produceClicks(0, generated.length, undefined)
+        if (options.ratePerSec === undefined) yield* produceClicks(options.events, undefined)
         else {
           // Paced: the first click goes through alone, so that what is measured is the steady state, not the first
           // produce to each topic (metadata, connections) and the first steps of code not yet compiled.
-          yield* produceClicks(0, 1, undefined)
+          yield* produceClicks(1, undefined)
           while ((yield* Metrics.totals).out - before.out < 1 && runner.pollUnsafe() === undefined) {
             yield* Effect.sleep("5 millis")
           }
-          yield* produceClicks(1, generated.length, options.ratePerSec)
+          yield* produceClicks(options.events - 1, options.ratePerSec)
         }
       }
 
@@ -207,15 +199,21 @@ export const run = <E>(options: JoinRunOptions<E>) =>
             for (const record of records) {
               const decoded = Topic.decode(topics.enriched, record)
               if (Result.isFailure(decoded)) continue
-              const source = String(decoded.success.value.timestamp)
-              outputs.push({ source, value: decoded.success.value })
-              const produced = producedAt.get(source)
-              if (produced !== undefined) latencies.push(record.timestamp - produced)
+              const { value } = decoded.success
+              outputs.push({ source: String(value.timestamp), value })
+              const index = source.indexOf(value.timestamp)
+              if (index >= 0 && producedAt[index]! > 0) latencies.push(record.timestamp - producedAt[index]!)
             }
           })
         )
       )
       latencies.sort((a, b) => a - b)
+      // The truth, made again from the seed now that the measuring is over: each click by its timestamp.
+      const sent = new Map<string, ClickEnrichment.Click>()
+      for (const record of ClickData.generateClicks(clickOptions)) {
+        const click = topics.clicks.value.decode(record.value)
+        if (Result.isSuccess(click)) sent.set(String(click.success.timestamp), click.success)
+      }
       const verification = ClickData.verify(sent, outputs)
       return {
         strategy: options.strategy,
