@@ -46,6 +46,7 @@ const runOne = (run: BenchReport.PlannedRun, settings: BenchReport.Settings, run
       topics,
       lookup: Strategy.layer(run.strategy, topics),
       backlog: settings.backlog,
+      ...(settings.rate === undefined ? {} : { ratePerSec: settings.rate }),
       onProgress: (done, total) =>
         Effect.suspend(() => {
           const now = Date.now()
@@ -170,6 +171,12 @@ const join = Flags.command(
       ),
       Flag.withDefault(false)
     ),
+    rate: Flags.int("rate", {
+      description:
+        "live mode: produce the clicks at this many per second (in small sends every 10 ms), to measure latency under a steady load",
+      min: 1,
+      whenAbsent: "as fast as the producer goes"
+    }),
     brokers: Flags.brokers,
     json: Flag.Boolean("json").pipe(
       Flag.withDescription("print one JSON object per strategy, one per line, on stdout; progress stays on stderr"),
@@ -190,7 +197,8 @@ const join = Flags.command(
         users: o.users,
         rescanEvents: o.rescanEvents,
         sweep: Option.isSome(o.out),
-        backlog: o.backlog
+        backlog: o.backlog,
+        rate: o.rate
       }),
       o
     )

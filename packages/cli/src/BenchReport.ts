@@ -28,6 +28,8 @@ export interface Settings {
   readonly sweep: boolean
   /** Produce every click before the topology starts (throughput) instead of while it runs (latency). */
   readonly backlog: boolean
+  /** Live mode: produce this many clicks per second (else as fast as the producer goes). */
+  readonly rate?: number | undefined
 }
 
 /** Rescan is the lab's N+1: a few hundred clicks already take minutes on a real broker. */
@@ -41,6 +43,7 @@ export const settings = (flags: {
   readonly rescanEvents: Option.Option<number>
   readonly sweep: boolean
   readonly backlog?: boolean
+  readonly rate?: Option.Option<number>
 }): Settings => {
   const rescan = Option.getOrElse(flags.rescanEvents, () => defaultRescanEvents(flags.events))
   return {
@@ -50,7 +53,8 @@ export const settings = (flags: {
     // More rescan events than table events would make no comparison fairer; it would only take longer.
     rescanEvents: Math.min(rescan, flags.events),
     sweep: flags.sweep,
-    backlog: flags.backlog ?? false
+    backlog: flags.backlog ?? false,
+    rate: flags.rate === undefined ? undefined : Option.getOrUndefined(flags.rate)
   }
 }
 

@@ -25,8 +25,12 @@ export const command = Flags.command(
       const topics = ClickEnrichment.named(o.prefix)
       const rssBefore = process.memoryUsage().rss
       let peakRss = rssBefore
+      const peaks = { heapTotal: 0, arrayBuffers: 0 }
       const sampler = setInterval(() => {
-        peakRss = Math.max(peakRss, process.memoryUsage().rss)
+        const m = process.memoryUsage()
+        peakRss = Math.max(peakRss, m.rss)
+        peaks.heapTotal = Math.max(peaks.heapTotal, m.heapTotal)
+        peaks.arrayBuffers = Math.max(peaks.arrayBuffers, m.arrayBuffers)
       }, 50)
       const started = Date.now()
       const table = yield* Table.makeReady(topics.profiles).pipe(
@@ -52,7 +56,10 @@ export const command = Flags.command(
         topic: topics.profiles.name,
         profiles: size,
         loadMs,
+        rssBeforeMb: mb(rssBefore),
         peakRssMb: mb(peakRss),
+        peakHeapTotalMb: mb(peaks.heapTotal),
+        peakArrayBuffersMb: mb(peaks.arrayBuffers),
         heapUsedMb: heapMb,
         correct
       }

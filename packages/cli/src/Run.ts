@@ -228,12 +228,23 @@ const clickEnrichment = Flags.command(
         "what happens to a click whose user has no profile: enrich with nulls, or dead-letter it (default null)"
       ),
       Flag.withDefault("null")
+    ),
+    provenance: Flag.Boolean("provenance").pipe(
+      Flag.withDescription(
+        "write headers sluice.click.source (partition:offset of the click) and sluice.click.produced-at on every enriched click (off by default: they cost throughput)"
+      ),
+      Flag.withDefault(false)
     )
   },
   (o) =>
     Effect.gen(function* () {
       const topics = ClickEnrichment.named(o.prefix)
-      const topology = ClickEnrichment.topology({ unknownUsers: o.unknownUsers, print: o.print, topics })
+      const topology = ClickEnrichment.topology({
+        unknownUsers: o.unknownUsers,
+        print: o.print,
+        topics,
+        provenance: o.provenance
+      })
       const options = runOptions(o, topology.name)
       yield* Effect.logInfo(
         `running click-enrichment (${o.guarantee}) on ${o.brokers} in group ${options.groupId} with the ${o.strategy} strategy: ${topics.clicks.name} + ${topics.profiles.name} -> ${topics.enriched.name}`

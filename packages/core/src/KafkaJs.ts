@@ -14,6 +14,8 @@
  * waits out a broker that went away. Closing never waits more than about `closeTimeoutMs` per client.
  */
 
+// First, before kafkajs loads (kafkajsPatch.ts).
+import "./internal/kafkajsPatch.ts"
 import { type Config, type Context, Effect, Layer, Result, Scope } from "effect"
 import * as KafkaJS from "kafkajs"
 import { ConfigInvalid, type KafkaError } from "./Errors.ts"

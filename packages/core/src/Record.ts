@@ -120,11 +120,14 @@ export const sizeOf = (record: Pick<ProducerRecord, "key" | "value" | "headers">
   return batchOverhead + varintSize(body) + body
 }
 
-const utf8 = new TextEncoder()
 const fromUtf8 = new TextDecoder("utf-8", { fatal: false })
 const fromUtf8Strict = new TextDecoder("utf-8", { fatal: true })
 
-export const bytes = (s: string): Uint8Array => utf8.encode(s)
+/**
+ * The UTF-8 bytes of `s`. A Node Buffer (a Uint8Array): for short text Node takes it from a shared pool instead of
+ * allocating a backing store per call as TextEncoder does, and the kafkajs layer passes it on without wrapping.
+ */
+export const bytes = (s: string): Uint8Array => Buffer.from(s, "utf8")
 /** Text for display and logs: invalid UTF-8 becomes U+FFFD. Codecs use `textStrict`. */
 export const text = (b: Uint8Array): string => fromUtf8.decode(b)
 /** The UTF-8 text of `b`, or `undefined` when `b` is not valid UTF-8 (never replaces bytes). */
@@ -139,7 +142,7 @@ export const textStrict = (b: Uint8Array): string | undefined => {
 /** Headers from text values (UTF-8 encoded). */
 export const textHeaders = (values: Readonly<Record<string, string>>): Headers => {
   const out: Record<string, Uint8Array> = {}
-  for (const name in values) out[name] = utf8.encode(values[name]!)
+  for (const name in values) out[name] = bytes(values[name]!)
   return out
 }
 

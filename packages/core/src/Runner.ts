@@ -42,6 +42,16 @@ export interface RunOptions {
   /** Batches a task's mailbox holds before its partitions are paused. Default 4. */
   readonly mailboxCapacity?: number
   /**
+   * The most input records a task processes in one step: what it holds, with the step's outputs, until they are
+   * acknowledged. Default 5,000.
+   */
+  readonly maxStepRecords?: number
+  /**
+   * A task pauses its partitions once it holds this many input records not yet processed (in its mailbox and
+   * buffers), and resumes them at half. Default 20,000.
+   */
+  readonly maxHeldRecords?: number
+  /**
    * At-least-once (the default): outputs are durable before their input offsets are committed; a crash re-processes
    * what was not committed. Exactly-once: each task's outputs, dead letters, changelog records and input offsets
    * are committed in one Kafka transaction (Delivery.ts).
@@ -133,6 +143,10 @@ export const run = <E, R>(
           })
         }
       }
+
+      // The outputs' limits, read now (a metadata round trip; on a busy cluster a list of every topic) rather than
+      // by the first step, which would wait for them; a failure here is met again, and reported, there.
+      yield* Effect.forEach(topology.outputs, (o) => Effect.ignore(kafka.maxRecordBytes(o.name)), { discard: true })
 
       const failed = yield* Deferred.make<never, RunError<E>>()
       const sinkToken = {}
@@ -263,6 +277,8 @@ export const run = <E, R>(
               capacity,
               retry: Delivery.defaultRetry,
               idleMs,
+              maxStepRecords: options.maxStepRecords ?? 5_000,
+              maxHeldRecords: options.maxHeldRecords ?? 20_000,
               onDrained: Effect.suspend(() => {
                 const tps = paused.get(task)
                 if (tps === undefined) return Effect.void

@@ -194,8 +194,9 @@ describe("kafkajs producer", () => {
     Effect.gen(function* () {
       const f = fake(1)
       const producer = yield* make(f)
-      // kafkajs gets Buffers made from the key's `buffer`: reading it throws, a defect inside the sender.
-      const key = bytes("boom")
+      // kafkajs gets Buffers made from a plain Uint8Array key's `buffer`: reading it throws, a defect inside the
+      // sender.
+      const key = new Uint8Array(bytes("boom"))
       Object.defineProperty(key, "buffer", {
         get() {
           throw new Error("this key cannot be read")

@@ -106,4 +106,39 @@ describe("Table", () => {
       assert.include(failure.reason, "broker down (failing for")
     }).pipe(Effect.scoped, Effect.provide(Layer.mergeAll(MemoryBroker.layer, Health.layer)))
   )
+
+  it.effect("stored as bytes: updates, tombstones and skipped records behave as a map of decoded values would", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      yield* kafka.createTopics([{ name: "profiles", partitions: 1, config: { "cleanup.policy": "compact" } }])
+      for (const cacheSize of [0, 2, 10_000]) {
+        const table = yield* Table.makeReady(profiles, { cacheSize })
+        yield* put(1, "Ann")
+        yield* put(2, "Bob")
+        // A key written as "007" is the integer 7, found by looking up 7.
+        yield* kafka.send([{ topic: "profiles", key: bytes("007"), value: bytes(JSON.stringify("Seven")) }])
+        const settled = (expected: ReadonlyArray<string | undefined>) =>
+          Effect.gen(function* () {
+            for (let i = 0; i < 100; i++) {
+              const got = yield* table.getMany([1, 2, 7, 9])
+              if (JSON.stringify(got) === JSON.stringify(expected)) return
+              yield* TestClock.adjust("10 millis")
+            }
+            assert.deepStrictEqual(yield* table.getMany([1, 2, 7, 9]), [...expected], `cache ${cacheSize}`)
+          })
+        yield* settled(["Ann", "Bob", "Seven", undefined])
+        yield* put(1, "Anne")
+        yield* put(2, null)
+        // Not a JSON string: skipped, and the previous value stays.
+        yield* kafka.send([{ topic: "profiles", key: bytes("7"), value: bytes("{not json") }])
+        yield* put(9, "Nine")
+        yield* settled(["Anne", undefined, "Seven", "Nine"])
+        assert.strictEqual(yield* table.size, 3, `cache ${cacheSize}`)
+        assert.isAtLeast(yield* table.skipped, 1)
+        yield* put(9, null)
+        yield* put(1, null)
+        yield* put(7, null)
+      }
+    }).pipe(Effect.scoped, Effect.provide(Layer.mergeAll(MemoryBroker.layer, Health.layer)))
+  )
 })

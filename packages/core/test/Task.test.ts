@@ -88,6 +88,42 @@ describe("Task", () => {
     }).pipe(Effect.provide(memory))
   )
 
+  it.effect("a step takes at most maxStepRecords, and a task over maxHeldRecords pauses and resumes", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      yield* kafka.createTopics([{ name: "many", partitions: 1 }])
+      const values = Array.from({ length: 250 }, (_, i) => `m${i}`)
+      yield* kafka.send(values.map((v) => ({ topic: "many", key: null, value: bytes(v) })))
+      const steps: Array<number> = []
+      const topology = Topology.make({
+        name: "steps",
+        inputs: [
+          Topology.input(Topic.raw("many"), (records) =>
+            Effect.sync(() => {
+              steps.push(records.length)
+              return Batch.forEach(records, (r, o) => o.emit(out, null, text(r.value ?? new Uint8Array())))
+            })
+          )
+        ]
+      })
+      const fiber = yield* Effect.forkChild(Runner.run(topology, { maxStepRecords: 40, maxHeldRecords: 60 }))
+      yield* settle(
+        "250 outputs",
+        Effect.map(outputs, (o) => o.length === 250)
+      )
+      assert.deepStrictEqual(yield* outputs, values)
+      assert.isTrue(
+        steps.every((n) => n <= 40),
+        `steps of at most 40 records: ${steps.join(",")}`
+      )
+      assert.strictEqual(
+        steps.reduce((a, b) => a + b, 0),
+        250
+      )
+      yield* stopOnTestClock(fiber)
+    }).pipe(Effect.provide(memory))
+  )
+
   it.effect("a wall-clock timer ticks on the test clock, between steps, and its outputs are written", () =>
     Effect.gen(function* () {
       const kafka = yield* Kafka

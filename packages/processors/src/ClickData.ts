@@ -35,27 +35,49 @@ export const generateProfiles = (users: number, topics: Topics = defaultTopics):
   return out
 }
 
-export const generateClicks = (options: {
+export interface ClickOptions {
   readonly count: number
   readonly users: number
   readonly seed?: number
   readonly startTime?: number
   readonly topics?: Topics
-}): ReadonlyArray<ProducerRecord> => {
+}
+
+const clickInterval = 10
+
+/**
+ * The clicks `generateClicks` gives, made as they are asked for (`take`), so that a benchmark producing millions
+ * does not hold them all. Click i has timestamp `startTime + 10 i`: `indexOf` maps a timestamp back to i.
+ */
+export const clickSource = (options: ClickOptions) => {
   const topics = options.topics ?? defaultTopics
   const rng = Random.make(options.seed ?? 7)
   const start = options.startTime ?? 1_700_000_000_000
-  const out = new Array<ProducerRecord>(options.count)
-  for (let i = 0; i < options.count; i++) {
-    const click: Click = {
-      timestamp: start + i * 10,
-      user_id: firstUserId + rng.int(0, options.users - 1),
-      url: rng.pick(urls)
+  let next = 0
+  return {
+    /** The next `n` clicks (fewer at the end). */
+    take: (n: number): ReadonlyArray<ProducerRecord> => {
+      const out: Array<ProducerRecord> = []
+      for (; next < options.count && out.length < n; next++) {
+        const click: Click = {
+          timestamp: start + next * clickInterval,
+          user_id: firstUserId + rng.int(0, options.users - 1),
+          url: rng.pick(urls)
+        }
+        out.push(encodeOrThrow(topics.clicks, click.user_id, click))
+      }
+      return out
+    },
+    /** The index of the click with this timestamp, or -1 when no generated click has it. */
+    indexOf: (timestamp: number): number => {
+      const i = (timestamp - start) / clickInterval
+      return Number.isInteger(i) && i >= 0 && i < options.count ? i : -1
     }
-    out[i] = encodeOrThrow(topics.clicks, click.user_id, click)
   }
-  return out
 }
+
+export const generateClicks = (options: ClickOptions): ReadonlyArray<ProducerRecord> =>
+  clickSource(options).take(options.count)
 
 /** What a run of the join produced, checked against the clicks that went in and the profiles' truth. */
 export interface Verification {
@@ -73,8 +95,9 @@ export interface Verification {
 export const isCorrect = (v: Verification): boolean => v.present === v.expected && v.correct === v.expected
 
 /**
- * Checks enriched records against the clicks, identified by the source coordinates `partition:offset` that the
- * topology writes in a header. Users missing from `knownUsers` must come out with null name and city.
+ * Checks enriched records against the clicks, each identified by a string the caller chose (the click's own
+ * timestamp, unique among generated clicks, or its `partition:offset` from the topology's provenance header). Users
+ * missing from `knownUsers` must come out with null name and city.
  */
 export const verify = (
   sentClicks: ReadonlyMap<string, Click>,
@@ -89,7 +112,7 @@ export const verify = (
     const click = source === undefined ? undefined : sentClicks.get(source)
     if (source === undefined || click === undefined) {
       if (problems.length < 5)
-        problems.push(`an enriched record without a known source click (${source ?? "no header"})`)
+        problems.push(`an enriched record without a known source click (${source ?? "no source"})`)
       continue
     }
     if (seen.has(source)) {

@@ -4,13 +4,19 @@
  * produced while it runs, and every enriched record read back and verified against the generator's truth.
  *
  * Timing: `elapsedMs` runs from the first click consumed to the moment the last enriched record is acknowledged
- * (the runtime counts an output only after its ack); per-event latency runs from a click's produce timestamp to its
- * enriched record's produce timestamp, read back from the output topic.
+ * (the runtime counts an output only after its ack); per-event latency runs from a click's produce timestamp (set
+ * here when its chunk is sent) to its enriched record's produce timestamp, read back from the output topic.
+ *
+ * In live mode the clicks are produced once the worker reports ready (joined its group, assigned its tasks).
+ *
+ * An enriched record is matched to its click by the click's `timestamp`, which the enriched value carries and which
+ * is unique among the generated clicks (checked); the topology's provenance headers are not needed (they are off by
+ * default, see `ClickEnrichment.clickHeaders`).
  */
+import { Health } from "@sluice/core/Health"
 import { Kafka } from "@sluice/core/Kafka"
 import * as Metrics from "@sluice/core/Metrics"
 import * as Reader from "@sluice/core/Reader"
-import { header } from "@sluice/core/Record"
 import * as Runner from "@sluice/core/Runner"
 import * as Topic from "@sluice/core/Topic"
 import * as Topology from "@sluice/core/Topology"
@@ -32,6 +38,10 @@ export interface JoinRunOptions<E> {
   readonly backlog?: boolean
   /** Give up (and fail the run) after this long. Default 30 minutes. */
   readonly timeoutMs?: number
+  /** Run the topology with its provenance headers on (`ClickEnrichment.topology`). Default false. */
+  readonly provenance?: boolean
+  /** Live mode: produce this many clicks per second, a send every 10 ms (default: chunks of 2,000, at once). */
+  readonly ratePerSec?: number
 }
 
 export interface JoinReport {
@@ -87,6 +97,7 @@ export const run = <E>(options: JoinRunOptions<E>) =>
       let firstConsumedAt = 0
       const base = ClickEnrichment.topology({
         topics,
+        provenance: options.provenance ?? false,
         ...(options.unknownUsers === undefined ? {} : { unknownUsers: options.unknownUsers })
       })
       const topology = Topology.tapBatches(base, () =>
@@ -94,32 +105,65 @@ export const run = <E>(options: JoinRunOptions<E>) =>
           if (firstConsumedAt === 0) firstConsumedAt = Date.now()
         })
       )
-      const sent = new Map<string, ClickEnrichment.Click>()
-      const produceClicks = Effect.gen(function* () {
-        const generated = ClickData.generateClicks({
-          count: options.events,
-          users: options.users,
-          seed: options.seed ?? 7,
-          topics
-        })
-        for (let i = 0; i < generated.length; i += sendChunk) {
-          const chunk = generated.slice(i, i + sendChunk)
-          const metadata = yield* kafka.send(chunk)
-          for (let j = 0; j < chunk.length; j++) {
-            const value = topics.clicks.value.decode(chunk[j]!.value)
-            if (Result.isSuccess(value)) sent.set(`${metadata[j]!.partition}:${metadata[j]!.offset}`, value.success)
+      // Clicks are made as they are produced, and only when each was produced is kept (by its index): the process
+      // that measures holds little beside the topology, even for millions of clicks.
+      const clickOptions = { count: options.events, users: options.users, seed: options.seed ?? 7, topics }
+      const source = ClickData.clickSource(clickOptions)
+      const producedAt = new Float64Array(options.events)
+      let produced = 0
+      /** Produces the next `count` clicks: in chunks of `sendChunk` at once, or paced at `rate` per second. */
+      const produceClicks = (count: number, rate: number | undefined) =>
+        Effect.gen(function* () {
+          // Paced: one send every `tick` ms with the clicks due by then, so the load is steady.
+          const tick = 10
+          const started = Date.now()
+          const from = produced
+          const to = Math.min(options.events, produced + count)
+          while (produced < to) {
+            let n = sendChunk
+            if (rate !== undefined) {
+              const due = Math.min(to, from + Math.floor(((Date.now() - started + tick) * rate) / 1000))
+              if (due <= produced) {
+                yield* Effect.sleep(`${tick} millis`)
+                continue
+              }
+              n = due - produced
+            }
+            const now = Date.now()
+            const chunk = source.take(Math.min(n, to - produced)).map((r) => ({ ...r, timestamp: now }))
+            yield* kafka.send(chunk)
+            producedAt.fill(now, produced, produced + chunk.length)
+            produced += chunk.length
           }
-        }
-      })
+        })
       // Backlog: every click is in the topic before the topology starts, so elapsed time is the topology's own
       // throughput. Live (default): clicks are produced while it runs, so latency measures the pipeline.
-      if (options.backlog === true) yield* produceClicks
+      if (options.backlog === true) yield* produceClicks(options.events, undefined)
       const before = yield* Metrics.totals
       const runner = yield* Runner.run(topology, {
         groupId: `${topics.clicks.name}-${options.strategy}-${Date.now()}`,
         commitInterval: "500 millis"
       }).pipe(Effect.provideContext(lookupContext), Effect.forkScoped)
-      if (options.backlog !== true) yield* produceClicks
+      if (options.backlog !== true) {
+        // Live: the worker is running (in its group, assigned) before the first click, as it would be in
+        // production; otherwise the first clicks' latency would be the group join's.
+        const health = yield* Health
+        const deadline = Date.now() + 60_000
+        while (!(yield* health.report).ready) {
+          if (runner.pollUnsafe() !== undefined || Date.now() > deadline) break
+          yield* Effect.sleep("10 millis")
+        }
+        if (options.ratePerSec === undefined) yield* produceClicks(options.events, undefined)
+        else {
+          // Paced: the first click goes through alone, so that what is measured is the steady state, not the first
+          // produce to each topic (metadata, connections) and the first steps of code not yet compiled.
+          yield* produceClicks(1, undefined)
+          while ((yield* Metrics.totals).out - before.out < 1 && runner.pollUnsafe() === undefined) {
+            yield* Effect.sleep("5 millis")
+          }
+          yield* produceClicks(options.events - 1, options.ratePerSec)
+        }
+      }
 
       const deadline = Date.now() + (options.timeoutMs ?? 30 * 60_000)
       let lastProgress = Date.now()
@@ -147,7 +191,7 @@ export const run = <E>(options: JoinRunOptions<E>) =>
       yield* Fiber.interrupt(runner)
       const elapsedMs = Math.max(1, doneAt - firstConsumedAt)
 
-      const outputs: Array<{ source: string | undefined; value: ClickEnrichment.EnrichedClick }> = []
+      const outputs: Array<{ source: string; value: ClickEnrichment.EnrichedClick }> = []
       const latencies: Array<number> = []
       yield* Reader.readToEnd(topics.enriched.name).pipe(
         Stream.runForEach((records) =>
@@ -155,17 +199,21 @@ export const run = <E>(options: JoinRunOptions<E>) =>
             for (const record of records) {
               const decoded = Topic.decode(topics.enriched, record)
               if (Result.isFailure(decoded)) continue
-              outputs.push({
-                source: header(record.headers, ClickEnrichment.clickHeaders.source),
-                value: decoded.success.value
-              })
-              const producedAt = Number(header(record.headers, ClickEnrichment.clickHeaders.producedAt))
-              if (Number.isFinite(producedAt)) latencies.push(record.timestamp - producedAt)
+              const { value } = decoded.success
+              outputs.push({ source: String(value.timestamp), value })
+              const index = source.indexOf(value.timestamp)
+              if (index >= 0 && producedAt[index]! > 0) latencies.push(record.timestamp - producedAt[index]!)
             }
           })
         )
       )
       latencies.sort((a, b) => a - b)
+      // The truth, made again from the seed now that the measuring is over: each click by its timestamp.
+      const sent = new Map<string, ClickEnrichment.Click>()
+      for (const record of ClickData.generateClicks(clickOptions)) {
+        const click = topics.clicks.value.decode(record.value)
+        if (Result.isSuccess(click)) sent.set(String(click.success.timestamp), click.success)
+      }
       const verification = ClickData.verify(sent, outputs)
       return {
         strategy: options.strategy,

@@ -114,7 +114,8 @@ const startJoin = (
   lookup: LookupLayer,
   unknownUsers: ClickEnrichment.UnknownUserPolicy = "null"
 ): Effect.Effect<RunnerFiber, never, Kafka | Redis.Redis | Scope.Scope> =>
-  Runner.run(ClickEnrichment.topology({ topics, unknownUsers }), {
+  // With provenance headers: outputs are matched to their clicks by the source coordinates.
+  Runner.run(ClickEnrichment.topology({ topics, unknownUsers, provenance: true }), {
     groupId: `${topics.clicks.name}-${group}`,
     commitInterval: "500 millis"
   }).pipe(Effect.provide(lookup), Effect.forkScoped)
@@ -415,7 +416,7 @@ describe("ClickEnrichment (real broker)", () => {
 
         let batches = 0
         let clicksProcessed = 0
-        const base = ClickEnrichment.topology({ topics })
+        const base = ClickEnrichment.topology({ topics, provenance: true })
         const topology = Topology.tapBatches(base, (records) =>
           Effect.sync(() => {
             batches++

@@ -36,6 +36,7 @@ describe("click enrichment on the in-memory broker", () => {
           events: 200,
           users: 30,
           topics,
+          provenance: true,
           lookup:
             strategy === "table"
               ? ClickEnrichment.ProfileLookup.table(topics)
@@ -118,6 +119,81 @@ describe("click enrichment on the in-memory broker", () => {
           assert.include(header(dlq[0]!.headers, DeadLetter.headers.errorMessage), "999")
         }
       }
+    }).pipe(Effect.provide(memoryBroker))
+  )
+})
+
+describe("click enrichment's provenance headers", () => {
+  const topics = ClickEnrichment.named("prov-")
+  const click = (offset: number): Topic.Decoded<number, ClickEnrichment.Click> => ({
+    key: 101,
+    value: { timestamp: 1_700_000_000_000 + offset, user_id: 101, url: "/cart" },
+    record: {
+      topic: topics.clicks.name,
+      partition: 2,
+      offset,
+      timestamp: 1_700_000_000_500 + offset,
+      key: bytes("101"),
+      value: null,
+      headers: {}
+    }
+  })
+  const profile = ClickData.profileFor(101)
+
+  it("are off by default: the enriched value alone", () => {
+    const result = ClickEnrichment.join([click(7)], [profile], "null", topics)
+    assert.strictEqual(result.outputs.length, 1)
+    assert.isUndefined(result.outputs[0]!.headers)
+  })
+
+  it("name the source click and its produce timestamp when asked for", () => {
+    const result = ClickEnrichment.join([click(7), click(8)], [profile, undefined], "null", topics, true)
+    assert.deepStrictEqual(
+      result.outputs.map((r) => [
+        header(r.headers ?? {}, ClickEnrichment.clickHeaders.source),
+        header(r.headers ?? {}, ClickEnrichment.clickHeaders.producedAt)
+      ]),
+      [
+        ["2:7", "1700000000507"],
+        ["2:8", "1700000000508"]
+      ]
+    )
+  })
+
+  it.live("a benchmark run verifies every click without them", () =>
+    Effect.gen(function* () {
+      const topics = ClickEnrichment.named("noprov-")
+      const report = yield* JoinRun.run({
+        strategy: "table",
+        events: 300,
+        users: 20,
+        topics,
+        lookup: ClickEnrichment.ProfileLookup.table(topics)
+      })
+      assert.isTrue(report.correct, report.verification.problems.join("; "))
+      assert.strictEqual(report.verification.present, 300)
+      const out = yield* records(topics.enriched.name)
+      assert.isTrue(out.every((r) => Object.keys(r.headers).length === 0))
+    }).pipe(Effect.provide(memoryBroker))
+  )
+})
+
+describe("the join benchmark's paced live mode", () => {
+  it.live("produces at the rate asked for: 400 clicks at 2,000/s take about 200 ms, all verified", () =>
+    Effect.gen(function* () {
+      const topics = ClickEnrichment.named("paced-")
+      const started = Date.now()
+      const report = yield* JoinRun.run({
+        strategy: "table",
+        events: 400,
+        users: 20,
+        topics,
+        ratePerSec: 2_000,
+        lookup: ClickEnrichment.ProfileLookup.table(topics)
+      })
+      assert.isTrue(report.correct, report.verification.problems.join("; "))
+      assert.isAtLeast(Date.now() - started, 180)
+      assert.isAtLeast(report.elapsedMs, 150, "the clicks arrived over the run, not at once")
     }).pipe(Effect.provide(memoryBroker))
   )
 })

@@ -11,6 +11,8 @@
  * - It retries a missing topic for seconds and then fails without naming it. Calls about a topic therefore check the
  *   topic list first (one metadata request) and fail at once with `Kafka.unknownTopic`.
  */
+// First, before kafkajs loads (kafkajsPatch.ts).
+import "./kafkajsPatch.ts"
 import { Effect, Schedule, type Scope, Semaphore } from "effect"
 import * as KafkaJS from "kafkajs"
 import { KafkaError, Rejected, Transient } from "../Errors.ts"

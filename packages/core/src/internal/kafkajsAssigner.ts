@@ -10,6 +10,8 @@
  * Every member must use this assigner: a group mixing it with kafkajs' RoundRobin finds no common protocol and
  * refuses the member (INCONSISTENT_GROUP_PROTOCOL), which is better than an assignment that is not co-partitioned.
  */
+// First, before kafkajs loads (kafkajsPatch.ts).
+import "./kafkajsPatch.ts"
 import { Option, Result, Schema } from "effect"
 import * as KafkaJS from "kafkajs"
 import { taskAssign, taskCount } from "../Assignor.ts"

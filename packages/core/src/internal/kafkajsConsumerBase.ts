@@ -61,6 +61,8 @@ export const consumerConfig = (
   extra: {
     readonly restartOnFailure?: (error: Error) => Promise<boolean>
     readonly partitionAssigners?: ReadonlyArray<KafkaJS.PartitionAssigner>
+    /** The most bytes one fetch returns per partition (kafkajs' default: 1 MiB). */
+    readonly maxBytesPerPartition?: number
   } = {}
 ): KafkaJS.ConsumerConfig => ({
   groupId,
@@ -76,7 +78,8 @@ export const consumerConfig = (
     extra.restartOnFailure === undefined
       ? settings.retry
       : { ...settings.retry, restartOnFailure: extra.restartOnFailure },
-  ...(extra.partitionAssigners === undefined ? {} : { partitionAssigners: [...extra.partitionAssigners] })
+  ...(extra.partitionAssigners === undefined ? {} : { partitionAssigners: [...extra.partitionAssigners] }),
+  ...(extra.maxBytesPerPartition === undefined ? {} : { maxBytesPerPartition: extra.maxBytesPerPartition })
 })
 
 /**

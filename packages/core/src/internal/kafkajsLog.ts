@@ -7,6 +7,8 @@
  * go to Debug here; what is left keeps its level but loses its stack trace, so a real problem stays one line. An
  * entry repeated within `windowMs` is logged once, and its next appearance after the window says how often it came.
  */
+// First, before kafkajs loads (kafkajsPatch.ts).
+import "./kafkajsPatch.ts"
 import { type Context, Effect, type LogLevel } from "effect"
 import * as KafkaJS from "kafkajs"
 

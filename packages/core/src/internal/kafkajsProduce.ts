@@ -9,9 +9,10 @@ import type * as KafkaJS from "kafkajs"
 import { KafkaError, MessageTooLarge, Rejected } from "../Errors.ts"
 import { oversized } from "../Kafka.ts"
 import * as Partitioner from "../Partitioner.ts"
-import { bytes, defaultMaxMessageBytes, type ProducerRecord, type RecordMetadata, sizeOf, tpKey } from "../Record.ts"
+import { bytes, defaultMaxMessageBytes, type ProducerRecord, type RecordMetadata, sizeOf } from "../Record.ts"
 
-const toBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+// Codecs already give Buffers (Record.bytes); other bytes are wrapped, never copied.
+const toBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength))
 
 export const toMessage = (record: ProducerRecord): KafkaJS.Message => {
   const message: KafkaJS.Message = {
@@ -37,22 +38,20 @@ export interface Partitioning {
 export const makePartitioning = (): Partitioning => {
   // kafkajs calls the partitioner again on each of its own retries, and Sluice's re-send the same message objects: a
   // retried record must land where its first attempt went, or the broker's idempotence check would match a
-  // different record against the sequence number.
-  const chosen = new WeakMap<KafkaJS.Message, number>()
+  // different record against the sequence number. The choice is kept on the message (Sluice's own object, made by
+  // `toMessage`), which kafkajs reads as an explicit partition from then on.
   const pick = Partitioner.make()
   return {
     createPartitioner:
       () =>
       ({ partitionMetadata, message }) => {
-        const known = chosen.get(message)
-        if (known !== undefined) return known
+        if (message.partition !== undefined) return message.partition
         const key = message.key === undefined || message.key === null ? null : message.key
-        const partition =
-          message.partition ?? pick(typeof key === "string" ? bytes(key) : key, partitionMetadata.length)
-        chosen.set(message, partition)
+        const partition = pick(typeof key === "string" ? bytes(key) : key, partitionMetadata.length)
+        message.partition = partition
         return partition
       },
-    partitionOf: (message) => chosen.get(message)
+    partitionOf: (message) => message.partition
   }
 }
 
@@ -76,7 +75,12 @@ export const checkedLimits = (
   limits: Limits
 ): Effect.Effect<ReadonlyMap<string, number>, KafkaError> => {
   const topics = new Set<string>()
-  for (const r of records) topics.add(r.topic)
+  let last: string | undefined
+  for (const r of records) {
+    if (r.topic === last) continue
+    last = r.topic
+    topics.add(last)
+  }
   return Effect.forEach(topics, (topic) =>
     limits.maxRecordBytes(topic).pipe(
       Effect.catchIf(
@@ -156,18 +160,28 @@ export const metadataOf = (
   partitioning: Partitioning
 ): Effect.Effect<Array<RecordMetadata>, KafkaError> =>
   Effect.suspend(() => {
-    const next = new Map<string, number>()
+    // The next offset per topic and partition; records of a send mostly share their topic, so the last topic's
+    // partitions are at hand without a lookup.
+    const next = new Map<string, Map<number, number>>()
     for (const m of response) {
       const base = m.baseOffset ?? m.offset
-      if (base !== undefined) next.set(tpKey(m.topicName, m.partition), Number(base))
+      if (base === undefined) continue
+      const partitions = next.get(m.topicName) ?? new Map<number, number>()
+      next.set(m.topicName, partitions)
+      partitions.set(m.partition, Number(base))
     }
     const out = new Array<RecordMetadata>(outgoing.length)
+    let lastTopic: string | undefined
+    let lastPartitions: Map<number, number> | undefined
     for (let i = 0; i < outgoing.length; i++) {
       const { topic, message } = outgoing[i]!
+      if (topic !== lastTopic) {
+        lastTopic = topic
+        lastPartitions = next.get(topic)
+      }
       const partition = partitioning.partitionOf(message)
-      const key = partition === undefined ? undefined : tpKey(topic, partition)
-      const offset = key === undefined ? undefined : next.get(key)
-      if (partition === undefined || key === undefined || offset === undefined) {
+      const offset = partition === undefined ? undefined : lastPartitions?.get(partition)
+      if (partition === undefined || lastPartitions === undefined || offset === undefined) {
         return Effect.fail(
           new KafkaError({
             operation,
@@ -175,7 +189,7 @@ export const metadataOf = (
           })
         )
       }
-      next.set(key, offset + 1)
+      lastPartitions.set(partition, offset + 1)
       out[i] = { topic, partition, offset }
     }
     return Effect.succeed(out)

@@ -22,6 +22,9 @@ import {
 import { toKafkaError } from "./kafkajsErrors.ts"
 import { toRecordBatch } from "./kafkajsRecords.ts"
 
+/** Bytes one fetch of a `read` returns per partition. */
+const readFetchBytes = 256 * 1024
+
 export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (options: ReadOptions) =>
   Stream.callback<RecordBatch, KafkaError>(
     (queue) =>
@@ -31,14 +34,13 @@ export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (optio
         const sessionTimeoutMs = 10_000
         const groupId = `sluice-reader-${crypto.randomUUID()}`
         const consumer = kafka.consumer(
-          consumerConfig(
-            groupId,
-            sessionTimeoutMs,
-            options.maxWaitMs ?? 100,
-            settings,
+          consumerConfig(groupId, sessionTimeoutMs, options.maxWaitMs ?? 100, settings, {
             // A restarted reader would start over from the beginning: fail the stream instead.
-            { restartOnFailure: async () => false }
-          )
+            restartOnFailure: async () => false,
+            // kafkajs decodes a whole fetch response at once, and its records stay alive until the stream has
+            // taken them: smaller fetches keep a table load's garbage from surviving into the old generation.
+            maxBytesPerPartition: readFetchBytes
+          })
         )
         // A fetch that held only transaction markers or aborted records never reaches eachBatch; kafkajs moves past
         // it and reports it here. Readers looking for a partition's end need to hear about it (Reader.endTracker).
@@ -86,5 +88,6 @@ export const read = (kafka: KafkaJS.Kafka, settings: ConsumerSettings) => (optio
           (reason) => log(`kafkajs consumer.run failed: ${reason}`)
         )
       }),
-    { bufferSize: 16, strategy: "suspend" }
+    // Two batches ahead of the stream's reader are enough to keep kafkajs fetching; more only hold records longer.
+    { bufferSize: 2, strategy: "suspend" }
   )

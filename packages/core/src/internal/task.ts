@@ -72,6 +72,13 @@ export interface TaskOptions {
   readonly retry: Schedule.Schedule<unknown, unknown>
   /** How long records of one input wait for an input with nothing buffered. */
   readonly idleMs: number
+  /** The most input records one step processes (and so holds, with their outputs, until they are acknowledged). */
+  readonly maxStepRecords: number
+  /**
+   * The task counts as full (`isFull`, its partitions are paused) once it holds this many input records not yet
+   * processed, in its mailbox and its buffers: a bound on memory when fetched batches are large.
+   */
+  readonly maxHeldRecords: number
   /** Called when the mailbox has drained to half its capacity (to resume paused partitions). */
   readonly onDrained: Effect.Effect<void>
   /** The largest record a topic accepts (`Kafka.maxRecordBytes`). */
@@ -115,6 +122,12 @@ export const make = Effect.fnUntraced(function* <E, R>(
     topology.inputs.map((input) => [input.topic, { input: undefined, records: [], caughtUp: false }])
   )
   const inputOf = new Map(topology.inputs.map((input) => [input.topic, input]))
+  // Input records offered and not yet processed (mailbox and buffers): what `isFull` bounds.
+  let held = 0
+  const drained = () =>
+    held <= options.maxHeldRecords / 2 && Queue.sizeUnsafe(mailbox) <= options.capacity / 2
+      ? options.onDrained
+      : Effect.void
   // The offset after the last record processed, per input partition: the task's position.
   const position = new Map<string, number>()
   let waitingSince: number | undefined
@@ -149,7 +162,13 @@ export const make = Effect.fnUntraced(function* <E, R>(
   const limits = new Map<string, number>()
   const knowLimits = (records: ReadonlyArray<ProducerRecord>): Effect.Effect<void, KafkaError> => {
     const missing = new Set<string>()
-    for (const r of records) if (!limits.has(r.topic)) missing.add(r.topic)
+    // Records of a step mostly share their topic: each run of one topic is looked at once.
+    let last: string | undefined
+    for (const r of records) {
+      if (r.topic === last) continue
+      last = r.topic
+      if (!limits.has(last)) missing.add(last)
+    }
     return missing.size === 0
       ? Effect.void
       : Effect.forEach(
@@ -331,6 +350,8 @@ export const make = Effect.fnUntraced(function* <E, R>(
         })
       )
     )
+    held -= records.length
+    yield* drained()
     const metrics = metricsOf.get(input.topic)!
     yield* Metric.update(metrics.in, records.length)
     const buffered = buffers.get(input.topic)!
@@ -414,7 +435,8 @@ export const make = Effect.fnUntraced(function* <E, R>(
     }
     waitingSince = undefined
     let n = 1
-    while (n < best.records.length && best.records[n]!.timestamp <= second) n++
+    const most = Math.min(best.records.length, options.maxStepRecords)
+    while (n < most && best.records[n]!.timestamp <= second) n++
     const records = n === best.records.length ? best.records : best.records.slice(0, n)
     best.records = n === best.records.length ? [] : best.records.slice(n)
     return { input: inputOf.get(bestTopic)!, records }
@@ -431,7 +453,10 @@ export const make = Effect.fnUntraced(function* <E, R>(
 
   const take = (b: RecordBatch) => {
     const buffered = buffers.get(b.topic)
-    if (buffered === undefined) return
+    if (buffered === undefined) {
+      held -= b.records.length
+      return
+    }
     for (const r of b.records) buffered.records.push(r)
     const last = b.lastOffset ?? b.records[b.records.length - 1]?.offset ?? -1
     buffered.caughtUp = last + 1 >= b.highWatermark
@@ -470,7 +495,7 @@ export const make = Effect.fnUntraced(function* <E, R>(
         yield* flush
         return
       }
-      if (Queue.sizeUnsafe(mailbox) <= options.capacity / 2) yield* options.onDrained
+      yield* drained()
       for (const item of taken.value.success) {
         switch (item._tag) {
           case "Batch":
@@ -532,8 +557,12 @@ export const make = Effect.fnUntraced(function* <E, R>(
   const actor: TaskActor<E> = {
     task,
     partitions,
-    offer: (batch) => Queue.offer(mailbox, { _tag: "Batch", batch }).pipe(Effect.asVoid),
-    isFull: () => Queue.sizeUnsafe(mailbox) >= options.capacity,
+    offer: (batch) =>
+      Effect.suspend(() => {
+        held += batch.records.length
+        return Queue.offer(mailbox, { _tag: "Batch", batch })
+      }).pipe(Effect.asVoid),
+    isFull: () => Queue.sizeUnsafe(mailbox) >= options.capacity || held >= options.maxHeldRecords,
     suspend: Effect.gen(function* () {
       const done = yield* Deferred.make<void>()
       const offered = yield* Queue.offer(mailbox, { _tag: "Suspend", done })
