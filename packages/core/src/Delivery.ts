@@ -8,8 +8,10 @@
  * after the step's outputs and dead letters are acknowledged: a store must never be durably ahead of the outputs
  * it stands for. The other way round, a crash between the two would lose outputs for good: a window deleted at its
  * close whose result was never written is not emitted again when the step is re-processed, since the restored
- * state says it is done. In this order a crash re-emits instead. Commits are batched by record count and by
- * interval; before committing, the extra sinks are flushed. A crash between "durable" and "offset committed"
+ * state says it is done. In this order a crash re-emits instead. Sink rows follow the same rule when no input
+ * record stands behind them (a window's final written to a table): the task's sink buffers are written before the
+ * step's changelog; rows of input records wait in the buffers, since re-processing their records makes them again.
+ * Commits are batched by record count and by interval; before committing, the extra sinks are flushed. A crash between "durable" and "offset committed"
  * re-processes the step: duplicates (and state updates applied again), never loss.
  *
  * Exactly-once (`exactlyOnce`): each task has its own transactional producer (`transactional.id`
@@ -170,21 +172,19 @@ export const atLeastOnce = Effect.fnUntraced(function* (
         records.length === 0
           ? Effect.succeed<ReadonlyArray<RecordMetadata>>([])
           : kafka.send(records).pipe(Effect.retry({ schedule: retry, while: isRetryable }))
-      /** The step's outputs and dead letters, acknowledged; then its changelog records: their metadata. */
-      const send = (outgoing: Outgoing): Effect.Effect<ReadonlyArray<RecordMetadata>, KafkaError | SinkError> =>
-        Effect.gen(function* () {
-          const { outputs, deadLetters, changelog } = outgoing
-          yield* durably(deadLetters.length === 0 ? outputs : outputs.concat(deadLetters))
-          const metadata = yield* durably(changelog)
-          yield* countDelivered(outgoing, deadLettered)
-          return metadata
-        })
       return {
         complete: (step) =>
           Effect.gen(function* () {
-            step.onDurable(yield* send(step.outgoing))
-            // The rows are staged before the positions become committable: a commit writes them first.
-            yield* staged(options.sinks, task, step)
+            const { outputs, deadLetters, changelog, rows } = step.outgoing
+            yield* durably(deadLetters.length === 0 ? outputs : outputs.concat(deadLetters))
+            // The rows are staged before the positions become committable: a commit writes them first. Rows no
+            // input record stands behind (a window's final) are written before the changelog, like outputs: once
+            // the store says the window is closed, re-processing the step would not make them again.
+            const early = changelog.length > 0 && rows !== undefined && rows.some((r) => !r.sourced)
+            if (early) yield* writeNow(options.sinks, task, step)
+            step.onDurable(yield* durably(changelog))
+            yield* countDelivered(step.outgoing, deadLettered)
+            if (!early) yield* staged(options.sinks, task, step)
             for (const p of step.positions) pending.set(tpKey(p.topic, p.partition), p)
             sinceCommit += step.records
             // A failed commit loses nothing: the offsets stay pending and the next commit carries them.
@@ -252,6 +252,19 @@ const staged = (sinks: ReadonlyArray<SinkRun> | undefined, task: number, step: S
   sinks === undefined || sinks.length === 0
     ? Effect.void
     : Effect.forEach(sinks, (s) => s.stepped(task, step.outgoing.rows ?? [], step.positions), { discard: true })
+
+/** Stages a step's rows and writes the task's buffers at once. */
+const writeNow = (
+  sinks: ReadonlyArray<SinkRun> | undefined,
+  task: number,
+  step: Step
+): Effect.Effect<void, SinkError> =>
+  sinks === undefined || sinks.length === 0
+    ? Effect.void
+    : Effect.andThen(
+        staged(sinks, task, step),
+        Effect.forEach(sinks, (s) => s.flushTask(task), { concurrency: "unbounded", discard: true })
+      )
 
 /** Counted once durable, and apart: a dead letter is not an output. */
 const countDelivered = (outgoing: Outgoing, deadLettered: Metric.Metric<number, Metric.CounterState<number>>) =>

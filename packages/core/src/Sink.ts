@@ -7,9 +7,12 @@
  * buffer for the task; a buffer is written when it holds `batchSize` rows (in the task's fiber, so only that task
  * waits), every `flushInterval`, and before every commit of input offsets: no offset is committed before the rows
  * it caused are written (at-least-once; a sink should be idempotent, e.g. keyed by the source offset with
- * `on conflict do nothing`). With `writeWithOffsets`, each write also stores the positions the written rows reached,
- * in the same database transaction, and `startOffsets` reads them back: tasks then start from the sink's own
- * record of what it wrote (exactly-once into the sink).
+ * `on conflict do nothing`). A row with no input record behind it (`Batch.emitting`: a window's final, a timer's
+ * output) is written before the step's store changes become durable (at-least-once: before its changelog is sent;
+ * exactly-once: before the transaction that carries it commits; Delivery.ts): once the store says a window is
+ * closed, nothing would make its row again. With `writeWithOffsets`, each write also stores the positions the
+ * written rows reached, in the same database transaction, and `startOffsets` reads them back: tasks then start
+ * from the sink's own record of what it wrote (exactly-once into the sink).
  *
  * Failures: a retryable `SinkError` is retried on `retry` (only the task or the commit that needs the write waits;
  * the worker's other tasks go on); a write that still fails after that stops the worker with the error, having
@@ -53,6 +56,11 @@ export interface Options<Row, R> {
 export interface StagedRow {
   /** The sink's name. */
   readonly sink: string
+  /**
+   * Whether an input record stands behind the row. One that does not (a window's final, a timer's output) cannot be
+   * made again by re-processing once the step's store changes are durable, so it is written before them.
+   */
+  readonly sourced: boolean
   /** Adds the row to the buffer of `task` in the run identified by `token`. */
   readonly stage: (token: object, task: number) => void
 }
@@ -86,6 +94,8 @@ export interface SinkRun {
   ) => Effect.Effect<void, SinkError>
   /** Writes every buffered row (with the positions reached, for a sink that stores them). */
   readonly flush: Effect.Effect<void, SinkError>
+  /** Writes the buffered rows of one task. */
+  readonly flushTask: (task: number) => Effect.Effect<void, SinkError>
   /** The task moved away or stopped: forget its buffer (what it did not write is re-delivered to its next owner). */
   readonly forget: (task: number) => void
   /** Fails when a write fails for good (retries exhausted); never succeeds. */
@@ -122,6 +132,7 @@ export const make = <Row, R = never>(options: Options<Row, R>): Sink<Row, R> => 
     hasOffsets: options.writeWithOffsets !== undefined,
     row: (row, source) => ({
       sink: options.name,
+      sourced: source !== undefined,
       stage: (token, task) => {
         const buffers = runs.get(token)
         if (buffers === undefined)
@@ -309,6 +320,7 @@ export const make = <Row, R = never>(options: Options<Row, R>): Sink<Row, R> => 
             return (buffers.get(task)?.length ?? 0) >= batchSize ? flushTasks([task]) : Effect.void
           }),
         flush: flushTasks(undefined),
+        flushTask: (task) => flushTasks([task]),
         forget: (task) => {
           buffers.delete(task)
           reached.delete(task)

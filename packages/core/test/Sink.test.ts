@@ -2,6 +2,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Schedule } from "effect"
 import { TestClock } from "effect/testing"
+import * as Aggregator from "../src/Aggregator.ts"
 import * as Batch from "../src/Batch.ts"
 import * as Codec from "../src/Codec.ts"
 import * as DeadLetter from "../src/DeadLetter.ts"
@@ -12,6 +13,8 @@ import * as Runner from "../src/Runner.ts"
 import * as Sink from "../src/Sink.ts"
 import * as Topic from "../src/Topic.ts"
 import * as Topology from "../src/Topology.ts"
+import * as Window from "../src/Window.ts"
+import * as Windows from "../src/Windows.ts"
 import { stopOnTestClock } from "./support/runtime.ts"
 
 interface Row {
@@ -189,4 +192,58 @@ describe("Sink", () => {
       yield* stopOnTestClock(second)
     }).pipe(Effect.provide(memory))
   )
+
+  it.effect("a window's final row is written before the changelog that forgets the window", () => {
+    const collector = Sink.collector<{ readonly key: string; readonly start: number; readonly n: number }>({})
+    return Effect.gen(function* () {
+      const kafka = yield* Kafka
+      const broker = yield* MemoryBroker
+      yield* kafka.createTopics([{ name: "events", partitions: 1 }])
+      // A row with no input record behind it cannot be made again by re-processing once the store says the window
+      // is closed: the changelog must wait for the row.
+      const windows = Windows.aggregate({
+        name: "w",
+        windows: Window.tumbling("60 seconds"),
+        key: Codec.string,
+        aggregator: Aggregator.count,
+        result: (out, key, window, n) => out.write(collector.sink, { key, start: window.start, n })
+      })
+      const timed = Topology.make({
+        name: "to-sink",
+        input: events,
+        sinks: [collector.sink],
+        stores: windows.stores,
+        process: (records, ctx) =>
+          Effect.sync(() => {
+            const w = windows.open(ctx)
+            const r = Batch.forEach(records, (rec, out) => w.add(out, rec.record, "k", rec.value, Number(rec.value)))
+            return Batch.concat([r, w.close()])
+          })
+      })
+      collector.hold()
+      yield* produce(["1000", "61000"])
+      const fiber = yield* Effect.forkChild(Runner.run(timed))
+      yield* until(
+        "the final row waiting in the sink",
+        Effect.sync(() => collector.held() > 0)
+      )
+      for (let i = 0; i < 3; i++) {
+        yield* TestClock.adjust("1 second")
+        for (let j = 0; j < 50; j++) yield* Effect.yieldNow
+      }
+      assert.lengthOf(yield* broker.records("to-sink-w-changelog"), 0, "no changelog record before the row is written")
+      collector.release()
+      yield* until(
+        "committed",
+        Effect.map(committed, (n) => n === 2)
+      )
+      assert.deepStrictEqual(collector.rows(), [{ key: "k", start: 0, n: 1 }])
+      assert.isAbove((yield* broker.records("to-sink-w-changelog")).length, 0)
+      yield* stopOnTestClock(fiber)
+    }).pipe(
+      // A failed assertion must not leave the stop waiting on the held write.
+      Effect.ensuring(Effect.sync(() => collector.release())),
+      Effect.provide(memory)
+    )
+  })
 })
