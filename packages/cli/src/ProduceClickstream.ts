@@ -10,7 +10,7 @@ import * as Redis from "@sluice/core/Redis"
 import * as ClickstreamData from "@sluice/processors/ClickstreamData"
 import * as ClickstreamSessions from "@sluice/processors/ClickstreamSessions"
 import { Console, Effect } from "effect"
-import { Command } from "effect/cli"
+import { Command, Flag } from "effect/cli"
 import * as Flags from "./Flags.ts"
 import * as Produce from "./Produce.ts"
 
@@ -27,6 +27,12 @@ export function commands() {
       users: Produce.users,
       sessions: Flags.int("sessions", { description: "how many distinct sessions", min: 1, default: 200 }),
       seed: Flags.seed,
+      timeOrder: Flag.Boolean("time-order").pipe(
+        Flag.withDescription(
+          "produce the events in event-time order, as a live clickstream arrives (default: as drawn, each session in order but sessions' clocks minutes apart, which event-time windows with a short grace read as late)"
+        ),
+        Flag.withDefault(false)
+      ),
       partitions: Flags.int("partitions", {
         description: "partitions of the clickstream topic when it is created (tasks of clickstream-sessions)",
         min: 1,
@@ -39,7 +45,13 @@ export function commands() {
         const kafka = yield* Kafka
         const topics = ClickstreamSessions.named(o.prefix)
         yield* kafka.createTopics([{ name: topics.events.name, partitions: o.partitions }])
-        const events = ClickstreamData.generate({ count: o.count, users: o.users, sessions: o.sessions, seed: o.seed })
+        const events = ClickstreamData.generate({
+          count: o.count,
+          users: o.users,
+          sessions: o.sessions,
+          seed: o.seed,
+          inTimeOrder: o.timeOrder
+        })
         const ms = yield* Produce.sendAll(ClickstreamData.records(events, topics), topics.events.name)
         yield* Console.log(
           `produced ${o.count} events over ${Math.min(o.sessions, o.count)} sessions of ${Math.min(o.users, o.sessions)} users to ${topics.events.name} (keyed by session_id) in ${ms} ms`

@@ -124,6 +124,10 @@ export const hintFor = (error: unknown, context: Context = {}): string | undefin
       return Predicate.hasProperty(error, "strategy") && error.strategy === "redis"
         ? redisHint(reason)
         : kafkaHint(reason, context)
+    case "ClickHouseError":
+      return reason?._tag === "Unavailable" || reason?._tag === "Timeout"
+        ? "is ClickHouse running? `bash scripts/services.sh start`, or set CLICKHOUSE_URL"
+        : undefined
     case "SqlError":
       return reason?._tag === "AuthenticationError"
         ? "check the user and password in DATABASE_URL"
@@ -138,6 +142,7 @@ export const hintFor = (error: unknown, context: Context = {}): string | undefin
 const known = new Set([
   "KafkaError",
   "RedisError",
+  "ClickHouseError",
   "SqlError",
   "ConfigInvalid",
   "LookupError",

@@ -12,12 +12,13 @@ import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
 import * as Counting from "@sluice/processors/Counting"
 import * as Sensors from "@sluice/processors/Sensors"
 import * as UserEvents from "@sluice/processors/UserEvents"
-import { Console, Effect, Layer, Option, Ref, Result, Schedule } from "effect"
+import { Config, Console, Effect, Layer, Option, Ref, Result, Schedule } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Flags from "./Flags.ts"
 import * as RunClickstream from "./RunClickstream.ts"
 import * as RunEvents from "./RunEvents.ts"
 import * as RunModule from "./RunModule.ts"
+import * as RunPipeline from "./RunPipeline.ts"
 import * as Strategy from "./Strategy.ts"
 
 const group = Flag.String("group").pipe(
@@ -60,7 +61,7 @@ export const httpAddress = (o: {
 }
 
 /** The HTTP server when asked for, nothing otherwise. */
-const httpLayer = (o: { readonly http: Option.Option<string>; readonly metricsPort: Option.Option<number> }) =>
+export const httpLayer = (o: { readonly http: Option.Option<string>; readonly metricsPort: Option.Option<number> }) =>
   Layer.unwrap(
     Effect.map(Effect.fromResult(httpAddress(o)), Option.match({ onNone: () => Layer.empty, onSome: Http.layer }))
   )
@@ -415,32 +416,38 @@ export const command = Flags.command(
       Argument.optional
     ),
     ...common,
-    stateDir
+    // Optional here, so that --pipeline can tell a broker given from none (the file's bootstrap_servers then).
+    brokers: Flag.String("brokers").pipe(
+      Flag.withDescription(
+        "Kafka bootstrap servers (host:port,...), or 'memory' for the in-memory broker (default: SLUICE_BROKERS, else the pipeline's bootstrap_servers with --pipeline, else 127.0.0.1:9092)"
+      ),
+      Flag.withFallbackConfig(Config.String("SLUICE_BROKERS")),
+      Flag.optional
+    ),
+    stateDir,
+    pipeline: Flag.String("pipeline").pipe(
+      Flag.withDescription("run the pipeline declared in this JSON file (its format: sluice pipeline --help)"),
+      Flag.optional
+    )
   },
   (o) =>
-    Option.match(o.module, {
+    Option.match(o.pipeline, {
+      onSome: (file) =>
+        Option.isSome(o.module)
+          ? Effect.fail(new ConfigInvalid({ reason: "give a topology or --pipeline FILE, not both" }))
+          : RunPipeline.run(file, o),
       onNone: () =>
-        Effect.fail(
-          new ConfigInvalid({
-            reason: `name a topology: a module path (./topology.ts) or one of ${builtIn.join(", ")} (sluice run --help)`
-          })
-        ),
-      onSome: (path) =>
-        RunModule.isModulePath(path)
-          ? runModule(path, o)
-          : Effect.fail(
-              new ConfigInvalid({
-                reason: `unknown topology ${path}: expected a module path (starting with ./ or /, or ending in .ts/.js) or one of ${builtIn.join(", ")}`
-              })
-            )
+        runTopology(o.module, { ...o, brokers: Option.getOrElse(o.brokers, () => RunPipeline.defaultBrokers) })
     })
 ).pipe(
   describedWithExitCodes(
     "Run a topology against Kafka until SIGINT or SIGTERM (graceful: drain, commit, leave)",
     "The topology is a built-in one (below) or a module of yours: sluice run ./topology.ts runs what it exports",
-    "(default or `topology`) with the same flags.",
+    "(default or `topology`) with the same flags; sluice run --pipeline FILE runs a pipeline declared in JSON",
+    "(seed 004's request; the format and its checks: sluice pipeline --help).",
     "Each run joins the consumer group --group; by default that is --topic-prefix followed by the topology's name",
-    "(staging-user-events for --topic-prefix staging-), so deployments under different prefixes never share a group."
+    "(staging-user-events for --topic-prefix staging-), so deployments under different prefixes never share a group;",
+    "a pipeline's is --topic-prefix followed by its group_id."
   ),
   Command.withSubcommands([
     userEvents,
@@ -451,3 +458,26 @@ export const command = Flags.command(
     RunClickstream.command()
   ])
 )
+
+/** A module path, or nothing: what `sluice run` does without --pipeline. */
+function runTopology(
+  module: Option.Option<string>,
+  o: Command.Command.Config.Infer<typeof common> & { readonly stateDir: Option.Option<string> }
+) {
+  return Option.match(module, {
+    onNone: () =>
+      Effect.fail(
+        new ConfigInvalid({
+          reason: `name a topology: a module path (./topology.ts), --pipeline FILE, or one of ${builtIn.join(", ")} (sluice run --help)`
+        })
+      ),
+    onSome: (path) =>
+      RunModule.isModulePath(path)
+        ? runModule(path, o)
+        : Effect.fail(
+            new ConfigInvalid({
+              reason: `unknown topology ${path}: expected a module path (starting with ./ or /, or ending in .ts/.js) or one of ${builtIn.join(", ")}`
+            })
+          )
+  })
+}

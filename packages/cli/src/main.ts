@@ -7,6 +7,7 @@ import * as Admin from "./Admin.ts"
 import * as Bench from "./Bench.ts"
 import * as Demo from "./Demo.ts"
 import * as Inspect from "./Inspect.ts"
+import * as Pipeline from "./Pipeline.ts"
 import * as Produce from "./Produce.ts"
 import * as Report from "./Report.ts"
 import * as Run from "./Run.ts"
@@ -17,6 +18,7 @@ const sluice = Command.make("sluice").pipe(
     Demo.command,
     Produce.command,
     Run.command,
+    Pipeline.command,
     Inspect.command,
     Admin.topics,
     Admin.groups,

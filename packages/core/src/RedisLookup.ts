@@ -9,7 +9,7 @@ import * as Loader from "./internal/loader.ts"
 import type { Kafka } from "./Kafka.ts"
 import type { Lookup } from "./Lookup.ts"
 import { bytes, text } from "./Record.ts"
-import { Redis, type RedisError } from "./Redis.ts"
+import { Redis, type RedisError, type RedisShape } from "./Redis.ts"
 import * as Topic from "./Topic.ts"
 
 const fromRedisError = (e: RedisError) => new LookupError({ strategy: "redis", reason: e.reason })
@@ -57,16 +57,27 @@ export const make = Effect.fnUntraced(function* <K, V>(
   })
   yield* loader.ready
 
-  const lookup: Lookup<K, V> = {
-    strategy: "redis",
-    getMany: (keys) =>
-      Effect.map(redis.mget(keys.map(redisKey)), (values) =>
-        values.map((v) => {
-          if (v === null) return undefined
-          const decoded = topic.value.decode(bytes(v))
-          return Result.isSuccess(decoded) && decoded.success !== null ? decoded.success : undefined
-        })
-      ).pipe(Effect.mapError(fromRedisError))
-  }
-  return lookup
+  return strings(redis, {
+    key: redisKey,
+    decode: (v) => {
+      const decoded = topic.value.decode(bytes(v))
+      return Result.isSuccess(decoded) && decoded.success !== null ? decoded.success : undefined
+    }
+  })
+})
+
+/**
+ * A lookup of values Redis keeps as strings (what MSET and SET write), one MGET per batch of keys: `key` says
+ * where a key's value is, `decode` what its string means (`undefined`: as if the key were absent). Keys of another
+ * type (a hash) read as absent, as MGET answers them.
+ */
+export const strings = <K, V>(
+  redis: RedisShape,
+  options: { readonly key: (key: K) => string; readonly decode: (value: string) => V | undefined }
+): Lookup<K, V> => ({
+  strategy: "redis",
+  getMany: (keys) =>
+    Effect.map(redis.mget(keys.map(options.key)), (values) =>
+      values.map((v) => (v === null ? undefined : options.decode(v)))
+    ).pipe(Effect.mapError(fromRedisError))
 })

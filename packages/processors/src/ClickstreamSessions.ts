@@ -25,6 +25,7 @@ import * as CachedLookup from "@sluice/core/CachedLookup"
 import type { ConsumerRecord } from "@sluice/core/Record"
 import { bytes } from "@sluice/core/Record"
 import { Redis, type RedisShape } from "@sluice/core/Redis"
+import * as RedisLookup from "@sluice/core/RedisLookup"
 import type * as Sink from "@sluice/core/Sink"
 import { Context, Duration, Effect, Layer, Metric, Result, Schema } from "effect"
 
@@ -115,17 +116,11 @@ const cacheOf = (options: { readonly cache?: CachedLookup.Options }) => options.
 const decodeProfile = Schema.decodeUnknownResult(Schema.fromJsonString(UserProfile))
 
 /** Profiles as Redis keeps them; a value that does not decode counts as no profile. */
-export const fromRedis = (redis: RedisShape, keyPrefix: string): Lookup.Lookup<string, UserProfile> => ({
-  strategy: "redis",
-  getMany: (userIds) =>
-    Effect.map(redis.mget(userIds.map((id) => keyPrefix + id)), (values) =>
-      values.map((v) => {
-        if (v === null) return undefined
-        const decoded = decodeProfile(v)
-        return Result.isSuccess(decoded) ? decoded.success : undefined
-      })
-    ).pipe(Effect.mapError((e) => new Errors.LookupError({ strategy: "redis", reason: e.reason })))
-})
+export const fromRedis = (redis: RedisShape, keyPrefix: string): Lookup.Lookup<string, UserProfile> =>
+  RedisLookup.strings(redis, {
+    key: (id: string) => keyPrefix + id,
+    decode: (v) => Result.getOrUndefined(decodeProfile(v))
+  })
 
 /** One event, enriched, with its session's metrics once it is applied: what both sinks' rows are made of. */
 export interface Enriched {
