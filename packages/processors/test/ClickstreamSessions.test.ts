@@ -10,13 +10,12 @@ import { Kafka } from "@sluice/core/Kafka"
 import type { Lookup } from "@sluice/core/Lookup"
 import { layerWith, MemoryBroker } from "@sluice/core/MemoryBroker"
 import { bytes, text } from "@sluice/core/Record"
-import * as Runner from "@sluice/core/Runner"
 import * as Sink from "@sluice/core/Sink"
-import { Effect, Fiber, Layer, Metric } from "effect"
-import { TestClock } from "effect/testing"
+import { Effect, Layer, Metric } from "effect"
 import * as Data from "../src/ClickstreamData.ts"
 import * as Sessions from "../src/ClickstreamSessions.ts"
 import * as Tables from "../src/ClickstreamTables.ts"
+import * as Effects from "./support/effects.ts"
 
 const topics = Sessions.named("t-")
 const group = "clickstream-sessions"
@@ -83,31 +82,9 @@ const setup = (options: { readonly policy?: Sessions.LookupPolicy } = {}) => {
   return { source, clickhouse, postgres, topology, env }
 }
 
-const settle = Effect.fnUntraced(function* <E, R>(what: string, condition: Effect.Effect<boolean, E, R>) {
-  for (let i = 0; i < 300; i++) {
-    if (yield* condition) return
-    for (let j = 0; j < 20; j++) yield* Effect.yieldNow
-    yield* TestClock.adjust("1 second")
-  }
-  return yield* Effect.die(new Error(`never: ${what}`))
-})
-
-const committedToEnd = Effect.gen(function* () {
-  const kafka = yield* Kafka
-  const highs = yield* kafka.offsets(topics.events.name)
-  const committed = new Map((yield* kafka.committedOffsets(group, topics.events.name)).map((c) => [c.partition, c]))
-  return highs.every((h) => (committed.get(h.partition)?.offset ?? 0) === h.high)
-})
-
 /** A worker's run: started, left to process and commit everything there is, then stopped. */
 const runToEnd = (topology: ReturnType<ReturnType<typeof setup>["topology"]>) =>
-  Effect.gen(function* () {
-    const fiber = yield* Effect.forkChild(Runner.run(topology, { groupId: group }))
-    yield* settle("every input record committed", committedToEnd)
-    const stop = yield* Effect.forkChild(Fiber.interrupt(fiber))
-    for (let i = 0; i < 10 && stop.pollUnsafe() === undefined; i++) yield* TestClock.adjust("1 second")
-    yield* Fiber.join(stop)
-  })
+  Effects.runToEnd(topology, group, topics.events.name)
 
 const produce = (events: ReadonlyArray<Sessions.ClickEvent>) =>
   Effect.gen(function* () {

@@ -1,5 +1,8 @@
 /** Small Effect helpers shared by the processors' tests. */
-import { Effect } from "effect"
+import { Kafka } from "@sluice/core/Kafka"
+import * as Runner from "@sluice/core/Runner"
+import type * as Topology from "@sluice/core/Topology"
+import { Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 
 /**
@@ -27,3 +30,22 @@ export const settle = Effect.fnUntraced(function* <E, R>(what: string, condition
   }
   return yield* Effect.die(new Error(`never: ${what}`))
 })
+
+/** Whether `group` has committed every record of `topic` (on whichever broker layer is provided). */
+export const committedToEnd = (group: string, topic: string) =>
+  Effect.gen(function* () {
+    const kafka = yield* Kafka
+    const highs = yield* kafka.offsets(topic)
+    const committed = new Map((yield* kafka.committedOffsets(group, topic)).map((c) => [c.partition, c]))
+    return highs.every((h) => (committed.get(h.partition)?.offset ?? 0) === h.high)
+  })
+
+/** A worker's run on the test clock: started, left to process and commit all of `topic` in `group`, then stopped. */
+export const runToEnd = <E, R>(topology: Topology.Topology<E, R>, group: string, topic: string) =>
+  Effect.gen(function* () {
+    const fiber = yield* Effect.forkChild(Runner.run(topology, { groupId: group }))
+    yield* settle("every input record committed", committedToEnd(group, topic))
+    const stop = yield* Effect.forkChild(Fiber.interrupt(fiber))
+    for (let i = 0; i < 10 && stop.pollUnsafe() === undefined; i++) yield* TestClock.adjust("1 second")
+    yield* Fiber.join(stop)
+  })

@@ -1,0 +1,156 @@
+/** `sluice pipeline validate` and `sluice run --pipeline` (src/Pipeline.ts, src/RunPipeline.ts) on good and bad files. */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+import * as Main from "@sluice/core/Main"
+import { Cause, Effect, Exit, Option, Predicate } from "effect"
+import { TestConsole } from "effect/testing"
+import { afterAll } from "vitest"
+import { main } from "../src/main.ts"
+
+const seedFile = "examples/seed-004-pipeline.json"
+const dir = mkdtempSync(join(tmpdir(), "sluice-pipeline-"))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+const file = (name: string, text: string) => {
+  const path = join(dir, name)
+  writeFileSync(path, text)
+  return path
+}
+
+/** What `sluice <argv>` printed on stdout and stderr, and its exit code. */
+const sluice = (argv: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const out = (yield* TestConsole.logLines).length
+    const err = (yield* TestConsole.errorLines).length
+    const exit = yield* Effect.exit(main(argv))
+    const error = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : Option.none()
+    const code = Exit.isSuccess(exit)
+      ? Main.exitCodes.ok
+      : Option.isSome(error) && Predicate.hasProperty(error.value, "exitCode")
+        ? Number(error.value.exitCode)
+        : Main.exitCodes.failed
+    return {
+      stdout: (yield* TestConsole.logLines).slice(out).join("\n"),
+      stderr: (yield* TestConsole.errorLines).slice(err).join("\n"),
+      code
+    }
+  })
+
+const bad = JSON.stringify({
+  pipeline_name: "clickstream_analytics",
+  type: "kafka_consumer",
+  config: { bootstrap_servers: "localhost:9092", topics: ["clickstream"], enable_auto_commit: true },
+  processing: { aggregation: { window_size_seconds: 60, metrics: ["event_count", "sessions"] } },
+  output: { type: "clickhouse", table: "aggregates", batch_szie: 1000 }
+})
+
+describe("sluice pipeline validate", () => {
+  it.effect("says OK and what the seed's pipeline will do", () =>
+    Effect.gen(function* () {
+      const { stdout, code } = yield* sluice(["pipeline", "validate", seedFile])
+      assert.strictEqual(code, 0)
+      assert.include(stdout, `OK: ${seedFile} is a valid pipeline, clickstream_analytics:`)
+      assert.include(stdout, "read     clickstream from localhost:9092 in group clickstream_processor")
+      assert.include(stdout, "the Redis JSON string at user:profile:<user_id>")
+      assert.include(stdout, "60 s tumbling windows of event time (timestamp) per record key")
+      assert.include(stdout, "write    ClickHouse clickstream_aggregates (created if absent: window_start DateTime")
+    })
+  )
+
+  it.effect("--json: the resolved pipeline, its table and columns", () =>
+    Effect.gen(function* () {
+      const { stdout, code } = yield* sluice(["pipeline", "validate", seedFile, "--json"])
+      assert.strictEqual(code, 0)
+      const doc = JSON.parse(stdout)
+      assert.strictEqual(doc.ok, true)
+      assert.strictEqual(doc.pipeline.groupId, "clickstream_processor")
+      assert.strictEqual(doc.table, "clickstream_aggregates")
+      assert.strictEqual(doc.late_topic, "clickstream_analytics.late")
+      assert.deepStrictEqual(
+        doc.columns.map((c: { readonly name: string }) => c.name),
+        ["window_start", "window_end", "key", "event_count", "unique_users", "session_duration_ms", "enriched_events"]
+      )
+    })
+  )
+
+  it.effect("an invalid file: every error with its path, exit code 2", () =>
+    Effect.gen(function* () {
+      const path = file("bad.json", bad)
+      const { stderr, code } = yield* sluice(["pipeline", "validate", path])
+      assert.strictEqual(code, Main.exitCodes.usage)
+      assert.include(stderr, `error: ${path} is not a valid pipeline (3 errors):`)
+      assert.include(stderr, "\n  config.enable_auto_commit: found true; expected false (or leave it out)")
+      assert.include(stderr, '\n  processing.aggregation.metrics[1]: found "sessions"')
+      assert.include(stderr, "\n  output.batch_szie: unknown field (found 1000); the fields allowed here: type, table")
+    })
+  )
+
+  it.effect("--json on an invalid file: {ok: false, errors}, exit code 2", () =>
+    Effect.gen(function* () {
+      const { stdout, code } = yield* sluice(["pipeline", "validate", file("bad2.json", bad), "--json"])
+      assert.strictEqual(code, Main.exitCodes.usage)
+      const doc = JSON.parse(stdout)
+      assert.strictEqual(doc.ok, false)
+      assert.deepStrictEqual(
+        doc.errors.map((e: { readonly path: string }) => e.path),
+        ["config.enable_auto_commit", "processing.aggregation.metrics[1]", "output.batch_szie"]
+      )
+    })
+  )
+
+  it.effect("a file that is not JSON, or not there, says so", () =>
+    Effect.gen(function* () {
+      const broken = yield* sluice(["pipeline", "validate", file("broken.json", '{\n  "pipeline_name": "x",,\n}')])
+      assert.strictEqual(broken.code, Main.exitCodes.usage)
+      assert.include(broken.stderr, "not JSON: Expected double-quoted property name at line 2, column 24")
+      const missing = yield* sluice(["pipeline", "validate", join(dir, "absent.json")])
+      assert.strictEqual(missing.code, Main.exitCodes.usage)
+      assert.include(missing.stderr, "cannot read")
+      assert.include(missing.stderr, "ENOENT")
+    })
+  )
+
+  it.effect("--help explains the format with the seed's example", () =>
+    Effect.gen(function* () {
+      for (const argv of [["pipeline"], ["pipeline", "validate"]]) {
+        const { stdout } = yield* sluice([...argv, "--help"])
+        assert.include(stdout, '{"pipeline_name": "clickstream_analytics", "type": "kafka_consumer",')
+        assert.match(stdout, /auto_offset_reset +earliest \| latest: where a group without committed offsets starts/)
+        assert.match(stdout, /enable_auto_commit +false or absent: Sluice commits offsets itself/)
+        assert.include(stdout, "every one is\n  reported, with its JSON path")
+      }
+    })
+  )
+})
+
+describe("sluice run --pipeline", () => {
+  it.effect("refuses an invalid file before connecting to anything, exit code 2", () =>
+    Effect.gen(function* () {
+      const { stderr, code } = yield* sluice(["run", "--pipeline", file("bad3.json", bad), "--brokers", "memory"])
+      assert.strictEqual(code, Main.exitCodes.usage)
+      assert.include(stderr, "is not a valid pipeline (3 errors)")
+      assert.include(stderr, "output.batch_szie: unknown field")
+    })
+  )
+
+  it.effect("takes a topology or a pipeline, not both", () =>
+    Effect.gen(function* () {
+      const { stderr, code } = yield* sluice(["run", "./topology.ts", "--pipeline", seedFile])
+      assert.strictEqual(code, Main.exitCodes.usage)
+      assert.include(stderr, "give a topology or --pipeline FILE, not both")
+    })
+  )
+
+  it.effect("--help names --pipeline and where its format is explained", () =>
+    Effect.gen(function* () {
+      const { stdout } = yield* sluice(["run", "--help"])
+      assert.match(
+        stdout,
+        /--pipeline string +run the pipeline declared in this JSON file \(its format: sluice pipeline --help\)/
+      )
+      assert.include(stdout, "sluice run --pipeline FILE runs a pipeline declared in JSON")
+    })
+  )
+})

@@ -1,0 +1,239 @@
+/**
+ * A JSON pipeline's topology (src/Pipeline.ts) on the in-memory broker and the test clock, with a `Sink.collector`
+ * for ClickHouse and profiles from a function: the seed's windows against an independent recomputation, late events,
+ * malformed events as dead letters with their reasons, and the pipelines without aggregation or enrichment.
+ */
+import { readFileSync } from "node:fs"
+import { assert, describe, it } from "@effect/vitest"
+import * as CachedLookup from "@sluice/core/CachedLookup"
+import type * as ClickHouse from "@sluice/core/ClickHouse"
+import * as DeadLetter from "@sluice/core/DeadLetter"
+import { Kafka } from "@sluice/core/Kafka"
+import type { Lookup } from "@sluice/core/Lookup"
+import { layerWith, MemoryBroker } from "@sluice/core/MemoryBroker"
+import { bytes, type ProducerRecord, text } from "@sluice/core/Record"
+import * as Sink from "@sluice/core/Sink"
+import { Effect, Metric, Result } from "effect"
+import * as Data from "../src/ClickstreamData.ts"
+import * as Sessions from "../src/ClickstreamSessions.ts"
+import * as Pipeline from "../src/Pipeline.ts"
+import * as Spec from "../src/PipelineSpec.ts"
+import * as PipelineTable from "../src/PipelineTable.ts"
+import * as Effects from "./support/effects.ts"
+import * as Reference from "./support/pipelineReference.ts"
+
+const seedText = readFileSync(new URL("../../../examples/seed-004-pipeline.json", import.meta.url), "utf8")
+const seed = Result.getOrThrow(Spec.parse(seedText))
+const prefix = "t-"
+const topic = `${prefix}clickstream`
+/** Users 1..knownUsers have a profile. */
+const knownUsers = 15
+const userNumber = (user: string) => Number(user.slice("user_".length))
+
+const profiles = () => {
+  const asked: Array<ReadonlyArray<string>> = []
+  const lookup: Lookup<string, Pipeline.Profile> = {
+    strategy: "test",
+    getMany: (ids) =>
+      Effect.sync(() => {
+        asked.push(ids)
+        return ids.map((id) => (userNumber(id) <= knownUsers ? Data.profileFor(userNumber(id)) : undefined))
+      })
+  }
+  return { asked, cached: CachedLookup.make(lookup, { maxEntries: 1_000, ttl: "10 minutes" }) }
+}
+
+const run = (p: Spec.Pipeline, records: ReadonlyArray<ProducerRecord>) =>
+  Effect.gen(function* () {
+    const kafka = yield* Kafka
+    yield* kafka.createTopics([{ name: topic, partitions: 3 }])
+    yield* kafka.send(records)
+    const collector = Sink.collector<ClickHouse.Row>({ name: "clickhouse" })
+    const source = profiles()
+    const names = Pipeline.named(p, prefix)
+    const topology = Pipeline.topology(p, names, { sink: collector.sink, profiles: source.cached, partitions: 3 })
+    yield* Effects.runToEnd(topology, "pipeline", topic)
+    const broker = yield* MemoryBroker
+    return {
+      rows: collector.rows(),
+      asked: source.asked,
+      sent: yield* broker.records(topic),
+      deadLetters: yield* broker.records(DeadLetter.topicFor(topic)),
+      late: yield* broker.records(names.late)
+    }
+  }).pipe(Effect.provide(layerWith({ maxBatchSize: 100 })))
+
+const raw = (key: string | null, value: string): ProducerRecord => ({
+  topic,
+  key: key === null ? null : bytes(key),
+  value: bytes(value)
+})
+
+/** Events the pipeline must refuse, each with what its dead letter's reason says. */
+const malformed: ReadonlyArray<readonly [ProducerRecord, RegExp]> = [
+  [raw("bad-json", "{not json"), /invalid JSON/],
+  [raw("bad-array", "[1, 2]"), /Expected object/],
+  [raw("bad-time", JSON.stringify({ user_id: "user_1", timestamp: "yesterday" })), /timestamp must be an ISO 8601/],
+  [raw("bad-user", JSON.stringify({ user_id: null, timestamp: "2026-12-01T00:10:00Z" })), /user_id must be a string/],
+  [raw(null, JSON.stringify({ user_id: "user_2", timestamp: "2026-12-01T00:10:00Z" })), /record key/]
+]
+
+const column = (row: ClickHouse.Row, name: string) => row[name]
+const ofRows = (rows: ReadonlyArray<ClickHouse.Row>) =>
+  new Map(
+    rows.map((r) => [Reference.rowId(String(column(r, "key")), Number(column(r, "window_start"))), { ...r }] as const)
+  )
+
+describe("a JSON pipeline (in-memory broker)", () => {
+  it.effect("the seed's request: a row per key and window, each once, as an independent recomputation has it", () =>
+    Effect.gen(function* () {
+      const events = Data.generate({ count: 900, users: 20, sessions: 30, seed: 11, inTimeOrder: true })
+      // Events of the first minute again, after the data has moved on: late.
+      const stale = events.slice(0, 3).map((e) => ({ ...e, event_id: `${e.event_id}-late` }))
+      const records = [
+        ...Data.records(events, Sessions.named(prefix)),
+        ...malformed.map(([r]) => r),
+        ...Data.records(stale, Sessions.named(prefix))
+      ]
+      const missingBefore = (yield* Metric.value(Pipeline.profilesMissing)).count
+      const out = yield* run(seed, records)
+
+      const valid = out.sent.filter((r) => r.key !== null && !text(r.key).startsWith("bad-"))
+      const truth = Reference.expected(
+        valid.map((r) => ({
+          partition: r.partition,
+          offset: r.offset,
+          key: text(r.key!),
+          event: JSON.parse(text(r.value!))
+        })),
+        { windowMs: 60_000, graceMs: 10_000, hasProfile: (u) => userNumber(u) <= knownUsers }
+      )
+      assert.isAbove(truth.rows.size, 100)
+      assert.strictEqual(out.rows.length, truth.rows.size, "each window written once")
+      assert.deepStrictEqual<ReadonlyMap<string, unknown>>(ofRows(out.rows), truth.rows)
+
+      // The stale events are late: counted nowhere, in the late topic as they came.
+      assert.strictEqual(truth.late.size, stale.length)
+      assert.sameMembers(
+        out.late.map((r) => JSON.parse(text(r.value!)).event_id),
+        stale.map((e) => e.event_id)
+      )
+
+      assert.strictEqual(out.deadLetters.length, malformed.length)
+      for (const [record, reason] of malformed) {
+        const letter = out.deadLetters.find((d) => text(d.value!) === text(record.value!))
+        assert.isDefined(letter, text(record.value!))
+        assert.match(text(letter!.headers[DeadLetter.headers.errorMessage]!), reason)
+      }
+
+      const unknown = [...events, ...stale].filter((e) => userNumber(e.user_id) > knownUsers).length
+      assert.strictEqual((yield* Metric.value(Pipeline.profilesMissing)).count - missingBefore, unknown)
+      // One lookup per batch, each user asked once while the cache holds it.
+      const asked = out.asked.flat()
+      assert.strictEqual(new Set(asked).size, asked.length)
+    })
+  )
+
+  it.effect("without aggregation, each event is a row with its profile; a record needs no key or time", () =>
+    Effect.gen(function* () {
+      const file = JSON.parse(seedText)
+      const p = Result.getOrThrow(Spec.decode({ ...file, processing: { enrichment: file.processing.enrichment } }))
+      const events = Data.generate({ count: 120, users: 20, sessions: 10, seed: 12 })
+      const out = yield* run(p, [...Data.records(events, Sessions.named(prefix)), ...malformed.map(([r]) => r)])
+      // Without windows, only the events that are not objects or have no user to look up are refused.
+      assert.strictEqual(out.deadLetters.length, 3)
+      assert.strictEqual(out.rows.length, events.length + 2)
+      const byEvent = new Map(out.rows.map((r) => [String(column(r, "event")), r]))
+      for (const e of events) {
+        const row = byEvent.get(JSON.stringify(e))
+        assert.isDefined(row, e.event_id)
+        const n = userNumber(e.user_id)
+        assert.strictEqual(column(row!, "lookup_key"), e.user_id)
+        assert.strictEqual(column(row!, "key"), e.session_id)
+        assert.strictEqual(column(row!, "profile_found"), n <= knownUsers ? 1 : 0)
+        assert.strictEqual(column(row!, "profile"), n <= knownUsers ? JSON.stringify(Data.profileFor(n)) : null)
+      }
+      const sent = new Map(out.sent.map((r) => [`${r.partition}:${r.offset}`, r]))
+      for (const row of out.rows) {
+        const source = sent.get(`${column(row, "source_partition")}:${column(row, "source_offset")}`)!
+        assert.strictEqual(column(row, "kafka_timestamp") as number, Math.floor(source.timestamp / 1000))
+        assert.strictEqual(column(row, "event"), JSON.stringify(JSON.parse(text(source.value!))))
+        assert.sameMembers(
+          Object.keys(row),
+          PipelineTable.columns(p).map((c) => c.name)
+        )
+      }
+    })
+  )
+
+  it.effect("without processing, every JSON object is a row as it came", () =>
+    Effect.gen(function* () {
+      const p = Result.getOrThrow(Spec.decode({ ...JSON.parse(seedText), processing: {} }))
+      const events = Data.generate({ count: 50, users: 5, sessions: 5, seed: 13 })
+      const out = yield* run(p, [...Data.records(events, Sessions.named(prefix)), ...malformed.map(([r]) => r)])
+      assert.strictEqual(out.deadLetters.length, 2, "only what is not a JSON object")
+      assert.strictEqual(out.rows.length, events.length + malformed.length - 2)
+      assert.deepStrictEqual(out.asked, [])
+      for (const row of out.rows)
+        assert.sameMembers(
+          Object.keys(row),
+          PipelineTable.columns(p).map((c) => c.name)
+        )
+    })
+  )
+
+  it.effect("a row has the columns of the metrics asked for, and no set of users is kept without unique_users", () =>
+    Effect.gen(function* () {
+      const file = JSON.parse(seedText)
+      const p = Result.getOrThrow(
+        Spec.decode({ ...file, processing: { aggregation: { window_size_seconds: 60, metrics: ["event_count"] } } })
+      )
+      const events = Data.generate({ count: 200, users: 10, sessions: 10, seed: 14, inTimeOrder: true })
+      const out = yield* run(p, Data.records(events, Sessions.named(prefix)))
+      assert.isAbove(out.rows.length, 0)
+      for (const row of out.rows)
+        assert.sameMembers(Object.keys(row), ["window_start", "window_end", "key", "event_count"])
+      assert.deepStrictEqual(
+        PipelineTable.columns(p).map((c) => c.name),
+        ["window_start", "window_end", "key", "event_count"]
+      )
+    })
+  )
+})
+
+describe("event time", () => {
+  it("reads ISO 8601 (no zone: UTC) and epoch seconds or milliseconds", () => {
+    assert.strictEqual(Pipeline.eventTime("2026-12-01T10:00:00.123Z"), Date.UTC(2026, 11, 1, 10, 0, 0, 123))
+    assert.strictEqual(Pipeline.eventTime("2026-12-01T10:00:00.123456"), Date.UTC(2026, 11, 1, 10, 0, 0, 123))
+    assert.strictEqual(Pipeline.eventTime("2026-12-01 10:00:00+01:00"), Date.UTC(2026, 11, 1, 9))
+    assert.strictEqual(Pipeline.eventTime("2026-12-01T10:00-05:30"), Date.UTC(2026, 11, 1, 15, 30))
+    assert.strictEqual(Pipeline.eventTime(1_796_119_200), Date.UTC(2026, 11, 1, 10))
+    assert.strictEqual(Pipeline.eventTime(1_796_119_200_123), Date.UTC(2026, 11, 1, 10, 0, 0, 123))
+    for (const bad of ["2026-02-30T00:00:00Z", "2026-12-01", "yesterday", "2026-12-01T24:00:00Z", 5, null, undefined])
+      assert.isUndefined(Pipeline.eventTime(bad), String(bad))
+  })
+})
+
+describe("the table", () => {
+  it("is created with the pipeline's columns, ordered by key and window", () => {
+    const ddl = PipelineTable.ddl(seed, "aggregates")
+    assert.include(ddl, "CREATE TABLE IF NOT EXISTS aggregates (")
+    assert.include(ddl, "  session_duration_ms UInt64,\n  enriched_events UInt64\n)")
+    assert.include(
+      ddl,
+      "ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(window_start)\nORDER BY (key, window_start)"
+    )
+  })
+
+  it("that exists with columns that do not fit is refused, naming them", () => {
+    const fits = PipelineTable.columns(seed)
+    assert.isUndefined(PipelineTable.mismatch(seed, "t", [...fits, { name: "extra", type: "String" }]))
+    const problem = PipelineTable.mismatch(seed, "t", [
+      ...fits.filter((c) => c.name !== "unique_users" && c.name !== "event_count"),
+      { name: "event_count", type: "String" }
+    ])
+    assert.include(problem, "ClickHouse table t exists with columns that do not fit the pipeline")
+    assert.include(problem, "unique_users is missing (the pipeline writes UInt64)")
+    assert.include(problem, "event_count is String (the pipeline writes UInt64)")
+  })
+})
