@@ -64,6 +64,46 @@ export const killAll = (): void => {
   running.clear()
 }
 
+/** This process's environment with `changes` (a variable set to `undefined` is removed), colours off. */
+const environment = (changes: Readonly<Record<string, string | undefined>> = {}): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" }
+  for (const [name, value] of Object.entries(changes)) {
+    if (value === undefined) delete env[name]
+    else env[name] = value
+  }
+  return env
+}
+
+/** What a one-shot `sluice <args>` printed, and how it exited. */
+export interface Ran {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs `sluice <args>` (a one-shot command: produce, validate, ...) to its end, as a user types it. */
+export const once = (
+  args: ReadonlyArray<string>,
+  options: { readonly env?: Readonly<Record<string, string | undefined>> } = {}
+): Effect.Effect<Ran> =>
+  Effect.callback<Ran>((resume) => {
+    const child = spawn(nodeBin, ["--conditions=@sluice/source", sluiceBin, ...args], {
+      cwd: repoRoot,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: environment(options.env)
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout?.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString("utf8")
+    })
+    child.stderr?.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString("utf8")
+    })
+    child.on("close", (code) => resume(Effect.succeed({ code, stdout, stderr: stderr.replace(ansi, "") })))
+    return Effect.sync(() => child.kill("SIGKILL"))
+  })
+
 // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escape sequences are control characters
 const ansi = /\u001b\[[0-9;]*m/g
 const assignedLine = /assigned (\d+) partition\(s\): ([\d,]*)/g
@@ -72,14 +112,18 @@ const assignedLine = /assigned (\d+) partition\(s\): ([\d,]*)/g
  * Starts `sluice run <args>`. The worker is SIGKILLed when the scope closes if it is still running; output lines
  * are echoed to this process's stderr prefixed with the name when `SLUICE_TEST_ECHO` is set.
  */
-export const start = (name: string, args: ReadonlyArray<string>): Effect.Effect<Worker, never, Scope.Scope> =>
+export const start = (
+  name: string,
+  args: ReadonlyArray<string>,
+  options: { readonly env?: Readonly<Record<string, string | undefined>> } = {}
+): Effect.Effect<Worker, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.gen(function* () {
       const exited = yield* Deferred.make<WorkerExit>()
       const child = spawn(nodeBin, ["--conditions=@sluice/source", sluiceBin, "run", ...args], {
         cwd: repoRoot,
         stdio: ["ignore", "pipe", "pipe"],
-        env: { ...process.env, NO_COLOR: "1" }
+        env: environment(options.env)
       })
       running.add(child)
       let output = ""
