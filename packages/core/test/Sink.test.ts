@@ -47,6 +47,14 @@ const committed = Effect.flatMap(Kafka, (kafka) =>
   Effect.map(kafka.committedOffsets("to-sink", "events"), (c) => c.reduce((n, x) => n + x.offset, 0))
 )
 
+/** Lets `seconds` of test time pass, a second at a time, with the runtime's fibers running in between. */
+const pass = Effect.fnUntraced(function* (seconds: number) {
+  for (let i = 0; i < seconds; i++) {
+    yield* TestClock.adjust("1 second")
+    for (let j = 0; j < 50; j++) yield* Effect.yieldNow
+  }
+})
+
 /** Moves the clock a second at a time until `condition` holds. */
 const until = Effect.fnUntraced(function* <E, R>(what: string, condition: Effect.Effect<boolean, E, R>) {
   for (let i = 0; i < 60; i++) {
@@ -71,10 +79,7 @@ describe("Sink", () => {
         Effect.sync(() => collector.held() > 0)
       )
       // Processed, and the commit interval passes, but the rows are not written: nothing is committed.
-      for (let i = 0; i < 5; i++) {
-        yield* TestClock.adjust("1 second")
-        for (let j = 0; j < 50; j++) yield* Effect.yieldNow
-      }
+      yield* pass(5)
       assert.strictEqual(yield* committed, 0)
       assert.strictEqual(collector.rows().length, 0)
       collector.release()
@@ -227,10 +232,7 @@ describe("Sink", () => {
         "the final row waiting in the sink",
         Effect.sync(() => collector.held() > 0)
       )
-      for (let i = 0; i < 3; i++) {
-        yield* TestClock.adjust("1 second")
-        for (let j = 0; j < 50; j++) yield* Effect.yieldNow
-      }
+      yield* pass(3)
       assert.lengthOf(yield* broker.records("to-sink-w-changelog"), 0, "no changelog record before the row is written")
       collector.release()
       yield* until(

@@ -12,6 +12,29 @@ export interface TcpProxy {
   readonly start: Effect.Effect<void>
 }
 
+/**
+ * Connects a proxy's `client` to `upstream`, both kept in `sockets` while open; either one's error or close ends
+ * the other. Returns the upstream socket, for the proxy to write to.
+ */
+export const connectUpstream = (
+  client: Net.Socket,
+  upstream: { readonly host: string; readonly port: number },
+  sockets: Set<Net.Socket>
+): Net.Socket => {
+  const server = Net.connect(upstream.port, upstream.host)
+  for (const socket of [client, server]) {
+    sockets.add(socket)
+    socket.on("close", () => sockets.delete(socket))
+    socket.on("error", () => {
+      client.destroy()
+      server.destroy()
+    })
+  }
+  client.on("close", () => server.destroy())
+  server.on("close", () => client.destroy())
+  return server
+}
+
 export const tcpProxy = (upstream: {
   readonly host: string
   readonly port: number
@@ -20,17 +43,9 @@ export const tcpProxy = (upstream: {
     Effect.callback<TcpProxy>((resume) => {
       const sockets = new Set<Net.Socket>()
       const server = Net.createServer((client) => {
-        const server = Net.connect(upstream.port, upstream.host)
-        for (const socket of [client, server]) {
-          sockets.add(socket)
-          socket.on("close", () => sockets.delete(socket))
-          socket.on("error", () => {
-            client.destroy()
-            server.destroy()
-          })
-        }
-        client.pipe(server)
-        server.pipe(client)
+        const to = connectUpstream(client, upstream, sockets)
+        client.pipe(to)
+        to.pipe(client)
       })
       const listen = (port: number, then: () => void) => server.listen(port, "127.0.0.1", then)
       listen(0, () => {

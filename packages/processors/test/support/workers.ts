@@ -15,6 +15,7 @@ import * as Net from "node:net"
 import { fileURLToPath } from "node:url"
 import { Data, Deferred, Duration, Effect, type Scope } from "effect"
 import * as Counting from "../../src/Counting.ts"
+import { connectUpstream } from "./tcpProxy.ts"
 
 export const repoRoot = fileURLToPath(new URL("../../../..", import.meta.url))
 const nodeBin = `${repoRoot}node_modules/.bin/node`
@@ -474,17 +475,7 @@ export const kafkaProxy = (
       let port = 0
       const server = Net.createServer((client) => {
         accepted++
-        const broker = Net.connect(Number(upstreamPort), upstreamHost)
-        for (const socket of [client, broker]) {
-          sockets.add(socket)
-          socket.on("close", () => sockets.delete(socket))
-          socket.on("error", () => {
-            client.destroy()
-            broker.destroy()
-          })
-        }
-        client.on("close", () => broker.destroy())
-        broker.on("close", () => client.destroy())
+        const broker = connectUpstream(client, { host: upstreamHost, port: Number(upstreamPort) }, sockets)
         // What each request asked for, by correlation id: a response names only its correlation id.
         const asked = new Map<number, { readonly key: number; readonly version: number }>()
         const requests = frames()
