@@ -53,7 +53,7 @@ describe("sluice pipeline validate", () => {
       assert.strictEqual(code, 0)
       assert.include(stdout, `OK: ${seedFile} is a valid pipeline, clickstream_analytics:`)
       assert.include(stdout, "read     clickstream from localhost:9092 in group clickstream_processor")
-      assert.include(stdout, "the Redis JSON string at user:profile:<user_id>")
+      assert.include(stdout, "looked up in Redis at user:profile:<user_id> (a JSON string")
       assert.include(stdout, "60 s tumbling windows of event time (timestamp) per record key")
       assert.include(stdout, "write    ClickHouse clickstream_aggregates (created if absent: window_start DateTime")
     })

@@ -273,7 +273,7 @@ export const summary = (p: Pipeline, names: Names, resolved?: Resolved): Readonl
   ]
   if (p.enrichment !== undefined)
     lines.push(
-      `enrich   each event with the Redis JSON string at ${names.profileKeyPrefix}<${p.enrichment.keyField}> (one MGET per batch behind a local cache of 10,000 entries, 60 s); none found: enriched with nothing`
+      `enrich   each event's ${p.enrichment.keyField} looked up in Redis at ${names.profileKeyPrefix}<${p.enrichment.keyField}> (a JSON string; one MGET per batch behind a local cache of 10,000 entries, 60 s); ${p.aggregation === undefined ? "each row has the profile (null when there is none)" : "each window's row counts its events with a profile (enriched_events)"}`
     )
   const a = p.aggregation
   if (a !== undefined) {
