@@ -241,6 +241,16 @@ stop_pid() {
   done
 }
 
+# What to say when start-up was slow and the log dir is large (thousands of test topics load slowly).
+big_dir_hint() {
+  local kb dirs
+  kb=$(du -sk "$RUN/data" 2>/dev/null | cut -f1) || return 0
+  [[ -n "$kb" ]] && ((kb > 1048576)) || return 0
+  dirs=$(find "$RUN/data" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)
+  printf '; its log dir %s holds %s MB in %s partition dirs, which take long to load: raise KAFKA_START_TIMEOUT and KAFKA_PROBE_TIMEOUT_MS, or start empty (scripts/kafka.sh stop; rm -rf %s)' \
+    "$RUN/data" "$((kb / 1024))" "$dirs" "$RUN/data"
+}
+
 # Wait for the port, then the round-trip probe. On failure kill the broker we started.
 wait_ready() {
   local pid="$1" t_deadline=$((SECONDS + START_TIMEOUT)) rc
@@ -253,7 +263,7 @@ wait_ready() {
     if ((SECONDS >= t_deadline)); then
       tail_out
       stop_pid "$pid"; rm -f "$PIDFILE"
-      die "port $HOST:$PORT did not open within ${START_TIMEOUT}s"
+      die "port $HOST:$PORT did not open within ${START_TIMEOUT}s$(big_dir_hint)"
     fi
     sleep 0.2
   done
@@ -263,14 +273,14 @@ wait_ready() {
     log "warning: round-trip probe unavailable; waiting for 'Kafka Server started' in the log instead"
     until grep -q 'Kafka Server started' "$OUT" 2>/dev/null; do
       kill -0 "$pid" 2>/dev/null || { tail_out; rm -f "$PIDFILE"; die "broker process $pid exited during start-up"; }
-      ((SECONDS < t_deadline)) || { tail_out; stop_pid "$pid"; rm -f "$PIDFILE"; die "broker not started within ${START_TIMEOUT}s"; }
+      ((SECONDS < t_deadline)) || { tail_out; stop_pid "$pid"; rm -f "$PIDFILE"; die "broker not started within ${START_TIMEOUT}s$(big_dir_hint)"; }
       sleep 0.2
     done
   elif [[ $rc -ne 0 ]]; then
     tail_out
     if kill -0 "$pid" 2>/dev/null; then stop_pid "$pid"; fi
     rm -f "$PIDFILE"
-    die "broker on $HOST:$PORT failed the round-trip probe (full log: $OUT)"
+    die "broker on $HOST:$PORT failed the round-trip probe (full log: $OUT)$(big_dir_hint)"
   fi
 }
 

@@ -80,6 +80,12 @@ ls dist/src
 echo "== the user's test, on the in-memory broker"
 npx vitest run test/ --reporter=dot
 
+echo "== the packed CLI's demo of the user's topology, on the in-memory broker"
+printf '%s\n' '{"sku":"a","qty":2}' '{"sku":"b","qty":1}' '{"sku":"a","qty":3}' '{"sku":"c","qty":"oops"}' >orders.jsonl
+npx sluice demo ./src/topology.ts --input orders=orders.jsonl --key-field sku | tee "$work/demo.txt"
+grep -q "value=a=5" "$work/demo.txt" || { echo "user-project: sluice demo did not print the total of a" >&2; exit 1; }
+grep -q "^orders.dlq: 1 record" "$work/demo.txt" || { echo "user-project: sluice demo did not dead-letter the bad order" >&2; exit 1; }
+
 echo "== the packed CLI against the real broker ($brokers)"
 prefix="user-$RANDOM$RANDOM-"
 node dist/src/produce.js "$prefix"

@@ -28,7 +28,7 @@ export const toJson = (r: ConsumerRecord) => ({
   headers: showHeaders(r.headers)
 })
 
-const toLine = (r: ConsumerRecord): string => {
+export const toLine = (r: ConsumerRecord): string => {
   const headers = Object.entries(r.headers)
   return `${r.topic}[${r.partition}]@${r.offset} key=${show(r.key) ?? "null"} value=${show(r.value) ?? "null"}${
     headers.length > 0 ? ` headers=${JSON.stringify(showHeaders(r.headers))}` : ""

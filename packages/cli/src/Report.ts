@@ -149,7 +149,8 @@ const known = new Set([
   "SinkError",
   "JoinRunFailed",
   "StateBenchFailed",
-  "SinkBenchFailed"
+  "SinkBenchFailed",
+  "DemoFailed"
 ])
 
 /** An argument effect/cli could not parse: it has printed the help and the error already. */

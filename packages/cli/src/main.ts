@@ -26,8 +26,10 @@ const sluice = Command.make("sluice").pipe(
   ])
 )
 
+/** Logs go to stderr: stdout carries only what a command prints as its result (tables, records, `--json`). */
 const Logging = Layer.mergeAll(
   Logger.layer([Logger.consolePretty()]),
+  Layer.succeed(Logger.LogToStderr, true),
   Layer.succeed(References.MinimumLogLevel, "Info")
 )
 

@@ -187,7 +187,10 @@ describe("other commands' --help stays true", () => {
         yield* help("bench", "join"),
         /--rescan-events integer +.*\(at least 1; default: min\(--events, 200\)\)/
       )
-      assert.match(yield* help("demo"), /--print integer +enriched events to print \(at least 0; default 10\)/)
+      assert.match(
+        yield* help("demo"),
+        /--print integer +enriched events to print; with a module, records per output topic and entries per store \(at least 0; default 10\)/
+      )
       // The stated default is what runs.
       const produced = yield* stdout(["produce", "user-events", "--brokers", "memory"])
       assert.include(produced, "produced 1000 records to user-events (0 malformed)")

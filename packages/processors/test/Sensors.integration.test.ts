@@ -10,7 +10,7 @@ import { partitionForKey } from "@sluice/core/Partitioner"
 import * as Reader from "@sluice/core/Reader"
 import { bytes, type ConsumerRecord, header, type ProducerRecord, type RecordMetadata } from "@sluice/core/Record"
 import * as Topic from "@sluice/core/Topic"
-import { Effect, Result, Schema } from "effect"
+import { Effect, Fiber, Result, Schema } from "effect"
 import { afterEach } from "vitest"
 import * as SensorData from "../src/SensorData.ts"
 import * as Sensors from "../src/Sensors.ts"
@@ -254,16 +254,19 @@ const verify = (
   })
 
 /**
- * 20,000 readings (10% malformed, 5% late) under `guarantee`: the first 16,000 are there when a worker starts, which
- * is killed -9 once its group has committed 4,000 of them; a second worker finishes the job with the rest.
+ * 20,000 readings (10% malformed, 5% late) under `guarantee`: the first 8,000 are there when a worker starts; once it
+ * has committed some, the next 8,000 arrive at ~2,500/s, and it is killed -9 once its group has committed 10,000; a
+ * second worker finishes the job with the rest. (With all 16,000 there at the start, the worker could commit all of
+ * them between two polls of the group's offsets, and the kill would find nothing left to do.)
  */
 const killedHalfway = (guarantee: "at_least_once" | "exactly_once") =>
   Effect.gen(function* () {
     const { d, readings } = yield* deployment(20_000, 200)
     const run = { extra: ["--guarantee", guarantee] }
+    const upFront = 8_000
     const cut = 16_000
-    // Most of the readings are there before the worker starts: it works in large steps, each sent in several chunks.
-    const written = [...(yield* sendAll(readings.slice(0, cut)))]
+    // Half of the readings are there before the worker starts: it works in large steps, each sent in several chunks.
+    const written = [...(yield* sendAll(readings.slice(0, upFront)))]
     const [p1, p2] = [yield* freePort, yield* freePort]
     const first = yield* d.worker("first", "killed", { ...run, http: `127.0.0.1:${p1}` })
     const committed = Effect.map(
@@ -272,16 +275,31 @@ const killedHalfway = (guarantee: "at_least_once" | "exactly_once") =>
     )
     let atKill = 0
     yield* Workers.waitUntil(
-      "the first worker committed 4,000 readings",
+      "the first worker committed readings",
+      "90 seconds",
+      Effect.map(committed, (n) => n > 0),
+      [first]
+    )
+    const paced = yield* Effect.forkScoped(
+      Effect.gen(function* () {
+        for (let i = upFront; i < cut; i += 250) {
+          written.push(...(yield* sendAll(readings.slice(i, Math.min(i + 250, cut)))))
+          yield* Effect.sleep("100 millis")
+        }
+      })
+    )
+    yield* Workers.waitUntil(
+      "the first worker committed 10,000 readings",
       "90 seconds",
       Effect.map(committed, (n) => {
         atKill = n
-        return n >= 4_000
+        return n >= 10_000
       }),
       [first]
     )
     yield* first.signal("SIGKILL")
     assert.strictEqual((yield* first.exit("10 seconds")).signal, "SIGKILL")
+    yield* Fiber.join(paced)
     const rest = [...readings.slice(cut), ...closers(d.topics.readings.name, start + 20_000 * 100)]
     written.push(...(yield* sendAll(rest)))
     const sent = [...readings.slice(0, cut), ...rest]
