@@ -1,13 +1,15 @@
 /** `sluice pipeline validate` and `sluice run --pipeline` (src/Pipeline.ts, src/RunPipeline.ts) on good and bad files. */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as Main from "@sluice/core/Main"
-import { Cause, Effect, Exit, Option, Predicate } from "effect"
+import * as PipelineSpec from "@sluice/processors/PipelineSpec"
+import { Cause, Effect, Exit, Option, Predicate, Result } from "effect"
 import { TestConsole } from "effect/testing"
 import { afterAll } from "vitest"
 import { main } from "../src/main.ts"
+import * as RunPipeline from "../src/RunPipeline.ts"
 
 const seedFile = "examples/seed-004-pipeline.json"
 const dir = mkdtempSync(join(tmpdir(), "sluice-pipeline-"))
@@ -126,6 +128,50 @@ describe("sluice pipeline validate", () => {
 })
 
 describe("sluice run --pipeline", () => {
+  const flags = (over: Partial<RunPipeline.RunFlags> = {}): RunPipeline.RunFlags => ({
+    brokers: Option.none(),
+    prefix: "",
+    group: Option.none(),
+    shutdownTimeoutMs: 5_000,
+    http: Option.none(),
+    metricsPort: Option.none(),
+    guarantee: "at_least_once",
+    commitIntervalMs: Option.none(),
+    stateDir: Option.none(),
+    ...over
+  })
+  const seed = Result.getOrThrow(PipelineSpec.parse(readFileSync(seedFile, "utf8")))
+
+  it("reads where the file says, in its group, from where auto_offset_reset says, max_poll_records a step", () => {
+    const r = RunPipeline.resolve(seed, flags())
+    assert.strictEqual(r.brokers, "localhost:9092")
+    assert.strictEqual(r.group, "clickstream_processor")
+    const options = r.options("clickstream_analytics")
+    assert.strictEqual(options.groupId, "clickstream_processor")
+    assert.strictEqual(options.fromBeginning, true)
+    assert.strictEqual(options.maxStepRecords, 500)
+    const latest = RunPipeline.resolve({ ...seed, autoOffsetReset: "latest", maxPollRecords: 50_000 }, flags())
+    assert.strictEqual(latest.options("x").fromBeginning, false)
+    assert.strictEqual(latest.options("x").maxStepRecords, 50_000)
+    assert.strictEqual(latest.options("x").maxHeldRecords, 100_000)
+  })
+
+  it("--brokers, --group and --topic-prefix change what they say they change", () => {
+    const prefixed = RunPipeline.resolve(seed, flags({ prefix: "staging-" }))
+    assert.strictEqual(prefixed.group, "staging-clickstream_processor")
+    const given = RunPipeline.resolve(
+      seed,
+      flags({ brokers: Option.some("b:1"), group: Option.some("g"), prefix: "p-" })
+    )
+    assert.strictEqual(given.brokers, "b:1")
+    assert.strictEqual(given.group, "g")
+    assert.strictEqual(given.options("x").groupId, "g")
+    assert.strictEqual(
+      RunPipeline.resolve({ ...seed, brokers: undefined }, flags()).brokers,
+      RunPipeline.defaultBrokers
+    )
+  })
+
   it.effect("refuses an invalid file before connecting to anything, exit code 2", () =>
     Effect.gen(function* () {
       const { stderr, code } = yield* sluice(["run", "--pipeline", file("bad3.json", bad), "--brokers", "memory"])
