@@ -23,6 +23,7 @@ import * as RedisLookup from "@sluice/core/RedisLookup"
 import * as Runner from "@sluice/core/Runner"
 import { defaultCache } from "@sluice/processors/ClickstreamSessions"
 import * as Pipeline from "@sluice/processors/Pipeline"
+import type * as PipelineSpec from "@sluice/processors/PipelineSpec"
 import * as PipelineTable from "@sluice/processors/PipelineTable"
 import { Effect, Layer, Metric, Option } from "effect"
 import type { Command } from "effect/cli"
@@ -48,12 +49,28 @@ const progress = (sink: string, inputs: ReadonlyArray<string>) =>
     return `rows=${rows.count} late=${late.reduce((n, s) => n + s.count, 0)} profiles-missing=${missing.count}`
   })
 
+/** Where a run of `p` reads and how its runner is set, from the file and the flags. */
+export const resolve = (p: PipelineSpec.Pipeline, o: RunFlags) => {
+  const group = Option.getOrElse(o.group, () => `${o.prefix}${p.groupId}`)
+  return {
+    brokers: Option.getOrElse(o.brokers, () => p.brokers?.join(",") ?? defaultBrokers),
+    group,
+    options: (topology: string): Runner.RunOptions => ({
+      ...Run.runOptions({ ...o, group: Option.some(group) }, topology),
+      fromBeginning: p.autoOffsetReset === "earliest",
+      maxStepRecords: p.maxPollRecords,
+      // A task holds more than one step's worth before it pauses its partitions.
+      maxHeldRecords: Math.max(20_000, 2 * p.maxPollRecords),
+      stateStore: Run.stateStore(o.stateDir)
+    })
+  }
+}
+
 export const run = (path: string, o: RunFlags) =>
   Effect.gen(function* () {
     const p = yield* PipelineCommand.load(path)
     const names = Pipeline.named(p, o.prefix)
-    const brokers = Option.getOrElse(o.brokers, () => p.brokers?.join(",") ?? defaultBrokers)
-    const group = Option.getOrElse(o.group, () => `${o.prefix}${p.groupId}`)
+    const { brokers, group, options } = resolve(p, o)
     const sink = ClickHouseSink.make<ClickHouse.Row>({
       table: names.table,
       batchSize: p.output.batchSize,
@@ -74,21 +91,15 @@ export const run = (path: string, o: RunFlags) =>
                 defaultCache
               )
         const topology = Pipeline.topology(p, names, { sink, profiles, partitions })
-        const options: Runner.RunOptions = {
-          ...Run.runOptions({ ...o, group: Option.some(group) }, topology.name),
-          fromBeginning: p.autoOffsetReset === "earliest",
-          maxStepRecords: p.maxPollRecords,
-          // A task holds more than one step's worth before it pauses its partitions.
-          maxHeldRecords: Math.max(20_000, 2 * p.maxPollRecords),
-          stateStore: Run.stateStore(o.stateDir)
-        }
         yield* Effect.logInfo(
           [
             `running pipeline ${p.name} from ${path} (${o.guarantee}):`,
             ...Pipeline.summary(p, names, { brokers, group })
           ].join("\n  ")
         )
-        return yield* Runner.run(topology, options).pipe(Run.withProgress(progress(sink.name, names.topics)))
+        return yield* Runner.run(topology, options(topology.name)).pipe(
+          Run.withProgress(progress(sink.name, names.topics))
+        )
       })
     // Redis is connected to only when the pipeline looks profiles up.
     const withRedis =

@@ -170,6 +170,19 @@ describe("sluice run --pipeline (real Kafka, Redis, ClickHouse)", () => {
         const exit = yield* worker.exit("30 seconds")
         assert.strictEqual(exit.code, 0, worker.output().slice(-3000))
 
+        // A table that exists with columns the pipeline cannot write stops the start, naming them.
+        yield* (yield* ClickHouse.ClickHouse).command(`DROP TABLE ${table}`)
+        yield* (yield* ClickHouse.ClickHouse).command(
+          `CREATE TABLE ${table} (window_start DateTime, key String, event_count String) ENGINE = MergeTree ORDER BY key`
+        )
+        const unfit = yield* Workers.once(["run", "--pipeline", seedFile, "--topic-prefix", prefix, ...brokerArgs], {
+          env: { SLUICE_BROKERS: undefined }
+        })
+        assert.strictEqual(unfit.code, 2, unfit.stderr)
+        assert.include(unfit.stderr, `ClickHouse table ${table} exists with columns that do not fit the pipeline`)
+        assert.include(unfit.stderr, "window_end is missing (the pipeline writes DateTime)")
+        assert.include(unfit.stderr, "event_count is String (the pipeline writes UInt64)")
+
         // A file with errors is refused by the process, exit code 2.
         const invalid = yield* Workers.once([
           "run",
