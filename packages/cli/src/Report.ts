@@ -7,6 +7,7 @@
 import * as DeadLetter from "@sluice/core/DeadLetter"
 import * as Main from "@sluice/core/Main"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
+import * as ClickstreamSessions from "@sluice/processors/ClickstreamSessions"
 import * as EventsToPostgres from "@sluice/processors/EventsToPostgres"
 import * as Sensors from "@sluice/processors/Sensors"
 import * as UserEvents from "@sluice/processors/UserEvents"
@@ -63,7 +64,8 @@ const creators = (
     [DeadLetter.topicFor(ClickEnrichment.defaultTopics.clicks.name), "sluice run click-enrichment"],
     [Sensors.defaultTopics.readings.name, "sluice produce sensors"],
     [Sensors.defaultTopics.enriched.name, "sluice run sensor-pipeline"],
-    [Sensors.defaultTopics.deadLetters, "sluice run sensor-pipeline"]
+    [Sensors.defaultTopics.deadLetters, "sluice run sensor-pipeline"],
+    [ClickstreamSessions.named().events.name, "sluice produce clickstream"]
   ] satisfies ReadonlyArray<readonly [topic: string, command: string]>
 )
   // Longest first: should one name ever end with another, the longer (more specific) one wins.

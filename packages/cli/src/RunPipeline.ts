@@ -91,16 +91,17 @@ export const run = (path: string, o: RunFlags) =>
                 defaultCache
               )
         const topology = Pipeline.topology(p, names, { sink, profiles, partitions })
-        yield* Effect.logInfo(
-          [
-            `running pipeline ${p.name} from ${path} (${o.guarantee}):`,
-            ...Pipeline.summary(p, names, { brokers, group })
-          ].join("\n  ")
-        )
         return yield* Runner.run(topology, options(topology.name)).pipe(
           Run.withProgress(progress(sink.name, names.topics))
         )
       })
+    // Said before anything connects, so that a failure to reach something comes after what it was meant to be.
+    yield* Effect.logInfo(
+      [
+        `running pipeline ${p.name} from ${path} (${o.guarantee}):`,
+        ...Pipeline.summary(p, names, { brokers, group })
+      ].join("\n  ")
+    )
     // Redis is connected to only when the pipeline looks profiles up.
     const withRedis =
       p.enrichment === undefined
