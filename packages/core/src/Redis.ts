@@ -6,7 +6,7 @@
  * retryable, a command Redis itself rejected (wrong type, bad auth) is not.
  */
 
-import { Config, Context, Duration, Effect, Layer, Redacted, Schema } from "effect"
+import { Config, Context, Duration, Effect, Layer, Predicate, Redacted, Schema } from "effect"
 import { Redis as IORedis } from "ioredis"
 import * as Errors from "./Errors.ts"
 
@@ -24,14 +24,36 @@ export class RedisError extends Schema.TaggedError<RedisError>()("RedisError", {
   }
 }
 
+/**
+ * A key's value whatever its type (`getMany`): a string (what SET and MSET write), a hash (HSET), or another type,
+ * named as TYPE names it (`list`, `set`, `zset`, `stream`). An absent key is `null`.
+ */
+export type Value =
+  | { readonly type: "string"; readonly value: string }
+  | { readonly type: "hash"; readonly fields: { readonly [field: string]: string } }
+  | { readonly type: "other"; readonly redisType: string }
+
 export interface RedisShape {
   readonly ping: Effect.Effect<void, RedisError>
   readonly get: (key: string) => Effect.Effect<string | null, RedisError>
   /** One MGET: the values in the order of `keys`, `null` where a key is missing. */
   readonly mget: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string | null>, RedisError>
+  /**
+   * The values of `keys` in their order whatever their type, `null` where a key is absent: one MGET, and for the keys
+   * it answers nil (absent, or not a string) one pipeline of TYPE and HGETALL. Strings cost what `mget` costs; a
+   * batch with keys of other types or absent ones takes a second round trip.
+   */
+  readonly getMany: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<Value | null>, RedisError>
   readonly set: (key: string, value: string) => Effect.Effect<void, RedisError>
   /** One MSET: all entries are written atomically, in one round trip; a later duplicate key wins. */
   readonly setMany: (entries: ReadonlyArray<readonly [key: string, value: string]>) => Effect.Effect<void, RedisError>
+  /**
+   * Each key becomes a hash of exactly the fields given (DEL, then HSET: whatever the key held before is replaced,
+   * as MSET replaces), all in one MULTI: atomic, one round trip.
+   */
+  readonly setHashes: (
+    entries: ReadonlyArray<readonly [key: string, fields: { readonly [field: string]: string }]>
+  ) => Effect.Effect<void, RedisError>
   /** How many of the keys existed (0 or 1). */
   readonly del: (key: string) => Effect.Effect<number, RedisError>
   /** One DEL for all keys; how many of them existed. */
@@ -71,6 +93,13 @@ const toReason = (cause: unknown): Errors.Reason => {
   // A malformed URL or argument: no retry fixes it. Everything else ioredis raises is about the connection.
   if (cause instanceof TypeError || cause instanceof RangeError) return new Errors.Rejected(fields)
   return /timed? ?out/i.test(cause.message) ? new Errors.Timeout(fields) : new Errors.Unavailable(fields)
+}
+
+/** A hash's fields as ioredis gives them (an object of strings), copied into a plain object. */
+const stringFields = (fields: object): { readonly [field: string]: string } => {
+  const out: Record<string, string> = {}
+  for (const [k, v] of Object.entries(fields)) out[k] = String(v)
+  return out
 }
 
 const fail = (operation: string) => (cause: unknown) => new RedisError({ operation, reason: toReason(cause) })
@@ -129,6 +158,43 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     // DEL with no keys is a Redis syntax error, and there is nothing to do anyway.
     keys.length === 0 ? Effect.succeed(0) : call("delMany", () => client.del([...keys]))
 
+  /** A pipeline's or a transaction's replies, failing with the first command's error when any failed. */
+  const replies = (operation: string, run: () => Promise<ReadonlyArray<[Error | null, unknown]> | null>) =>
+    Effect.flatMap(call(operation, run), (results) => {
+      const failed = (results ?? []).find(([error]) => error !== null)?.[0]
+      return failed === undefined || failed === null
+        ? Effect.succeed(results ?? [])
+        : Effect.fail(fail(operation)(failed))
+    })
+
+  const getMany = (keys: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<Value | null>, RedisError> =>
+    Effect.gen(function* () {
+      if (keys.length === 0) return []
+      const strings = yield* call("getMany", () => client.mget([...keys]))
+      const values: Array<Value | null> = strings.map((v) => (v === null ? null : { type: "string", value: v }))
+      const others = keys.filter((_, i) => strings[i] === null)
+      if (others.length === 0) return values
+      const pipeline = client.pipeline()
+      for (const key of others) pipeline.type(key).hgetall(key)
+      // HGETALL of a key that is not a hash fails (WRONGTYPE) in its slot alone: TYPE says what the key is.
+      const results = (yield* call("getMany", () => pipeline.exec())) ?? []
+      let j = 0
+      for (let i = 0; i < keys.length; i++) {
+        if (strings[i] !== null) continue
+        const [typeError, type] = results[2 * j] ?? [null, undefined]
+        const [, fields] = results[2 * j + 1] ?? [null, undefined]
+        j++
+        if (typeError !== null) return yield* Effect.fail(fail("getMany")(typeError))
+        // A key created as a string since the MGET counts as absent, as it was then.
+        if (type === "none" || type === "string") continue
+        values[i] =
+          type === "hash" && Predicate.isObject(fields)
+            ? { type: "hash", fields: stringFields(fields) }
+            : { type: "other", redisType: String(type) }
+      }
+      return values
+    })
+
   const scanPage = (pattern: string, cursor: string) =>
     call("flushPrefix", () => client.scan(cursor, "MATCH", pattern, "COUNT", 1000))
 
@@ -140,6 +206,17 @@ export const make = Effect.fnUntraced(function* (options: Options) {
     // MSET rather than a pipeline of SETs: one command, one round trip, and all-or-nothing.
     setMany: (entries) =>
       entries.length === 0 ? Effect.void : call("setMany", () => client.mset(new Map(entries))).pipe(Effect.asVoid),
+    getMany,
+    setHashes: (entries) => {
+      if (entries.length === 0) return Effect.void
+      const multi = client.multi()
+      for (const [key, fields] of entries) {
+        multi.del(key)
+        // HSET with no field is a syntax error: an empty hash is no key at all in Redis.
+        if (Object.keys(fields).length > 0) multi.hset(key, fields)
+      }
+      return replies("setHashes", () => multi.exec()).pipe(Effect.asVoid)
+    },
     del: (key) => call("del", () => client.del(key)),
     delMany,
     flushPrefix: (prefix) =>

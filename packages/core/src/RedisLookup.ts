@@ -1,7 +1,8 @@
 /**
  * The `redis` join strategy: values kept in Redis by a loader fed from the same (compacted) topic, looked up with
  * one MGET per batch of keys, never one GET per key. The loader writes each fetched batch with one MSET and one DEL
- * (tombstones), and the lookup reports ready once Redis holds what the topic had when it started.
+ * (tombstones), and the lookup reports ready once Redis holds what the topic had when it started. `strings` and
+ * `values` look up what someone else keeps in Redis: strings only (one MGET), or strings and hashes.
  */
 import { Effect, Result, type Scope } from "effect"
 import { type KafkaError, LookupError } from "./Errors.ts"
@@ -9,7 +10,7 @@ import * as Loader from "./internal/loader.ts"
 import type { Kafka } from "./Kafka.ts"
 import type { Lookup } from "./Lookup.ts"
 import { bytes, text } from "./Record.ts"
-import { Redis, type RedisError, type RedisShape } from "./Redis.ts"
+import { Redis, type RedisError, type RedisShape, type Value } from "./Redis.ts"
 import * as Topic from "./Topic.ts"
 
 const fromRedisError = (e: RedisError) => new LookupError({ strategy: "redis", reason: e.reason })
@@ -69,7 +70,7 @@ export const make = Effect.fnUntraced(function* <K, V>(
 /**
  * A lookup of values Redis keeps as strings (what MSET and SET write), one MGET per batch of keys: `key` says
  * where a key's value is, `decode` what its string means (`undefined`: as if the key were absent). Keys of another
- * type (a hash) read as absent, as MGET answers them.
+ * type (a hash) read as absent, as MGET answers them (`values` reads hashes too).
  */
 export const strings = <K, V>(
   redis: RedisShape,
@@ -80,4 +81,22 @@ export const strings = <K, V>(
     Effect.map(redis.mget(keys.map(options.key)), (values) =>
       values.map((v) => (v === null ? undefined : options.decode(v)))
     ).pipe(Effect.mapError(fromRedisError))
+})
+
+/**
+ * A lookup of values Redis keeps as strings or hashes (HSET), read with `RedisShape.getMany`: one MGET per batch,
+ * and a second round trip (TYPE and HGETALL, pipelined) only for the keys that are not strings. `decode` says what
+ * a value means (`undefined`: as if the key were absent); a key of another type (a list) comes to it as `other`.
+ */
+export const values = <K, V>(
+  redis: RedisShape,
+  options: { readonly key: (key: K) => string; readonly decode: (value: Value, key: string) => V | undefined }
+): Lookup<K, V> => ({
+  strategy: "redis",
+  getMany: (keys) => {
+    const redisKeys = keys.map(options.key)
+    return Effect.map(redis.getMany(redisKeys), (found) =>
+      found.map((v, i) => (v === null ? undefined : options.decode(v, redisKeys[i]!)))
+    ).pipe(Effect.mapError(fromRedisError))
+  }
 })

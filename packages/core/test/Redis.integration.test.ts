@@ -4,8 +4,10 @@
  * against a closed port. Keys live under a prefix unique to the run and are deleted afterwards.
  */
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Redacted } from "effect"
+import { Redis as IORedis } from "ioredis"
 import * as Redis from "../src/Redis.ts"
+import * as RedisLookup from "../src/RedisLookup.ts"
 
 const prefix = `sluice-test:${process.pid}:${Date.now()}:`
 const key = (name: string) => `${prefix}${name}`
@@ -38,6 +40,50 @@ layer(RedisLive, { excludeTestServices: true })("Redis (live server)", (it) => {
       assert.strictEqual(yield* redis.delMany([...entries.map(([k]) => k), key("missing")]), 50)
       assert.deepStrictEqual(yield* redis.mget([key("k0"), key("k49")]), [null, null])
       assert.strictEqual(yield* redis.delMany([]), 0)
+    }).pipe(Effect.ensuring(cleanup))
+  )
+
+  it.effect("getMany reads strings and hashes, names other types, null for an absent key; setHashes replaces", () =>
+    Effect.gen(function* () {
+      const redis = yield* Redis.Redis
+      yield* redis.setMany([
+        [key("s"), "text"],
+        [key("was-string"), "old"]
+      ])
+      yield* redis.setHashes([
+        [key("h"), { name: "Ada", tier: "pro" }],
+        [key("was-string"), { n: "1" }]
+      ])
+      // A list, which Sluice never writes: through a client of the test's own.
+      const url = Redacted.value(Effect.runSync(Redis.urlConfig))
+      yield* Effect.acquireUseRelease(
+        Effect.sync(() => new IORedis(url)),
+        (client) => Effect.promise(() => client.rpush(key("l"), "a", "b")),
+        (client) => Effect.promise(() => client.quit())
+      )
+      const asked = [key("h"), key("s"), key("absent"), key("l"), key("was-string"), key("s")]
+      assert.deepStrictEqual(yield* redis.getMany(asked), [
+        { type: "hash", fields: { name: "Ada", tier: "pro" } },
+        { type: "string", value: "text" },
+        null,
+        { type: "other", redisType: "list" },
+        { type: "hash", fields: { n: "1" } },
+        { type: "string", value: "text" }
+      ])
+      assert.deepStrictEqual(yield* redis.getMany([]), [])
+      // MGET answers nil for a hash: what `strings` sees of it.
+      assert.deepStrictEqual(yield* redis.mget([key("h")]), [null])
+
+      const lookup = RedisLookup.values(redis, {
+        key: (k: string) => key(k),
+        decode: (value, at) => `${at.slice(prefix.length)}:${value.type}`
+      })
+      assert.deepStrictEqual(yield* lookup.getMany(["s", "h", "absent", "l"]), [
+        "s:string",
+        "h:hash",
+        undefined,
+        "l:other"
+      ])
     }).pipe(Effect.ensuring(cleanup))
   )
 
