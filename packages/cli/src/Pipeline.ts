@@ -8,7 +8,6 @@ import { ConfigInvalid } from "@sluice/core/Errors"
 import * as Main from "@sluice/core/Main"
 import * as Pipeline from "@sluice/processors/Pipeline"
 import * as PipelineSpec from "@sluice/processors/PipelineSpec"
-import * as PipelineTable from "@sluice/processors/PipelineTable"
 import { Console, Effect, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Flags from "./Flags.ts"
@@ -36,8 +35,9 @@ export const formatHelp = [
   "    enable_auto_commit false or absent: Sluice commits offsets itself, once their rows are written",
   `    max_poll_records   the most records a task processes in one step, 1..100000 (default ${PipelineSpec.defaults.max_poll_records})`,
   "  processing           optional, and so is each stage",
-  '    enrichment         {"type": "redis_lookup", "key_field": F, "cache_prefix": P}: the Redis JSON string at',
-  `                       P + event[F] (default P "${PipelineSpec.defaults.cache_prefix}"), one MGET per batch, cached 60 s`,
+  '    enrichment         {"type": "redis_lookup", "key_field": F, "cache_prefix": P}: the profile at Redis key',
+  `                       P + event[F] (default P "${PipelineSpec.defaults.cache_prefix}"), a string of JSON or a hash; one MGET per batch`,
+  "                       (HGETALL for the keys that are not strings), cached 60 s",
   '    aggregation        {"window_size_seconds": N, "metrics": [...], "grace_seconds": G, "timestamp_field": T,',
   '                       "user_field": U}: N s tumbling windows of event time T (ISO 8601 or epoch s/ms; default',
   `                       "${PipelineSpec.defaults.timestamp_field}") per record key, each written once after G s of grace (default ${PipelineSpec.defaults.grace_seconds});`,
@@ -45,7 +45,14 @@ export const formatHelp = [
   "                       minus first event time); without aggregation each event is a row",
   '  output               {"type": "clickhouse", "table": T, "batch_size": B, "flush_interval_ms": I}: rows into',
   `                       ClickHouse (CLICKHOUSE_URL) table T, created if absent; B rows per insert (default ${PipelineSpec.defaults.batch_size}), at`,
-  `                       least every I ms (default ${PipelineSpec.defaults.flush_interval_ms})`,
+  `                       least every I ms (default ${PipelineSpec.defaults.flush_interval_ms}); or {"type": "postgres", "table": T, "schema": S, ...}:`,
+  `                       rows into Postgres (DATABASE_URL) table S.T (default S "${PipelineSpec.defaults.schema}"; lowercase names), created`,
+  "                       if absent, its primary key the row's identity: a row written again inserts nothing",
+  "",
+  "An input offset is committed once its rows are written. --guarantee exactly_once with a Postgres output and no",
+  "aggregation writes the rows and the consumed offsets in one Postgres transaction (S.sluice_offsets), and tasks",
+  "start from there; with an aggregation the windows' state is in Kafka, so the transaction is Kafka's (state, late",
+  "events, dead letters, offsets) and a window's row emitted again after an abort inserts nothing.",
   "",
   "Unknown fields, wrong types, numbers out of range and unknown metrics or types are errors: every one is",
   "reported, with its JSON path. --topic-prefix P prefixes the topics, the group, the Redis keys and the table."
@@ -82,7 +89,7 @@ const validate = Flags.command(
     file: Argument.String("file").pipe(Argument.withDescription("the pipeline's JSON file")),
     json: Flag.Boolean("json").pipe(
       Flag.withDescription(
-        "print one JSON document: {ok: true, pipeline, table, columns, late_topic} or {ok: false, errors: [{path, message}]}"
+        "print one JSON document: {ok: true, pipeline, database, table, columns, key, late_topic} or {ok: false, errors: [{path, message}]}"
       ),
       Flag.withDefault(false)
     )
@@ -93,14 +100,17 @@ const validate = Flags.command(
       if (Result.isSuccess(result)) {
         const p = result.success
         const names = Pipeline.named(p)
+        const table = Pipeline.table(p, names)
         if (o.json)
           return yield* Console.log(
             JSON.stringify({
               ok: true,
               file: o.file,
               pipeline: p,
-              table: names.table,
-              columns: PipelineTable.columns(p),
+              database: table.database,
+              table: table.name,
+              columns: table.columns,
+              key: table.key,
               late_topic: p.aggregation === undefined ? null : names.late
             })
           )

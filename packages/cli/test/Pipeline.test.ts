@@ -55,7 +55,7 @@ describe("sluice pipeline validate", () => {
       assert.strictEqual(code, 0)
       assert.include(stdout, `OK: ${seedFile} is a valid pipeline, clickstream_analytics:`)
       assert.include(stdout, "read     clickstream from localhost:9092 in group clickstream_processor")
-      assert.include(stdout, "looked up in Redis at user:profile:<user_id> (a JSON string")
+      assert.include(stdout, "looked up in Redis at user:profile:<user_id> (a string of JSON or a hash")
       assert.include(stdout, "60 s tumbling windows of event time (timestamp) per record key")
       assert.include(stdout, "write    ClickHouse clickstream_aggregates (created if absent: window_start DateTime")
     })
@@ -73,6 +73,49 @@ describe("sluice pipeline validate", () => {
       assert.deepStrictEqual(
         doc.columns.map((c: { readonly name: string }) => c.name),
         ["window_start", "window_end", "key", "event_count", "unique_users", "session_duration_ms", "enriched_events"]
+      )
+    })
+  )
+
+  const postgres = (name: string, processing?: unknown) => {
+    const seed = JSON.parse(readFileSync(seedFile, "utf8"))
+    return file(
+      name,
+      JSON.stringify({
+        ...seed,
+        ...(processing === undefined ? {} : { processing }),
+        output: { type: "postgres", table: "clickstream_aggregates", schema: "analytics" }
+      })
+    )
+  }
+
+  it.effect("a Postgres output: its table, columns and key, and what each guarantee means for it", () =>
+    Effect.gen(function* () {
+      const windows = yield* sluice(["pipeline", "validate", postgres("pg.json")])
+      assert.strictEqual(windows.code, 0, windows.stderr)
+      assert.include(
+        windows.stdout,
+        "write    Postgres analytics.clickstream_aggregates (DATABASE_URL; created if absent: window_start timestamptz not null, window_end timestamptz not null, key text not null, event_count int8 not null"
+      )
+      assert.include(windows.stdout, "primary key (key, window_start)); 1000 rows per insert")
+      assert.match(
+        windows.stdout,
+        /deliver +at_least_once \(the default\): .*a row written again inserts nothing \(primary key, ON CONFLICT DO NOTHING\)/
+      )
+      assert.match(
+        windows.stdout,
+        /exactly_once \(--guarantee exactly_once\): the windows' state, late events, dead letters and input offsets in one Kafka transaction per commit/
+      )
+      const events = yield* sluice(["pipeline", "validate", postgres("pg-events.json", {}), "--json"])
+      const doc = JSON.parse(events.stdout)
+      assert.strictEqual(doc.database, "Postgres")
+      assert.strictEqual(doc.table, "analytics.clickstream_aggregates")
+      assert.deepStrictEqual(doc.key, ["source_topic", "source_partition", "source_offset"])
+      assert.deepStrictEqual(doc.columns[1], { name: "key", type: "text", nullable: true })
+      const text = yield* sluice(["pipeline", "validate", postgres("pg-events2.json", {})])
+      assert.include(
+        text.stdout,
+        "exactly_once (--guarantee exactly_once): rows and the consumed offsets in one Postgres transaction (analytics.sluice_offsets); tasks start from those offsets"
       )
     })
   )
@@ -122,6 +165,9 @@ describe("sluice pipeline validate", () => {
         assert.match(stdout, /auto_offset_reset +earliest \| latest: where a group without committed offsets starts/)
         assert.match(stdout, /enable_auto_commit +false or absent: Sluice commits offsets itself/)
         assert.include(stdout, "every one is\n  reported, with its JSON path")
+        assert.include(stdout, '{"type": "postgres", "table": T, "schema": S, ...}')
+        assert.include(stdout, "--guarantee exactly_once with a Postgres output and no\n  aggregation writes the rows")
+        assert.include(stdout, "a string of JSON or a hash")
       }
     })
   )
@@ -170,6 +216,16 @@ describe("sluice run --pipeline", () => {
       RunPipeline.resolve({ ...seed, brokers: undefined }, flags()).brokers,
       RunPipeline.defaultBrokers
     )
+  })
+
+  it("--guarantee exactly_once runs Postgres's transaction without windows, Kafka's with them", () => {
+    const guarantee = (p: PipelineSpec.Pipeline) =>
+      RunPipeline.resolve(p, flags({ guarantee: "exactly_once" })).options("x").guarantee
+    const postgres = { type: "postgres", table: "t", schema: "public", batchSize: 1, flushIntervalMs: 10 } as const
+    assert.strictEqual(guarantee(seed), "exactly_once")
+    assert.strictEqual(guarantee({ ...seed, output: postgres }), "exactly_once")
+    assert.strictEqual(guarantee({ ...seed, output: postgres, aggregation: undefined }), "at_least_once")
+    assert.strictEqual(RunPipeline.resolve(seed, flags()).options("x").guarantee, "at_least_once")
   })
 
   it.effect("refuses an invalid file before connecting to anything, exit code 2", () =>

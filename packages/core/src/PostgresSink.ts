@@ -42,11 +42,20 @@ export type ColumnFor<V> = [V] extends [string | null]
         ? "timestamptz"
         : never
 
+/**
+ * The columns of rows of type `Row`: each field with a column type its values fit. A row type with an index
+ * signature (columns known only at run time, `{ readonly [column: string]: ... }`) takes any column type: its
+ * values are checked when they are encoded (a value that does not fit its column is a `Rejected` row).
+ */
+export type Columns<Row> = string extends keyof Row
+  ? { readonly [column: string]: ColumnType }
+  : { readonly [K in keyof Row & string]: ColumnFor<Row[K]> }
+
 export interface Options<Row> {
   /** The table, optionally schema-qualified (`analytics.events_raw`). */
   readonly table: string
   /** Every column written, with its type, in insert order. */
-  readonly columns: { readonly [K in keyof Row & string]: ColumnFor<Row[K]> }
+  readonly columns: Columns<Row>
   /** Names the sink in logs, errors and metrics. Default: the table. */
   readonly name?: string
   /**

@@ -13,6 +13,8 @@
  *               "flush_interval_ms": 5000 } }
  * ```
  *
+ * or `"output": { "type": "postgres", "table": "clickstream_aggregates", "schema": "analytics", ... }`.
+ *
  * Liberal where users of the seed differ for no harm: `topics` and `bootstrap_servers` may be one string
  * (comma-separated for servers) or an array; optional fields have the defaults in `defaults`; `processing` and
  * each of its stages may be left out. Strict where it matters: an unknown field is an error (a misspelt
@@ -22,7 +24,7 @@
  */
 import * as ClickHouse from "@sluice/core/ClickHouse"
 import * as Kafka from "@sluice/core/Kafka"
-import { Result, Schema, SchemaAST, SchemaIssue } from "effect"
+import { Predicate, Result, Schema, SchemaAST, SchemaIssue } from "effect"
 
 // ---------------------------------------------------------------------------------------------------------------
 // The file
@@ -96,15 +98,47 @@ const Aggregation = Schema.Struct({
   user_field: Schema.optionalKey(NonEmpty)
 })
 
-const Output = Schema.Struct({
+const batching = {
+  batch_size: Schema.optionalKey(Int(1, 100_000)),
+  flush_interval_ms: Schema.optionalKey(Int(10, 3_600_000, " (ms)"))
+}
+
+const ClickHouseOutput = Schema.Struct({
   type: Schema.Literal("clickhouse"),
   table: Schema.String.check(
     Schema.makeFilter((t: string) => ClickHouse.isIdentifier(t), {
       message: "a table name: letters, digits and _, not starting with a digit, optionally database.table"
     })
   ),
-  batch_size: Schema.optionalKey(Int(1, 100_000)),
-  flush_interval_ms: Schema.optionalKey(Int(10, 3_600_000, " (ms)"))
+  ...batching
+})
+
+/**
+ * Lowercase, because Sluice quotes the names it writes: a mixed-case name would then be one that psql finds only
+ * when quoted too. 63 characters is Postgres's limit (a longer name is cut silently).
+ */
+const PostgresName = (what: string) =>
+  Schema.String.check(
+    Schema.isPattern(
+      /^[a-z_][a-z0-9_]{0,62}$/,
+      message(`${what}: lowercase letters, digits and _, not starting with a digit, at most 63 characters`)
+    )
+  )
+
+const PostgresOutput = Schema.Struct({
+  type: Schema.Literal("postgres"),
+  table: PostgresName("a Postgres table name (its schema goes in output.schema)").check(
+    Schema.makeFilter((t: string) => t !== "sluice_offsets", {
+      message: "another name than sluice_offsets, the table where Sluice keeps offsets (--guarantee exactly_once)"
+    })
+  ),
+  schema: Schema.optionalKey(PostgresName("a Postgres schema name")),
+  ...batching
+})
+
+const Output = Schema.Union([ClickHouseOutput, PostgresOutput]).annotate({
+  expected:
+    'an object whose "type" is "clickhouse" (with table, batch_size, flush_interval_ms) or "postgres" (with table, schema, batch_size, flush_interval_ms)'
 })
 
 export const PipelineFile = Schema.Struct({
@@ -134,7 +168,9 @@ export const defaults = {
   timestamp_field: "timestamp",
   user_field: "user_id",
   batch_size: 1_000,
-  flush_interval_ms: 1_000
+  flush_interval_ms: 1_000,
+  /** Of a Postgres output: Postgres's own default schema. */
+  schema: "public"
 } as const
 
 export interface Pipeline {
@@ -157,8 +193,24 @@ export interface Pipeline {
         readonly userField: string
       }
     | undefined
-  readonly output: { readonly table: string; readonly batchSize: number; readonly flushIntervalMs: number }
+  readonly output: Output
 }
+
+/** Where rows go: a ClickHouse table (`CLICKHOUSE_URL`), or a Postgres table in `schema` (`DATABASE_URL`). */
+export type Output =
+  | {
+      readonly type: "clickhouse"
+      readonly table: string
+      readonly batchSize: number
+      readonly flushIntervalMs: number
+    }
+  | {
+      readonly type: "postgres"
+      readonly table: string
+      readonly schema: string
+      readonly batchSize: number
+      readonly flushIntervalMs: number
+    }
 
 const servers = (s: string | ReadonlyArray<string>): ReadonlyArray<string> =>
   (typeof s === "string" ? [s] : s).flatMap((entry) => Result.getOrElse(Kafka.parseBrokers(entry), () => []))
@@ -193,6 +245,9 @@ export const resolve = (file: PipelineFile): Pipeline => {
           },
     output: {
       table: output.table,
+      ...(output.type === "postgres"
+        ? { type: "postgres", schema: output.schema ?? defaults.schema }
+        : { type: "clickhouse" }),
       batchSize: output.batch_size ?? defaults.batch_size,
       flushIntervalMs: output.flush_interval_ms ?? defaults.flush_interval_ms
     }
@@ -260,6 +315,21 @@ const reworded = (text: string): string => {
   return m !== null ? `found ${m[2]}; expected ${m[1]}` : text.replace(/^Expected /, "expected ")
 }
 
+const outputTypes = [ClickHouseOutput, PostgresOutput].map((o) => o.fields.type.literal)
+
+/**
+ * Schema tells an output's kind by its `type` and reports the fields of that kind; an object of no kind it reports
+ * as a whole. Said of its `type` instead, the field that is wrong.
+ */
+const outputType = (input: unknown, problem: Problem): Problem => {
+  const output = Predicate.hasProperty(input, "output") ? input.output : undefined
+  if (problem.path !== "output" || !Predicate.isObject(output) || Array.isArray(output)) return problem
+  const allowed = outputTypes.map((t) => JSON.stringify(t)).join(" | ")
+  return Predicate.hasProperty(output, "type")
+    ? { path: "output.type", message: `found ${shown(output.type)}; expected ${allowed}` }
+    : { path: "output.type", message: `missing: this field is required (${allowed})` }
+}
+
 /** Every problem Schema finds in `input` (already parsed JSON), or the pipeline. */
 export const decode = (input: unknown): Result.Result<Pipeline, ReadonlyArray<Problem>> =>
   Result.mapBoth(
@@ -267,10 +337,12 @@ export const decode = (input: unknown): Result.Result<Pipeline, ReadonlyArray<Pr
     {
       onSuccess: resolve,
       onFailure: (error) =>
-        formatter(error.issue).issues.map((i) => ({
-          path: formatPath((i.path ?? []).map((p) => (typeof p === "object" ? p.key : p))),
-          message: reworded(i.message)
-        }))
+        formatter(error.issue).issues.map((i) =>
+          outputType(input, {
+            path: formatPath((i.path ?? []).map((p) => (typeof p === "object" ? p.key : p))),
+            message: reworded(i.message)
+          })
+        )
     }
   )
 

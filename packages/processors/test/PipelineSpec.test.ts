@@ -58,7 +58,7 @@ describe("the seed's request", () => {
         timestampField: "timestamp",
         userField: "user_id"
       },
-      output: { table: "clickstream_aggregates", batchSize: 1000, flushIntervalMs: 5000 }
+      output: { table: "clickstream_aggregates", type: "clickhouse", batchSize: 1000, flushIntervalMs: 5000 }
     })
   })
 })
@@ -80,7 +80,12 @@ describe("what a file may leave out or write its own way", () => {
       maxPollRecords: Spec.defaults.max_poll_records,
       enrichment: undefined,
       aggregation: undefined,
-      output: { table: "t", batchSize: Spec.defaults.batch_size, flushIntervalMs: Spec.defaults.flush_interval_ms }
+      output: {
+        table: "t",
+        type: "clickhouse",
+        batchSize: Spec.defaults.batch_size,
+        flushIntervalMs: Spec.defaults.flush_interval_ms
+      }
     })
     assert.deepStrictEqual(valid(edit(["processing", "enrichment", "cache_prefix"], undefined)).enrichment, {
       keyField: "user_id",
@@ -96,6 +101,29 @@ describe("what a file may leave out or write its own way", () => {
       "b:2",
       "c:3"
     ])
+  })
+
+  it("a Postgres output: its table in the schema output.schema, public by default", () => {
+    assert.deepStrictEqual(valid(edit(["output"], { type: "postgres", table: "aggregates" })).output, {
+      type: "postgres",
+      table: "aggregates",
+      schema: Spec.defaults.schema,
+      batchSize: Spec.defaults.batch_size,
+      flushIntervalMs: Spec.defaults.flush_interval_ms
+    })
+    assert.strictEqual(Spec.defaults.schema, "public")
+    assert.deepStrictEqual(
+      valid(
+        edit(["output"], {
+          type: "postgres",
+          table: "aggregates",
+          schema: "analytics",
+          batch_size: 500,
+          flush_interval_ms: 200
+        })
+      ).output,
+      { type: "postgres", table: "aggregates", schema: "analytics", batchSize: 500, flushIntervalMs: 200 }
+    )
   })
 
   it("each processing stage is optional, and so is processing", () => {
@@ -179,9 +207,30 @@ describe("an invalid file", () => {
     [
       "an output that does not exist",
       ["output", "type"],
-      "postgres",
+      "mysql",
       "output.type",
-      /found "postgres"; expected "clickhouse"/
+      /^found "mysql"; expected "clickhouse" \| "postgres"$/
+    ],
+    [
+      "an output without a type",
+      ["output", "type"],
+      undefined,
+      "output.type",
+      /missing: this field is required \("clickhouse" \| "postgres"\)/
+    ],
+    [
+      "an output that is not an object",
+      ["output"],
+      "postgres",
+      "output",
+      /found "postgres"; expected an object whose "type" is "clickhouse" \(with table, batch_size, flush_interval_ms\) or "postgres"/
+    ],
+    [
+      "a schema for ClickHouse",
+      ["output", "schema"],
+      "analytics",
+      "output.schema",
+      /unknown field \(found "analytics"\); the fields allowed here: type, table, batch_size, flush_interval_ms$/
     ],
     ["a pipeline type that does not exist", ["type"], "http", "type", /expected "kafka_consumer"/],
     [
@@ -223,6 +272,63 @@ describe("an invalid file", () => {
     ]
   ]
 
+  /** The seed's request with a Postgres output: `t`, with `fields` (`undefined` leaves a field out). */
+  const postgres = (fields: Record<string, unknown>) =>
+    edit(
+      ["output"],
+      Object.fromEntries(Object.entries({ type: "postgres", table: "t", ...fields }).filter(([, v]) => v !== undefined))
+    )
+  const postgresCases: ReadonlyArray<
+    readonly [what: string, output: Record<string, unknown>, at: string, says: RegExp]
+  > = [
+    [
+      "a Postgres field misspelt",
+      { shema: "analytics" },
+      "output.shema",
+      /unknown field \(found "analytics"\); the fields allowed here: type, table, schema, batch_size, flush_interval_ms/
+    ],
+    [
+      "a Postgres table with its schema",
+      { table: "analytics.aggregates" },
+      "output.table",
+      /found "analytics.aggregates"; expected a Postgres table name \(its schema goes in output.schema\): lowercase letters, digits and _/
+    ],
+    [
+      "a Postgres table in capitals",
+      { table: "Aggregates" },
+      "output.table",
+      /found "Aggregates"; expected a Postgres table name/
+    ],
+    ["a Postgres table name too long", { table: "t".repeat(64) }, "output.table", /at most 63 characters/],
+    [
+      "the offsets table as the output",
+      { table: "sluice_offsets" },
+      "output.table",
+      /found "sluice_offsets"; expected another name than sluice_offsets, the table where Sluice keeps offsets/
+    ],
+    [
+      "a Postgres schema that is not a name",
+      { schema: "my schema" },
+      "output.schema",
+      /found "my schema"; expected a Postgres schema name: lowercase letters/
+    ],
+    [
+      "a Postgres batch out of range",
+      { batch_size: 0 },
+      "output.batch_size",
+      /expected a whole number from 1 to 100000/
+    ],
+    ["a Postgres output without a table", { table: undefined }, "output.table", /missing: this field is required/]
+  ]
+  for (const [what, output, at, says] of postgresCases) {
+    it(`${what}: names the path, what was found and what is allowed`, () => {
+      const found = problems(postgres(output))
+      assert.lengthOf(found, 1, Spec.formatProblems(found))
+      assert.strictEqual(found[0]!.path, at)
+      assert.match(found[0]!.message, says)
+    })
+  }
+
   for (const [what, path, value, at, says] of cases) {
     it(`${what}: names the path, what was found and what is allowed`, () => {
       const found = problems(edit(path, value))
@@ -233,7 +339,7 @@ describe("an invalid file", () => {
   }
 
   it("reports every error of the file at once", () => {
-    const broken = edit(["output"], { type: "postgres", table: "t", batch_szie: 1 })
+    const broken = edit(["output"], { type: "postgres", table: "T", batch_szie: 1 })
     const config = broken.config as Record<string, unknown>
     config.enable_auto_commit = true
     config.max_poll_records = -1
@@ -247,7 +353,7 @@ describe("an invalid file", () => {
         "config.max_poll_records",
         "processing.aggregation.metrics[1]",
         "output.batch_szie",
-        "output.type"
+        "output.table"
       ]
     )
   })

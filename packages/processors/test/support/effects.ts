@@ -40,12 +40,21 @@ export const committedToEnd = (group: string, topic: string) =>
     return highs.every((h) => (committed.get(h.partition)?.offset ?? 0) === h.high)
   })
 
-/** A worker's run on the test clock: started, left to process and commit all of `topic` in `group`, then stopped. */
-export const runToEnd = <E, R>(topology: Topology.Topology<E, R>, group: string, topic: string) =>
+/** A worker's run on the test clock: started, left to run until `condition` holds, then stopped. */
+export const runUntil = <E, R, E2, R2>(
+  topology: Topology.Topology<E, R>,
+  group: string,
+  what: string,
+  condition: Effect.Effect<boolean, E2, R2>
+) =>
   Effect.gen(function* () {
     const fiber = yield* Effect.forkChild(Runner.run(topology, { groupId: group }))
-    yield* settle("every input record committed", committedToEnd(group, topic))
+    yield* settle(what, condition)
     const stop = yield* Effect.forkChild(Fiber.interrupt(fiber))
     for (let i = 0; i < 10 && stop.pollUnsafe() === undefined; i++) yield* TestClock.adjust("1 second")
     yield* Fiber.join(stop)
   })
+
+/** A worker's run on the test clock: started, left to process and commit all of `topic` in `group`, then stopped. */
+export const runToEnd = <E, R>(topology: Topology.Topology<E, R>, group: string, topic: string) =>
+  runUntil(topology, group, "every input record committed", committedToEnd(group, topic))
