@@ -63,17 +63,30 @@ export function commands() {
     )
   )
 
-  const profiles = Flags.command("user-profiles-redis", { prefix: Flags.prefix, users: Produce.users }, (o) =>
+  const format = Flag.Literals("format", ["json", "hash"]).pipe(
+    Flag.withDescription(
+      "json (default): each profile a string of JSON (SET); hash: a hash of its fields (HSET), which clickstream-sessions reads as absent and a JSON pipeline's enrichment reads as a profile"
+    ),
+    Flag.withDefault("json")
+  )
+  const profiles = Flags.command("user-profiles-redis", { prefix: Flags.prefix, users: Produce.users, format }, (o) =>
     Effect.gen(function* () {
       const redis = yield* Redis.Redis
       const keyPrefix = ClickstreamSessions.named(o.prefix).profileKeyPrefix
-      const entries = ClickstreamData.profileEntries(o.users, keyPrefix)
-      for (let i = 0; i < entries.length; i += chunk) yield* redis.setMany(entries.slice(i, i + chunk))
-      yield* Console.log(`wrote ${o.users} profiles to Redis: ${keyPrefix}user_1 .. ${keyPrefix}user_${o.users}`)
+      if (o.format === "hash") {
+        const entries = ClickstreamData.profileHashes(o.users, keyPrefix)
+        for (let i = 0; i < entries.length; i += chunk) yield* redis.setHashes(entries.slice(i, i + chunk))
+      } else {
+        const entries = ClickstreamData.profileEntries(o.users, keyPrefix)
+        for (let i = 0; i < entries.length; i += chunk) yield* redis.setMany(entries.slice(i, i + chunk))
+      }
+      yield* Console.log(
+        `wrote ${o.users} profiles to Redis (${o.format === "hash" ? "hashes" : "JSON strings"}): ${keyPrefix}user_1 .. ${keyPrefix}user_${o.users}`
+      )
     }).pipe(Effect.provide(Redis.layerConfig))
   ).pipe(
     Command.withDescription(
-      "Write user profiles (JSON) to Redis keys user:profile:user_<n>, n = 1..--users (REDIS_URL, default redis://127.0.0.1:6379)"
+      "Write user profiles to Redis keys user:profile:user_<n>, n = 1..--users, as JSON strings or hashes (REDIS_URL, default redis://127.0.0.1:6379)"
     )
   )
 

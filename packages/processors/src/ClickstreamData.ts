@@ -74,6 +74,20 @@ export const profileEntries = (
 ): Array<readonly [key: string, value: string]> =>
   Array.from({ length: users }, (_, i) => [keyPrefix + userId(i + 1), JSON.stringify(profileFor(i + 1))] as const)
 
+/** The same profiles as Redis hashes: one field per profile field, its value as text. */
+export const profileHashes = (
+  users: number,
+  keyPrefix = named().profileKeyPrefix
+): Array<readonly [key: string, fields: { readonly [field: string]: string }]> =>
+  Array.from(
+    { length: users },
+    (_, i) =>
+      [
+        keyPrefix + userId(i + 1),
+        Object.fromEntries(Object.entries(profileFor(i + 1)).map(([k, v]) => [k, String(v)]))
+      ] as const
+  )
+
 const pickType = (rng: Random.Random): string => {
   let roll = rng.int(0, 99)
   for (const [type, weight] of types) {
