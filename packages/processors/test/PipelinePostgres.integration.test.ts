@@ -9,6 +9,8 @@
  *   hashes and strings both count, a key holding a list does not and is counted as invalid); a second run in a
  *   fresh group re-reads every event and emits every window again, and the table is unchanged (the primary key); a
  *   table that does not fit stops the start naming its columns, exit code 2.
+ * - Windows, `--guarantee exactly_once` (Kafka's transaction: the windows' state is in Kafka): the worker killed
+ *   with SIGKILL mid-run, its restart's rows still equal the recomputation, each window once.
  * - Events, `--guarantee exactly_once`: the worker killed with SIGKILL mid-run leaves rows and `sluice_offsets`
  *   consistent (each partition's rows are exactly the offsets below its stored one); the restart starts each task
  *   from those offsets (its log says where), writes only what is left, and every offset ends with exactly one row.
@@ -266,6 +268,53 @@ describe("sluice run --pipeline into Postgres (real Kafka, Redis, Postgres)", ()
         assert.include(unfit.stderr, "window_end is missing (the pipeline writes timestamptz)")
         assert.include(unfit.stderr, "event_count is text (the pipeline writes int8)")
         assert.include(unfit.stderr, "no primary key or unique constraint on (key, window_start)")
+      }).pipe(Effect.scoped, Effect.provide(Services)),
+    300_000
+  )
+
+  it.live(
+    "windows, exactly-once: killed -9 mid-run, the restart's rows still equal the recomputation, each window once",
+    () =>
+      Effect.gen(function* () {
+        const d = yield* fresh("windows-eos", seed.processing, { batch_size: 100, flush_interval_ms: 50 })
+        yield* writeProfiles(d.prefix)
+        yield* (yield* Kafka).createTopics([{ name: d.topic, partitions: 3 }])
+        yield* produceClicks(d.prefix, 20_000)
+        const sent = yield* readBack(d.topic)
+        const truth = Reference.expected(sent, { windowMs: 60_000, graceMs: 10_000, hasProfile })
+
+        const first = yield* d.run("first", ["--guarantee", "exactly_once"])
+        assert.include(
+          (yield* first.waitForLog(/deliver +exactly_once: .*/, "30 seconds"))[0],
+          "one Kafka transaction per commit"
+        )
+        yield* Workers.waitUntil(
+          "some windows written",
+          "60 seconds",
+          Effect.map(count(d.table), (n) => n >= truth.rows.size / 5),
+          [first]
+        )
+        yield* first.signal("SIGKILL")
+        yield* first.exit("10 seconds")
+        const before = yield* count(d.table)
+        assert.isBelow(before, truth.rows.size, "the kill came before the end")
+
+        // The windows' state is restored as the last committed transaction left it, the records after it are
+        // processed again: a window open at the kill counts each of its events once.
+        const second = yield* d.run("second", ["--guarantee", "exactly_once"])
+        yield* Workers.waitUntil(
+          "every closed window's row",
+          "120 seconds",
+          Effect.map(count(d.table), (n) => n === truth.rows.size),
+          [second],
+          Effect.map(count(d.table), (n) => `${n} of ${truth.rows.size} rows`)
+        )
+        const rows = yield* windowRows(d.table)
+        assert.deepStrictEqual<ReadonlyMap<string, unknown>>(
+          new Map(rows.map((r) => [Reference.rowId(r.key, r.window_start), r])),
+          truth.rows
+        )
+        yield* stop(second)
       }).pipe(Effect.scoped, Effect.provide(Services)),
     300_000
   )
