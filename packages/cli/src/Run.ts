@@ -447,7 +447,9 @@ export const command = Flags.command(
     "(seed 004's request; the format and its checks: sluice pipeline --help).",
     "Each run joins the consumer group --group; by default that is --topic-prefix followed by the topology's name",
     "(staging-user-events for --topic-prefix staging-), so deployments under different prefixes never share a group;",
-    "a pipeline's is --topic-prefix followed by its group_id."
+    "a pipeline's is --topic-prefix followed by its group_id. With --pipeline and a Postgres output without an",
+    "aggregation, --guarantee exactly_once writes rows and offsets in one Postgres transaction (sluice_offsets) and",
+    "tasks start from there, as events-to-postgres does; with an aggregation it is Kafka's (sluice pipeline --help)."
   ),
   Command.withSubcommands([
     userEvents,

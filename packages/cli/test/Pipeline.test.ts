@@ -106,6 +106,9 @@ describe("sluice pipeline validate", () => {
         windows.stdout,
         /exactly_once \(--guarantee exactly_once\): the windows' state, late events, dead letters and input offsets in one Kafka transaction per commit/
       )
+      const example = yield* sluice(["pipeline", "validate", "examples/pipeline-postgres.json"])
+      assert.strictEqual(example.code, 0, example.stderr)
+      assert.include(example.stdout, "write    Postgres public.clickstream_aggregates (DATABASE_URL;")
       const events = yield* sluice(["pipeline", "validate", postgres("pg-events.json", {}), "--json"])
       const doc = JSON.parse(events.stdout)
       assert.strictEqual(doc.database, "Postgres")
@@ -253,6 +256,10 @@ describe("sluice run --pipeline", () => {
         /--pipeline string +run the pipeline declared in this JSON file \(its format: sluice pipeline --help\)/
       )
       assert.include(stdout, "sluice run --pipeline FILE runs a pipeline declared in JSON")
+      assert.include(
+        stdout,
+        "--guarantee exactly_once writes rows and offsets in one Postgres transaction (sluice_offsets)"
+      )
     })
   )
 })

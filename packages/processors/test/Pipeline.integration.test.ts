@@ -12,10 +12,9 @@ import { assert, describe, it } from "@effect/vitest"
 import * as ClickHouse from "@sluice/core/ClickHouse"
 import { brokersConfig, Kafka } from "@sluice/core/Kafka"
 import * as KafkaJs from "@sluice/core/KafkaJs"
-import * as Reader from "@sluice/core/Reader"
-import { text } from "@sluice/core/Record"
 import * as Redis from "@sluice/core/Redis"
-import { Effect, Layer, Redacted, Schema, Stream } from "effect"
+import { Effect, Layer, Redacted, Schema } from "effect"
+import * as Clickstream from "./support/clickstream.ts"
 import * as Reference from "./support/pipelineReference.ts"
 import { tcpProxy } from "./support/tcpProxy.ts"
 import * as Workers from "./support/workers.ts"
@@ -102,26 +101,8 @@ describe("sluice run --pipeline (real Kafka, Redis, ClickHouse)", () => {
 
         // ClickHouse goes away before the events come.
         yield* proxy.stop
-        const events = yield* Workers.once([
-          "produce",
-          "clickstream",
-          "--count",
-          "6000",
-          "--users",
-          "100",
-          "--sessions",
-          "200",
-          "--time-order",
-          "--topic-prefix",
-          prefix
-        ])
-        assert.strictEqual(events.code, 0, events.stderr)
-        const sent = (yield* Stream.runCollect(Reader.readToEnd(topic))).flat().map((r) => ({
-          partition: r.partition,
-          offset: r.offset,
-          key: text(r.key!),
-          event: JSON.parse(text(r.value!))
-        }))
+        yield* Clickstream.produce(prefix, 6000)
+        const sent = yield* Clickstream.readBack(topic)
         assert.lengthOf(sent, 6000)
         const truth = Reference.expected(sent, {
           windowMs: 60_000,

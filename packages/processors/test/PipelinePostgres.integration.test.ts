@@ -22,13 +22,12 @@ import { assert, describe, it } from "@effect/vitest"
 import { brokersConfig, Kafka } from "@sluice/core/Kafka"
 import * as KafkaJs from "@sluice/core/KafkaJs"
 import * as Postgres from "@sluice/core/Postgres"
-import * as Reader from "@sluice/core/Reader"
-import { text } from "@sluice/core/Record"
 import * as Redis from "@sluice/core/Redis"
-import { Effect, Layer, Redacted, Schema, Stream } from "effect"
+import { Effect, Layer, Redacted, Schema } from "effect"
 import { SqlClient } from "effect/sql"
 import { Redis as IORedis } from "ioredis"
 import { afterAll, afterEach } from "vitest"
+import * as Clickstream from "./support/clickstream.ts"
 import * as Reference from "./support/pipelineReference.ts"
 import * as Workers from "./support/workers.ts"
 
@@ -110,36 +109,6 @@ const writeProfiles = (prefix: string) =>
     )
   })
 
-const produceClicks = (prefix: string, count: number) =>
-  Effect.gen(function* () {
-    const produced = yield* Workers.once([
-      "produce",
-      "clickstream",
-      "--count",
-      String(count),
-      "--users",
-      "100",
-      "--sessions",
-      "200",
-      "--time-order",
-      "--topic-prefix",
-      prefix
-    ])
-    assert.strictEqual(produced.code, 0, produced.stderr)
-  })
-
-const readBack = (topic: string) =>
-  Stream.runCollect(Reader.readToEnd(topic)).pipe(
-    Effect.map((batches) =>
-      batches.flat().map((r) => ({
-        partition: r.partition,
-        offset: r.offset,
-        key: text(r.key!),
-        event: JSON.parse(text(r.value!))
-      }))
-    )
-  )
-
 const hasProfile = (user: string) => Number(user.slice("user_".length)) <= profiles
 
 /** A window's row as the test reads it: bounds as epoch seconds, int8 as numbers. */
@@ -208,8 +177,8 @@ describe("sluice run --pipeline into Postgres (real Kafka, Redis, Postgres)", ()
         const worker = yield* d.run("windows")
         yield* worker.waitForLog(/assigned 3 partition\(s\)/, "60 seconds")
         assert.include(worker.output(), `write    Postgres ${d.table} (DATABASE_URL; created if absent`)
-        yield* produceClicks(d.prefix, 4000)
-        const sent = yield* readBack(d.topic)
+        yield* Clickstream.produce(d.prefix, 4000)
+        const sent = yield* Clickstream.readBack(d.topic)
         assert.lengthOf(sent, 4000)
         const truth = Reference.expected(sent, { windowMs: 60_000, graceMs: 10_000, hasProfile })
         assert.isAbove(truth.rows.size, 300)
@@ -279,8 +248,8 @@ describe("sluice run --pipeline into Postgres (real Kafka, Redis, Postgres)", ()
         const d = yield* fresh("windows-eos", seed.processing, { batch_size: 100, flush_interval_ms: 50 })
         yield* writeProfiles(d.prefix)
         yield* (yield* Kafka).createTopics([{ name: d.topic, partitions: 3 }])
-        yield* produceClicks(d.prefix, 20_000)
-        const sent = yield* readBack(d.topic)
+        yield* Clickstream.produce(d.prefix, 20_000)
+        const sent = yield* Clickstream.readBack(d.topic)
         const truth = Reference.expected(sent, { windowMs: 60_000, graceMs: 10_000, hasProfile })
 
         const first = yield* d.run("first", ["--guarantee", "exactly_once"])
@@ -332,8 +301,8 @@ describe("sluice run --pipeline into Postgres (real Kafka, Redis, Postgres)", ()
         const sql = yield* SqlClient.SqlClient
         yield* writeProfiles(d.prefix)
         yield* (yield* Kafka).createTopics([{ name: d.topic, partitions: 3 }])
-        yield* produceClicks(d.prefix, 20_000)
-        const sent = yield* readBack(d.topic)
+        yield* Clickstream.produce(d.prefix, 20_000)
+        const sent = yield* Clickstream.readBack(d.topic)
         const total = sent.length
 
         const first = yield* d.run("first", ["--guarantee", "exactly_once"])
