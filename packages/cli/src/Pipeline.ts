@@ -8,6 +8,7 @@ import { ConfigInvalid } from "@sluice/core/Errors"
 import * as Main from "@sluice/core/Main"
 import * as Pipeline from "@sluice/processors/Pipeline"
 import * as PipelineSpec from "@sluice/processors/PipelineSpec"
+import * as PipelineSummary from "@sluice/processors/PipelineSummary"
 import { Console, Effect, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Flags from "./Flags.ts"
@@ -100,7 +101,7 @@ const validate = Flags.command(
       if (Result.isSuccess(result)) {
         const p = result.success
         const names = Pipeline.named(p)
-        const table = Pipeline.table(p, names)
+        const table = PipelineSummary.table(p, names)
         if (o.json)
           return yield* Console.log(
             JSON.stringify({
@@ -115,9 +116,10 @@ const validate = Flags.command(
             })
           )
         return yield* Console.log(
-          [`OK: ${o.file} is a valid pipeline, ${p.name}:`, ...Pipeline.summary(p, names).map((l) => `  ${l}`)].join(
-            "\n"
-          )
+          [
+            `OK: ${o.file} is a valid pipeline, ${p.name}:`,
+            ...PipelineSummary.summary(p, names).map((l) => `  ${l}`)
+          ].join("\n")
         )
       }
       const problems = result.failure

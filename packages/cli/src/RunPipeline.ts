@@ -31,6 +31,7 @@ import * as Pipeline from "@sluice/processors/Pipeline"
 import * as PipelineClickHouse from "@sluice/processors/PipelineClickHouse"
 import * as PipelinePostgres from "@sluice/processors/PipelinePostgres"
 import type * as PipelineSpec from "@sluice/processors/PipelineSpec"
+import * as PipelineSummary from "@sluice/processors/PipelineSummary"
 import * as PipelineTable from "@sluice/processors/PipelineTable"
 import { Effect, Layer, Metric, Option } from "effect"
 import type { Command } from "effect/cli"
@@ -132,7 +133,7 @@ export const run = (path: string, o: RunFlags) =>
     yield* Effect.logInfo(
       [
         `running pipeline ${p.name} from ${path} (${o.guarantee}):`,
-        ...Pipeline.summary(p, names, { brokers, group, guarantee: o.guarantee })
+        ...PipelineSummary.summary(p, names, { brokers, group, guarantee: o.guarantee })
       ].join("\n  ")
     )
     if (p.output.type === "clickhouse")
