@@ -18,7 +18,15 @@ import {
   type ProduceArguments,
   type RecordArguments
 } from "../src/internal/kafkajsEncoding.ts"
-import { active, groupMessagesPerPartition, installed } from "../src/internal/kafkajsPatch.ts"
+import {
+  active,
+  activeScheduleCheck,
+  groupMessagesPerPartition,
+  installed,
+  type RequestQueueState,
+  requestQueueFixed,
+  scheduleCheckPendingRequests
+} from "../src/internal/kafkajsPatch.ts"
 
 /** kafkajs 2.2.4's src/producer/groupMessagesPerPartition.js, as the reference. */
 const referenceGroup = ({
@@ -338,5 +346,35 @@ describe("kafkajs patch", () => {
         }
       })
     )
+  })
+})
+
+describe("kafkajs' request queue throttle check", () => {
+  /** The delay the check schedules for a queue in this state (the timer is cleared, nothing runs). */
+  const delayFor = (throttledUntil: number, pending: number) => {
+    const spy = vi.spyOn(globalThis, "setTimeout")
+    const queue: RequestQueueState = {
+      throttledUntil,
+      throttleCheckTimeoutId: null,
+      pending: Array.from({ length: pending }),
+      checkPendingRequests: () => {}
+    }
+    scheduleCheckPendingRequests.call(queue)
+    const delay = spy.mock.calls[0]?.[1]
+    spy.mockRestore()
+    if (queue.throttleCheckTimeoutId !== null) clearTimeout(queue.throttleCheckTimeoutId)
+    return delay
+  }
+
+  it("is the one kafkajs uses, and never schedules a negative delay (Node 24's TimeoutNegativeWarning)", () => {
+    assert.isTrue(requestQueueFixed)
+    assert.strictEqual(activeScheduleCheck(), scheduleCheckPendingRequests)
+    // Never throttled (kafkajs' initial -1), nothing pending: kafkajs computed minus the epoch here.
+    assert.strictEqual(delayFor(-1, 0), 1)
+    // Never throttled, requests pending: kafkajs' 10 ms interval.
+    assert.strictEqual(delayFor(-1, 2), 10)
+    // Throttled for another ~5 s: until then.
+    const d = delayFor(Date.now() + 5_000, 1)
+    assert.isTrue(typeof d === "number" && d > 4_900 && d <= 5_000, String(d))
   })
 })

@@ -25,6 +25,11 @@
  * varints as numbers and adds them to the batch's first offset and timestamp (read once per batch) while those are
  * exact, and computes with 64-bit BigInts, as kafkajs' Long does, otherwise.
  *
+ * And one fix: kafkajs' request queue schedules its throttle check `throttledUntil - Date.now()` ms ahead, with
+ * `throttledUntil` at -1 until a broker throttles the client: a delay of minus the epoch, which Node 24 reports with
+ * a `TimeoutNegativeWarning` on every worker's first connection (kafkajs issue 1751; Node then waits 1 ms). The
+ * method is replaced on the class by the same code with the delay at least 1 ms, which is what Node did with it.
+ *
  * The encoders are in kafkajsEncoding.ts, the decoder in kafkajsDecoding.ts. kafkajs takes each with `require` when
  * the module that uses it loads (`sendMessages.js` and the connection when kafkajs loads, the produce request at the
  * first produce, the record batch decoder at the first fetch), so this module replaces their exports in Node's
@@ -33,6 +38,7 @@
  * only slower).
  */
 import { createRequire } from "node:module"
+import { Predicate } from "effect"
 import type * as KafkaJS from "kafkajs"
 import { decodeRecord } from "./kafkajsDecoding.ts"
 import { crc32c, encodeRecord, frameRequest, makeProduceRequest } from "./kafkajsEncoding.ts"
@@ -101,6 +107,61 @@ export const installed =
     "protocol/requests/produce/v4/request.js"
   ]) &&
   replace(requestPath, frameRequest, ["network/connection.js"])
+
+/** The fields of kafkajs' `RequestQueue` its throttle check uses. */
+export interface RequestQueueState {
+  readonly throttledUntil: number
+  throttleCheckTimeoutId: ReturnType<typeof setTimeout> | null
+  readonly pending: ReadonlyArray<unknown>
+  checkPendingRequests(): void
+}
+
+/** kafkajs' `CHECK_PENDING_REQUESTS_INTERVAL`: how soon a queue with pending requests is looked at again. */
+const checkPendingInterval = 10
+
+/** `RequestQueue.prototype.scheduleCheckPendingRequests` of kafkajs 2.2.4, its delay never below 1 ms. */
+export function scheduleCheckPendingRequests(this: RequestQueueState): void {
+  let scheduleAt = this.throttledUntil - Date.now()
+  if (!this.throttleCheckTimeoutId) {
+    if (this.pending.length > 0) scheduleAt = scheduleAt > 0 ? scheduleAt : checkPendingInterval
+    this.throttleCheckTimeoutId = setTimeout(
+      () => {
+        this.throttleCheckTimeoutId = null
+        this.checkPendingRequests()
+      },
+      Math.max(1, scheduleAt)
+    )
+  }
+}
+
+const requestQueuePath = resolve("network/requestQueue/index.js")
+
+/** Puts `scheduleCheckPendingRequests` on kafkajs' RequestQueue class (its instances share the prototype). */
+const fixRequestQueue = (): boolean => {
+  const RequestQueue: unknown = requireCjs(requestQueuePath)
+  if (typeof RequestQueue !== "function" || !Predicate.hasProperty(RequestQueue, "prototype")) return false
+  const prototype: unknown = RequestQueue.prototype
+  if (!Predicate.hasProperty(prototype, "scheduleCheckPendingRequests")) return false
+  Object.defineProperty(prototype, "scheduleCheckPendingRequests", {
+    value: scheduleCheckPendingRequests,
+    writable: true,
+    configurable: true
+  })
+  return true
+}
+
+/** Whether the request queue's throttle check has its delay clamped (it can be fixed even after kafkajs loaded). */
+export const requestQueueFixed = fixRequestQueue()
+
+/** The request queue's throttle check kafkajs uses now (for tests). */
+export const activeScheduleCheck = (): unknown => {
+  const RequestQueue: unknown = requireCjs(requestQueuePath)
+  return typeof RequestQueue === "function" && Predicate.hasProperty(RequestQueue, "prototype")
+    ? Predicate.hasProperty(RequestQueue.prototype, "scheduleCheckPendingRequests")
+      ? RequestQueue.prototype.scheduleCheckPendingRequests
+      : undefined
+    : undefined
+}
 
 /** What kafkajs' producer uses now (for tests). */
 export const active = (): Record<"group" | "record" | "crc" | "recordDecoder" | "request", unknown> => ({
