@@ -251,6 +251,8 @@ export const run = (options: WorkersOptions) =>
       eventsPerSec: Math.round((options.events / elapsedMs) * 1000),
       p50Ms: JoinRun.percentile(latencies, 50),
       p99Ms: JoinRun.percentile(latencies, 99),
+      p999Ms: JoinRun.percentile(latencies, 99.9),
+      maxMs: latencies.length === 0 ? 0 : latencies[latencies.length - 1]!,
       peakRssMb: Math.max(0, ...stats.map((s) => s?.peakRssMb ?? 0)),
       sample: outputs.slice(0, 20).map((o) => o.value),
       workers: options.workers,
