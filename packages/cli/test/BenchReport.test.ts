@@ -121,6 +121,8 @@ describe("jsonLine", () => {
       "eventsPerSec",
       "p50Ms",
       "p99Ms",
+      "p999Ms",
+      "maxMs",
       "peakRssMb",
       "loadMs",
       "perEventMs",
