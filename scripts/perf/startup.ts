@@ -14,12 +14,14 @@
  * - lastOutputMs: spawn → the append time of the last output.
  *
  * `node scripts/perf/startup.ts [--rounds 5] [--profiles 10000] [--clicks 20000]
- *   [--contenders sluice,sluice-source,loop] [--brokers 127.0.0.1:9092] [--out benchmarks/perf/startup.jsonl] [--verbose]`
+ *   [--contenders sluice,sluice-source,loop] [--brokers 127.0.0.1:9092] [--out benchmarks/perf/startup.jsonl] [--verbose]
+ *   [--sluice before=/tmp/sluice-before]`
  *
  * Contenders: `sluice` is the `sluice` binary (packages/cli/bin/sluice.js: the built JavaScript when dist/ exists,
  * `npm run build`); `sluice-source` runs the TypeScript sources (`node --conditions=@sluice/source
  * packages/cli/src/bin.ts`), the repository's development path; `loop` the peers' kafkajs loop. One JSON line per
- * run (with the load averages when it ran), then the median and range of each contender.
+ * run (with the load averages when it ran), then the median and range of each contender. `--sluice NAME=DIR[,...]`
+ * adds contenders that run the `sluice` binary of another checkout (list them in --contenders too).
  */
 import { spawn } from "node:child_process"
 import { appendFileSync, mkdirSync } from "node:fs"
@@ -46,9 +48,20 @@ const node = process.execPath
 /** `--verbose`: the contenders' stderr on this one's, each chunk with its time since the spawn. */
 const verbose = options.has("verbose")
 
+/** `--sluice NAME=DIR`: one more contender NAME, the `sluice` binary of the checkout DIR (e.g. the code before). */
+const others = new Map(
+  (options.get("sluice") ?? "")
+    .split(",")
+    .filter((s) => s.includes("="))
+    .map((s) => [s.slice(0, s.indexOf("=")), s.slice(s.indexOf("=") + 1)] as const)
+)
+
 const command = (contender: string, topics: ClickEnrichment.Topics, group: string) => {
   const run = ["run", "click-enrichment", "--strategy", "table", "--brokers", brokers]
   const prefix = topics.clicks.name.slice(0, -"clicks".length)
+  const dir = others.get(contender)
+  if (dir !== undefined)
+    return { args: [join(dir, "packages/cli/bin/sluice.js"), ...run, "--topic-prefix", prefix, "--group", group] }
   switch (contender) {
     case "sluice":
       return { args: [join(repo, "packages/cli/bin/sluice.js"), ...run, "--topic-prefix", prefix, "--group", group] }
