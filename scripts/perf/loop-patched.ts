@@ -4,6 +4,7 @@
  * 8 bytes a step), which must load before kafkajs does: the strongest kafkajs loop, to measure Sluice's own overhead
  * against.
  */
+// A relative path: the package does not export its internals.
 import "../../packages/core/src/internal/kafkajsPatch.ts"
 
 await import("./loop.ts")

@@ -10,7 +10,7 @@
  * This module runs the command; the pure parts (plan, ratios, JSON line, table, outcome, chart) are in
  * BenchReport.ts.
  */
-import { messageOf } from "@sluice/core/Errors"
+import { ConfigInvalid, messageOf } from "@sluice/core/Errors"
 import { Kafka } from "@sluice/core/Kafka"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
 import * as JoinRun from "@sluice/processors/JoinRun"
@@ -22,6 +22,7 @@ import * as BenchSinks from "./BenchSinks.ts"
 import * as BenchState from "./BenchState.ts"
 import * as BenchTable from "./BenchTable.ts"
 import * as BenchWindows from "./BenchWindows.ts"
+import * as BenchWorkers from "./BenchWorkers.ts"
 import * as Flags from "./Flags.ts"
 import * as Strategy from "./Strategy.ts"
 
@@ -139,6 +140,75 @@ const bench = (
     Effect.provideService(Logger.LogToStderr, true)
   )
 
+interface WorkersFlags {
+  readonly strategy: BenchReport.StrategyChoice
+  readonly events: number
+  readonly users: number
+  readonly workers: number
+  readonly partitions: number
+  readonly rate: Option.Option<number>
+  readonly out: Option.Option<string>
+  readonly brokers: string
+  readonly json: boolean
+}
+
+/** `--workers N`: N `sluice run click-enrichment` processes in one group on a backlog (BenchWorkers.ts). */
+const benchWorkers = (o: WorkersFlags) =>
+  Effect.gen(function* () {
+    // Checked before anything connects.
+    const strategy = o.strategy
+    if (strategy === "all")
+      return yield* new ConfigInvalid({ reason: "--workers runs one strategy: give --strategy table, rescan or redis" })
+    if (Option.isSome(o.rate) || Option.isSome(o.out))
+      return yield* new ConfigInvalid({
+        reason: "--workers measures a backlog shared by worker processes: it takes neither --rate nor --out"
+      })
+    if (o.brokers === "memory")
+      return yield* new ConfigInvalid({
+        reason: "--workers starts worker processes, which cannot reach this process's in-memory broker: give a Kafka"
+      })
+    return yield* runWorkers(strategy, o)
+  })
+
+const runWorkers = (strategy: Strategy.Strategy, o: WorkersFlags) =>
+  Effect.gen(function* () {
+    const kafka = yield* Kafka
+    const prefix = `bench-${Date.now().toString(36)}-workers${o.workers}-`
+    yield* Console.error(
+      `bench: ${o.workers} worker(s), ${strategy}: ${o.events} events over ${o.partitions} partitions, ${o.users} users (topics ${prefix}*)`
+    )
+    let last = { at: Date.now(), done: 0 }
+    const report = yield* BenchWorkers.run({
+      strategy,
+      events: o.events,
+      users: o.users,
+      workers: o.workers,
+      partitions: o.partitions,
+      brokers: o.brokers,
+      sluice: BenchWorkers.thisSluice(),
+      prefix,
+      onProgress: (done, total) =>
+        Effect.suspend(() => {
+          const now = Date.now()
+          const perSec = ((done - last.done) * 1000) / Math.max(1, now - last.at)
+          last = { at: now, done }
+          return Console.error(BenchReport.progressLine(strategy, done, total, perSec))
+        })
+    }).pipe(
+      Effect.ensuring(
+        kafka.listTopics.pipe(
+          Effect.flatMap((names) => kafka.deleteTopics(names.filter((n) => n.startsWith(prefix)))),
+          Effect.ignore
+        )
+      )
+    )
+    yield* Console.error(BenchReport.endLine(report))
+    yield* o.json
+      ? Console.log(JSON.stringify(BenchWorkers.jsonLine(report)))
+      : Console.log(BenchWorkers.summary(report))
+    yield* Effect.fromResult(BenchReport.outcome([report]))
+  }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)), Effect.provideService(Logger.LogToStderr, true))
+
 const join = Flags.command(
   "join",
   {
@@ -177,6 +247,19 @@ const join = Flags.command(
       min: 1,
       whenAbsent: "as fast as the producer goes"
     }),
+    workers: Flags.int("workers", {
+      description:
+        "run the join as this many `sluice run click-enrichment` processes in one consumer group, on a backlog in a topic of --partitions partitions (produced before they start); reports first output to last, the rate once the group settled, and each worker's assignment, CPU and peak RSS",
+      min: 1,
+      max: 64,
+      whenAbsent: "the topology runs in this process"
+    }),
+    partitions: Flags.int("partitions", {
+      description: "partitions of the clicks and enriched topics of a --workers run",
+      min: 1,
+      max: 1_000,
+      default: 12
+    }),
     brokers: Flags.brokers,
     json: Flag.Boolean("json").pipe(
       Flag.withDescription("print one JSON object per strategy, one per line, on stdout; progress stays on stderr"),
@@ -190,18 +273,20 @@ const join = Flags.command(
     )
   },
   (o) =>
-    bench(
-      BenchReport.settings({
-        strategy: o.strategy,
-        events: o.events,
-        users: o.users,
-        rescanEvents: o.rescanEvents,
-        sweep: Option.isSome(o.out),
-        backlog: o.backlog,
-        rate: o.rate
-      }),
-      o
-    )
+    Option.isSome(o.workers)
+      ? benchWorkers({ ...o, workers: o.workers.value })
+      : bench(
+          BenchReport.settings({
+            strategy: o.strategy,
+            events: o.events,
+            users: o.users,
+            rescanEvents: o.rescanEvents,
+            sweep: Option.isSome(o.out),
+            backlog: o.backlog,
+            rate: o.rate
+          }),
+          o
+        )
 ).pipe(
   Command.withDescription(
     "Benchmark the click-enrichment join per strategy on fresh topics (deleted afterwards): verify every output, report elapsed, throughput, latency p50/p99, peak RSS, load time and ratios; a wrong output fails the run"
@@ -218,6 +303,10 @@ const join = Flags.command(
     {
       command: "sluice bench join --strategy all --json > bench.jsonl",
       description: "one JSON object per strategy per line, for scripts"
+    },
+    {
+      command: "sluice bench join --workers 3 --events 600000 --users 10000 --json",
+      description: "three worker processes sharing a 12-partition backlog: the group's throughput and start-up"
     },
     {
       command: "sluice bench join --strategy all --events 20000 --out bench-results",

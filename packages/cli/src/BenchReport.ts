@@ -138,6 +138,8 @@ export interface JsonLine {
   readonly eventsPerSec: number
   readonly p50Ms: number
   readonly p99Ms: number
+  readonly p999Ms: number
+  readonly maxMs: number
   readonly peakRssMb: number
   readonly loadMs: number
   readonly perEventMs: number
@@ -172,6 +174,8 @@ export const jsonLine = (report: Measured, requestedEvents: number, table: Measu
   eventsPerSec: report.eventsPerSec,
   p50Ms: report.p50Ms,
   p99Ms: report.p99Ms,
+  p999Ms: report.p999Ms,
+  maxMs: report.maxMs,
   peakRssMb: report.peakRssMb,
   loadMs: report.loadMs,
   perEventMs: round(perEventMs(report), 4),

@@ -18,12 +18,15 @@ import { Config, Effect, type Layer, Option, Predicate } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Report from "./Report.ts"
 
+/** Where Kafka is when neither `--brokers` nor SLUICE_BROKERS says. */
+export const defaultBrokers = "127.0.0.1:9092"
+
 export const brokers = Flag.String("brokers").pipe(
   Flag.withDescription(
     "Kafka bootstrap servers (host:port,...), or 'memory' for the in-memory broker (default: SLUICE_BROKERS, else 127.0.0.1:9092)"
   ),
   Flag.withFallbackConfig(Config.String("SLUICE_BROKERS")),
-  Flag.withDefault("127.0.0.1:9092")
+  Flag.withDefault(defaultBrokers)
 )
 
 /**

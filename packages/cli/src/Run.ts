@@ -2,7 +2,7 @@
 import { hostname } from "node:os"
 import type * as Delivery from "@sluice/core/Delivery"
 import { ConfigInvalid } from "@sluice/core/Errors"
-import * as Http from "@sluice/core/Http"
+import type * as Http from "@sluice/core/Http"
 import { Kafka } from "@sluice/core/Kafka"
 import * as Main from "@sluice/core/Main"
 import * as Metrics from "@sluice/core/Metrics"
@@ -18,7 +18,6 @@ import * as Flags from "./Flags.ts"
 import * as RunClickstream from "./RunClickstream.ts"
 import * as RunEvents from "./RunEvents.ts"
 import * as RunModule from "./RunModule.ts"
-import * as RunPipeline from "./RunPipeline.ts"
 import * as Strategy from "./Strategy.ts"
 
 const group = Flag.String("group").pipe(
@@ -40,31 +39,49 @@ const metricsPort = Flags.int("metrics-port", {
   whenAbsent: "off"
 })
 
-/**
- * Where the worker serves HTTP: `--http HOST:PORT`, or `--metrics-port PORT` on 127.0.0.1 (its older spelling);
- * nowhere without either. Both at once is an error, as is an address that does not parse.
- */
-export const httpAddress = (o: {
+interface HttpFlags {
   readonly http: Option.Option<string>
   readonly metricsPort: Option.Option<number>
-}): Result.Result<Option.Option<Http.Address>, ConfigInvalid> => {
+}
+
+/**
+ * Where the worker serves HTTP: `--http HOST:PORT`, or `--metrics-port PORT` on 127.0.0.1 (its older spelling);
+ * nowhere without either. Both at once is an error, as is an address that does not parse. `http` is the core
+ * Http module, passed in because it is imported only by a run that serves HTTP.
+ */
+export const httpAddress = (
+  o: HttpFlags,
+  http: Pick<typeof Http, "loopback" | "parseAddress">
+): Result.Result<Option.Option<Http.Address>, ConfigInvalid> => {
   if (Option.isSome(o.http) && Option.isSome(o.metricsPort))
     return Result.fail(
       new ConfigInvalid({ reason: "--http and --metrics-port both say where to serve HTTP: give one of them" })
     )
-  if (Option.isSome(o.metricsPort)) return Result.succeed(Option.some(Http.loopback(o.metricsPort.value)))
+  if (Option.isSome(o.metricsPort)) return Result.succeed(Option.some(http.loopback(o.metricsPort.value)))
   if (Option.isNone(o.http)) return Result.succeed(Option.none())
-  return Result.mapBoth(Http.parseAddress(o.http.value), {
+  return Result.mapBoth(http.parseAddress(o.http.value), {
     onFailure: (reason) => new ConfigInvalid({ reason: `--http: ${reason}` }),
     onSuccess: Option.some
   })
 }
 
-/** The HTTP server when asked for, nothing otherwise. */
-export const httpLayer = (o: { readonly http: Option.Option<string>; readonly metricsPort: Option.Option<number> }) =>
-  Layer.unwrap(
-    Effect.map(Effect.fromResult(httpAddress(o)), Option.match({ onNone: () => Layer.empty, onSome: Http.layer }))
-  )
+/**
+ * The HTTP server when asked for, nothing otherwise. The server's modules (core Http.ts, effect's HTTP router and
+ * Node's server) load only when it is asked for: a worker without it starts without them.
+ */
+export const httpLayer = (o: HttpFlags) =>
+  Option.isNone(o.http) && Option.isNone(o.metricsPort)
+    ? Layer.empty
+    : Layer.unwrap(
+        Effect.flatMap(
+          Effect.promise(() => import("@sluice/core/Http")),
+          (http) =>
+            Effect.map(
+              Effect.fromResult(httpAddress(o, http)),
+              Option.match({ onNone: () => Layer.empty, onSome: http.layer })
+            )
+        )
+      )
 
 /** The metrics endpoint on 127.0.0.1 when asked for, nothing otherwise (`--metrics-port`). */
 export const metricsLayer = (port: Option.Option<number>) => httpLayer({ http: Option.none(), metricsPort: port })
@@ -435,9 +452,12 @@ export const command = Flags.command(
       onSome: (file) =>
         Option.isSome(o.module)
           ? Effect.fail(new ConfigInvalid({ reason: "give a topology or --pipeline FILE, not both" }))
-          : RunPipeline.run(file, o),
-      onNone: () =>
-        runTopology(o.module, { ...o, brokers: Option.getOrElse(o.brokers, () => RunPipeline.defaultBrokers) })
+          : // Loaded when used: a pipeline brings the Redis, ClickHouse and Postgres clients.
+            Effect.flatMap(
+              Effect.promise(() => import("./RunPipeline.ts")),
+              (m) => m.run(file, o)
+            ),
+      onNone: () => runTopology(o.module, { ...o, brokers: Option.getOrElse(o.brokers, () => Flags.defaultBrokers) })
     })
 ).pipe(
   describedWithExitCodes(

@@ -6,31 +6,13 @@
  * Built by a function, called by Run.ts where it registers the subcommand: this module uses Run.ts's flags and
  * helpers and Run.ts imports it, so nothing here may run before Run.ts has finished loading.
  */
-import * as ClickHouse from "@sluice/core/ClickHouse"
-import * as Metrics from "@sluice/core/Metrics"
-import * as Postgres from "@sluice/core/Postgres"
-import * as Redis from "@sluice/core/Redis"
-import * as Runner from "@sluice/core/Runner"
-import * as ClickstreamSessions from "@sluice/processors/ClickstreamSessions"
-import * as ClickstreamTables from "@sluice/processors/ClickstreamTables"
-import { Duration, Effect, Layer, Metric } from "effect"
-import { Flag } from "effect/cli"
+import { Effect } from "effect"
+import { type Command, Flag } from "effect/cli"
 import * as Flags from "./Flags.ts"
 import * as Run from "./Run.ts"
 
-/** Rows written per sink and events enriched with the default profile, for the progress line. */
-const progress = (sinks: ReadonlyArray<string>) =>
-  Effect.gen(function* () {
-    const parts: Array<string> = []
-    for (const sink of sinks) {
-      const s = yield* Metric.value(Metric.withAttributes(Metrics.sinkRows, { sink }))
-      parts.push(`${sink}=${s.count}`)
-    }
-    const missing = yield* Metric.value(ClickstreamSessions.profilesMissing)
-    return `${parts.join(" ")} profiles-missing=${missing.count}`
-  })
-
-export function command() {
+/** The flags of `sluice run clickstream-sessions`. */
+const config = () => {
   const redisDown = Flag.Literals("redis-down", ["wait", "defaults"]).pipe(
     Flag.withDescription(
       "while Redis is unreachable: wait (default: the batch is retried, 100 ms doubling to 5 s, for up to 2 minutes, then the worker stops; nothing is lost), or defaults (enrich with cached profiles or the defaults, counted as missing)"
@@ -54,38 +36,18 @@ export function command() {
     max: 86_400_000,
     default: 60_000
   })
-  return Flags.command(
-    "clickstream-sessions",
-    { ...Run.common, redisDown, batchSize, cacheEntries, cacheTtlMs: cacheTtl },
-    (o) => {
-      const topics = ClickstreamSessions.named(o.prefix)
-      const tables = ClickstreamTables.tables(o.prefix)
-      return Effect.gen(function* () {
-        yield* ClickstreamTables.setup(tables)
-        const sinks = ClickstreamTables.sinks(tables, { batchSize: o.batchSize })
-        const topology = ClickstreamSessions.topology({ topics, sinks, onLookupFailure: o.redisDown })
-        const options = Run.runOptions(o, topology.name)
-        yield* Effect.logInfo(
-          `running clickstream-sessions on ${o.brokers} in group ${options.groupId} (${o.guarantee}): ${topics.events.name} + Redis ${topics.profileKeyPrefix}* -> ClickHouse ${tables.clickhouse}, Postgres ${tables.postgres} (view ${tables.sessionsView}); Redis down: ${o.redisDown}`
-        )
-        return yield* Runner.run(topology, options).pipe(
-          Run.withProgress(progress([sinks.clickhouse.name, sinks.postgres.name]))
-        )
-      }).pipe(
-        Effect.provide(
-          Layer.mergeAll(
-            Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }),
-            ClickstreamSessions.UserProfiles.redis({
-              keyPrefix: topics.profileKeyPrefix,
-              cache: { maxEntries: o.cacheEntries, ttl: Duration.millis(o.cacheTtlMs) }
-            }).pipe(Layer.provide(Redis.layerConfig)),
-            ClickHouse.layerConfig,
-            Postgres.layerConfig,
-            Run.metricsLayer(o.metricsPort)
-          )
-        )
-      )
-    }
+  return { ...Run.common, redisDown, batchSize, cacheEntries, cacheTtlMs: cacheTtl }
+}
+
+export type Options = Command.Command.Config.Infer<ReturnType<typeof config>>
+
+/** The worker (RunClickstreamWorker.ts, with Redis, ClickHouse, Postgres and the topology) is imported when it runs. */
+export function command() {
+  return Flags.command("clickstream-sessions", config(), (o) =>
+    Effect.flatMap(
+      Effect.promise(() => import("./RunClickstreamWorker.ts")),
+      (worker) => worker.run(o)
+    )
   ).pipe(
     Run.describedWithExitCodes(
       "Enrich click events with Redis profiles and session metrics (a store), into ClickHouse and Postgres",

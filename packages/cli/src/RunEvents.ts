@@ -9,20 +9,13 @@
  * Built by a function, called by Run.ts where it registers the subcommand: this module uses Run.ts's flags and
  * helpers and Run.ts imports it, so nothing here may run before Run.ts has finished loading.
  */
-import * as Metrics from "@sluice/core/Metrics"
-import * as Postgres from "@sluice/core/Postgres"
-import * as Runner from "@sluice/core/Runner"
-import * as EventsToPostgres from "@sluice/processors/EventsToPostgres"
-import { Effect, Layer, Metric } from "effect"
-import { Flag } from "effect/cli"
+import { Effect } from "effect"
+import { type Command, Flag } from "effect/cli"
 import * as Flags from "./Flags.ts"
 import * as Run from "./Run.ts"
 
-/** Rows the sink has written, for the progress line. */
-const rowsWritten = (sink: string) =>
-  Effect.map(Metric.value(Metric.withAttributes(Metrics.sinkRows, { sink })), (s) => `rows=${s.count}`)
-
-export function command() {
+/** The flags of `sluice run events-to-postgres`. */
+const config = () => {
   const guarantee = Flag.Literals("guarantee", ["at_least_once", "exactly_once"]).pipe(
     Flag.withDescription(
       "at_least_once (default): rows are written before their input offsets are committed to the group, a re-delivered record inserts no second row (unique source topic, partition, offset); exactly_once: each write also stores the consumed offsets in sluice_offsets in the same Postgres transaction, and tasks start from there, not from the group's commits. Kafka delivery (dead letters) is at-least-once either way"
@@ -52,40 +45,25 @@ export function command() {
     max: 3_600_000,
     whenAbsent: "1000"
   })
-  return Flags.command(
-    "events-to-postgres",
-    { ...Run.common, guarantee, commitIntervalMs: commitInterval, schema, batchSize, flushIntervalMs: flushInterval },
-    (o) =>
-      Effect.gen(function* () {
-        const topics = EventsToPostgres.named(o.prefix)
-        const exactlyOnce = o.guarantee === "exactly_once"
-        const group = Run.groupId(o, "events-to-postgres")
-        const options = Run.runOptions({ ...o, guarantee: "at_least_once" }, "events-to-postgres")
-        const relations = EventsToPostgres.relations(o.schema)
-        yield* EventsToPostgres.setup(relations)
-        const sink = EventsToPostgres.sink(relations, {
-          ...(exactlyOnce ? { offsetsGroup: group } : {}),
-          batchSize: o.batchSize,
-          flushInterval: `${o.flushIntervalMs} millis`
-        })
-        const topology = EventsToPostgres.topology({ sink, topics, exactlyOnce })
-        yield* Effect.logInfo(
-          `running events-to-postgres on ${o.brokers} in group ${group} (${
-            exactlyOnce
-              ? `exactly_once into Postgres: rows and offsets in one transaction, offsets in ${relations.offsets}`
-              : "at_least_once"
-          }): ${topics.raw.name} -> ${relations.events} (view ${relations.view}; dead letters: ${topology.deadLetterTopic})`
-        )
-        return yield* Runner.run(topology, options).pipe(Run.withProgress(rowsWritten(sink.name)))
-      }).pipe(
-        Effect.provide(
-          Layer.mergeAll(
-            Flags.kafkaLayer(o.brokers, { waitForBroker: "forever" }),
-            Postgres.layerConfig,
-            Run.metricsLayer(o.metricsPort)
-          )
-        )
-      )
+  return {
+    ...Run.common,
+    guarantee,
+    commitIntervalMs: commitInterval,
+    schema,
+    batchSize,
+    flushIntervalMs: flushInterval
+  }
+}
+
+export type Options = Command.Command.Config.Infer<ReturnType<typeof config>>
+
+/** The worker (RunEventsWorker.ts, with Postgres and the topology) is imported when the command runs. */
+export function command() {
+  return Flags.command("events-to-postgres", config(), (o) =>
+    Effect.flatMap(
+      Effect.promise(() => import("./RunEventsWorker.ts")),
+      (worker) => worker.run(o)
+    )
   ).pipe(
     Run.describedWithExitCodes(
       "Write raw JSON events (events.raw) to the Postgres table events_raw, with the view hourly_aggregate",

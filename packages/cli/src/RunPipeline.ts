@@ -46,7 +46,7 @@ export type RunFlags = Omit<Command.Command.Config.Infer<typeof Run.common>, "br
 }
 
 /** Brokers when neither the flags nor the file name any. */
-export const defaultBrokers = "127.0.0.1:9092"
+export const defaultBrokers = Flags.defaultBrokers
 
 /** Rows written, late events and missing profiles, for the progress line. */
 const progress = (sink: string, inputs: ReadonlyArray<string>) =>

@@ -17,6 +17,8 @@ const report = (
   eventsPerSec: 10_000,
   p50Ms: 20,
   p99Ms: 30,
+  p999Ms: 35,
+  maxMs: 40,
   peakRssMb: 180,
   verification: {
     expected: overrides.events,
@@ -119,6 +121,8 @@ describe("jsonLine", () => {
       "eventsPerSec",
       "p50Ms",
       "p99Ms",
+      "p999Ms",
+      "maxMs",
       "peakRssMb",
       "loadMs",
       "perEventMs",

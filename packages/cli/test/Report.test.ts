@@ -15,6 +15,8 @@ import {
   UnknownTopic
 } from "@sluice/core/Errors"
 import { RedisError } from "@sluice/core/Redis"
+import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
+import * as EventsToPostgres from "@sluice/processors/EventsToPostgres"
 import { Effect } from "effect"
 import { Command } from "effect/cli"
 import { TestConsole } from "effect/testing"
@@ -23,6 +25,20 @@ import { main } from "../src/main.ts"
 import * as Report from "../src/Report.ts"
 
 const kafka = (reason: KafkaError["reason"]) => new KafkaError({ operation: "describeTopic", reason })
+
+describe("creatorOf", () => {
+  it("names the command that creates each of the built-in topologies' topics, under any prefix", () => {
+    assert.strictEqual(
+      Report.creatorOf(EventsToPostgres.named("staging-").raw.name),
+      "sluice produce events --topic-prefix staging-"
+    )
+    assert.strictEqual(
+      Report.creatorOf(ClickEnrichment.named("staging-").profiles.name),
+      "sluice produce profiles --topic-prefix staging-"
+    )
+    assert.strictEqual(Report.creatorOf("staging-something-else"), undefined)
+  })
+})
 
 describe("hintFor", () => {
   it("UnknownTopic: names the topic and the command that creates it, with its prefix", () => {

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { hostname, tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
+import * as Http from "@sluice/core/Http"
 import * as Main from "@sluice/core/Main"
 import * as Store from "@sluice/core/Store"
 import { Effect, Option, Result } from "effect"
@@ -108,7 +109,7 @@ describe("sluice run --help", () => {
 
 describe("where a run serves HTTP", () => {
   const address = (http: string | undefined, metricsPort: number | undefined) =>
-    Run.httpAddress({ http: Option.fromUndefinedOr(http), metricsPort: Option.fromUndefinedOr(metricsPort) })
+    Run.httpAddress({ http: Option.fromUndefinedOr(http), metricsPort: Option.fromUndefinedOr(metricsPort) }, Http)
 
   it("--http HOST:PORT where it says, --metrics-port PORT on 127.0.0.1, nowhere without either", () => {
     assert.deepStrictEqual(

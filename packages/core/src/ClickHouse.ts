@@ -13,7 +13,6 @@
  * parses, so errors are classified by the numeric code read from the message here. 18.16 has no `DateTime64`:
  * keep milliseconds in a column of their own (see `ClickstreamSessions.ts`).
  */
-import { ClickHouseLogLevel, createClient } from "@clickhouse/client"
 import { Config, Context, Duration, Effect, Layer, Redacted, Schema } from "effect"
 import * as Errors from "./Errors.ts"
 
@@ -138,6 +137,12 @@ const identifier = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/
 /** Builds the service on a client that is closed with the scope; the server is pinged first. */
 export const make = Effect.fnUntraced(function* (options: Options) {
   const url = Redacted.isRedacted(options.url) ? Redacted.value(options.url) : options.url
+  // The client library loads when a client is made, not with this module, so that a process that never writes to
+  // ClickHouse does not load it at start-up.
+  const { ClickHouseLogLevel, createClient } = yield* Effect.tryPromise({
+    try: () => import("@clickhouse/client"),
+    catch: fail("connect")
+  })
   const client = yield* Effect.acquireRelease(
     Effect.try({
       try: () =>

@@ -15,7 +15,6 @@
  * worker has its assignment and every table has loaded.
  */
 import { createServer } from "node:http"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Effect, Layer, Result } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
@@ -153,8 +152,18 @@ export const parseAddress = (text: string): Result.Result<Address, string> => {
 export const urlOf = (address: Address): string =>
   `http://${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}`
 
-/** Serves the routes at `address` for as long as the layer lives. */
+/**
+ * Serves the routes at `address` for as long as the layer lives. Node's HTTP server layer loads when this layer is
+ * built, not with this module: a worker without `--http` does not load it at start-up.
+ */
 export const layer = (address: Address) =>
   HttpRouter.serve(routes, { disableLogger: true }).pipe(
-    Layer.provide(NodeHttpServer.layer(createServer, { port: address.port, host: address.host }))
+    Layer.provide(
+      Layer.unwrap(
+        Effect.map(
+          Effect.promise(() => import("@effect/platform-node/NodeHttpServer")),
+          (NodeHttpServer) => NodeHttpServer.layer(createServer, { port: address.port, host: address.host })
+        )
+      )
+    )
   )

@@ -7,7 +7,7 @@
  */
 
 import { Config, Context, Duration, Effect, Layer, Predicate, Redacted, Schema } from "effect"
-import { Redis as IORedis } from "ioredis"
+import type { Redis as IORedis } from "ioredis"
 import * as Errors from "./Errors.ts"
 
 /** A failed Redis call. `operation` is the service method (`connect`, `mget`, ...). */
@@ -108,9 +108,12 @@ const connect = (options: Options) =>
   Effect.gen(function* () {
     const url = Redacted.isRedacted(options.url) ? Redacted.value(options.url) : options.url
     let connectedOnce = false
+    // ioredis loads when a client is made, not with this module: a process that never talks to Redis (a worker
+    // with the table strategy) does not pay for its ~50 modules at start-up.
+    const { Redis: Client } = yield* Effect.tryPromise({ try: () => import("ioredis"), catch: fail("connect") })
     const client = yield* Effect.try({
       try: () =>
-        new IORedis(url, {
+        new Client(url, {
           lazyConnect: true,
           connectTimeout: Duration.toMillis(options.connectTimeout ?? "5 seconds"),
           commandTimeout: Duration.toMillis(options.commandTimeout ?? "5 seconds"),

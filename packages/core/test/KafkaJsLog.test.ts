@@ -96,4 +96,21 @@ describe("kafkajs log", () => {
       ])
     })
   )
+
+  it.live("kafkajs' own debug entries (a request, its response) pass whole, each one", () =>
+    Effect.gen(function* () {
+      const { text, layer } = captureLogs()
+      const context = yield* Effect.context<never>().pipe(Effect.provide(layer))
+      const log = logCreator(context)(KafkaJS.logLevel.DEBUG)
+      for (let i = 0; i < 3; i++)
+        log({
+          namespace: "Connection",
+          level: KafkaJS.logLevel.DEBUG,
+          label: "DEBUG",
+          log: { timestamp: "", message: "Request JoinGroup(key: 11, version: 5)", correlationId: i }
+        })
+      yield* Effect.sleep("10 millis")
+      assert.deepStrictEqual(text(), Array(3).fill("Debug kafkajs Connection: Request JoinGroup(key: 11, version: 5)"))
+    })
+  )
 })

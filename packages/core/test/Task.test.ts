@@ -4,6 +4,7 @@ import { Cause, Effect, Exit } from "effect"
 import { TestClock } from "effect/testing"
 import * as Batch from "../src/Batch.ts"
 import * as Codec from "../src/Codec.ts"
+import { firstStepRecords } from "../src/internal/task.ts"
 import { Kafka } from "../src/Kafka.ts"
 import { layerWith, MemoryBroker } from "../src/MemoryBroker.ts"
 import { bytes, text } from "../src/Record.ts"
@@ -122,6 +123,42 @@ describe("Task", () => {
       )
       yield* stopOnTestClock(fiber)
     }).pipe(Effect.provide(memory))
+  )
+
+  it.effect(
+    "a task's first steps are small and double up to maxStepRecords (a backlog's first outputs go out soon)",
+    () =>
+      Effect.gen(function* () {
+        const kafka = yield* Kafka
+        yield* kafka.createTopics([{ name: "backlog", partitions: 1 }])
+        const values = Array.from({ length: 4_000 }, (_, i) => `b${i}`)
+        yield* kafka.send(values.map((v) => ({ topic: "backlog", key: null, value: bytes(v) })))
+        const steps: Array<number> = []
+        const topology = Topology.make({
+          name: "slow-start",
+          inputs: [
+            Topology.input(Topic.raw("backlog"), (records) =>
+              Effect.sync(() => {
+                steps.push(records.length)
+                return Batch.forEach(records, (r, o) => o.emit(out, null, text(r.value ?? new Uint8Array())))
+              })
+            )
+          ]
+        })
+        const fiber = yield* Effect.forkChild(Runner.run(topology, { maxStepRecords: 1_000 }))
+        yield* settle(
+          "4,000 outputs",
+          Effect.map(outputs, (o) => o.length === 4_000)
+        )
+        assert.deepStrictEqual(yield* outputs, values)
+        const bounds = steps.map((_, i) => Math.min(1_000, firstStepRecords * 2 ** i))
+        assert.isTrue(
+          steps.every((n, i) => n <= bounds[i]!),
+          `step i takes at most min(1000, ${firstStepRecords} * 2^i) records: ${steps.join(",")}`
+        )
+        assert.strictEqual(Math.max(...steps), 1_000, `the steps grow to maxStepRecords: ${steps.join(",")}`)
+        yield* stopOnTestClock(fiber)
+      }).pipe(Effect.provide(layerWith({ maxBatchSize: 5_000 })))
   )
 
   it.effect("a wall-clock timer ticks on the test clock, between steps, and its outputs are written", () =>

@@ -6,9 +6,15 @@
  * Unknown users follow a stated policy: `null` enriches with null name and city (default), `dead-letter` rejects
  * the click to `clicks.dlq` with the reason. A click is never dropped silently.
  */
-import { Batch, Codec, Errors, Lookup, Table, Topic, Topology } from "@sluice/core"
+import * as Batch from "@sluice/core/Batch"
+import * as Codec from "@sluice/core/Codec"
+import * as Errors from "@sluice/core/Errors"
+import * as Lookup from "@sluice/core/Lookup"
 import { bytes } from "@sluice/core/Record"
 import * as RedisLookup from "@sluice/core/RedisLookup"
+import * as Table from "@sluice/core/Table"
+import * as Topic from "@sluice/core/Topic"
+import * as Topology from "@sluice/core/Topology"
 import { Console, Context, Effect, Layer, Result, Schema } from "effect"
 
 export const Profile = Schema.Struct({ id: Schema.Int, name: Schema.String, city: Schema.String })

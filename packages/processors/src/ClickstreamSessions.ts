@@ -20,13 +20,19 @@
  *   changelog write and the commit) and does not count twice, so the metrics stay exact. Its rows are written
  *   again with the session's current metrics; the databases keep one row per input offset (ClickhouseTables.ts).
  */
-import { Batch, Codec, Errors, type Lookup, Store, Topic, Topology } from "@sluice/core"
+import * as Batch from "@sluice/core/Batch"
 import * as CachedLookup from "@sluice/core/CachedLookup"
+import * as Codec from "@sluice/core/Codec"
+import * as Errors from "@sluice/core/Errors"
+import type * as Lookup from "@sluice/core/Lookup"
 import type { ConsumerRecord } from "@sluice/core/Record"
 import { bytes } from "@sluice/core/Record"
 import { Redis, type RedisShape } from "@sluice/core/Redis"
 import * as RedisLookup from "@sluice/core/RedisLookup"
 import type * as Sink from "@sluice/core/Sink"
+import * as Store from "@sluice/core/Store"
+import * as Topic from "@sluice/core/Topic"
+import * as Topology from "@sluice/core/Topology"
 import { Context, Duration, Effect, Layer, Metric, Result, Schema } from "effect"
 
 export const ClickEvent = Schema.Struct({

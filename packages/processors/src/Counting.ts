@@ -19,9 +19,13 @@
  * task's steps commit in one transaction: a read_committed reader sees each input offset once in the output, and
  * each key's counts as 1, 2, 3, ... with no repeat.
  */
-import { Batch, Codec, Store, Topic, Topology } from "@sluice/core"
+import * as Batch from "@sluice/core/Batch"
+import * as Codec from "@sluice/core/Codec"
 import { bytes, type ConsumerRecord, type ProducerRecord } from "@sluice/core/Record"
+import * as Store from "@sluice/core/Store"
 import type { TaskContext } from "@sluice/core/Task"
+import * as Topic from "@sluice/core/Topic"
+import * as Topology from "@sluice/core/Topology"
 import { Effect, Result, Schema } from "effect"
 
 export const CountOutput = Schema.Struct({

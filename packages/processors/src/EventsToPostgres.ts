@@ -12,10 +12,15 @@
  * (`sluice_offsets`), and each task starts from the offsets stored there rather than from the group's commits.
  * Kafka delivery itself stays at-least-once: the only Kafka outputs are dead letters, which a crash can repeat.
  */
-import { Batch, Codec, Errors, type Sink, Topic, Topology } from "@sluice/core"
+import * as Batch from "@sluice/core/Batch"
+import * as Codec from "@sluice/core/Codec"
+import * as Errors from "@sluice/core/Errors"
 import * as PostgresSink from "@sluice/core/PostgresSink"
 import type { ProducerRecord } from "@sluice/core/Record"
 import { bytes } from "@sluice/core/Record"
+import type * as Sink from "@sluice/core/Sink"
+import * as Topic from "@sluice/core/Topic"
+import * as Topology from "@sluice/core/Topology"
 import { type Duration, Effect, type Schedule } from "effect"
 import { SqlClient } from "effect/sql"
 import * as Random from "./Random.ts"

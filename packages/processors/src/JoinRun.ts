@@ -55,6 +55,9 @@ export interface JoinReport {
   readonly eventsPerSec: number
   readonly p50Ms: number
   readonly p99Ms: number
+  /** The 99.9th percentile and the largest latency: the tail's shape beyond p99. */
+  readonly p999Ms: number
+  readonly maxMs: number
   readonly peakRssMb: number
   /** The first enriched records, for printing. */
   readonly sample: ReadonlyArray<ClickEnrichment.EnrichedClick>
@@ -226,6 +229,8 @@ export const run = <E>(options: JoinRunOptions<E>) =>
         eventsPerSec: Math.round((options.events / elapsedMs) * 1000),
         p50Ms: percentile(latencies, 50),
         p99Ms: percentile(latencies, 99),
+        p999Ms: percentile(latencies, 99.9),
+        maxMs: latencies.length === 0 ? 0 : latencies[latencies.length - 1]!,
         peakRssMb: Math.round(peakRss / 1024 / 1024),
         sample: outputs.slice(0, 20).map((o) => o.value)
       } satisfies JoinReport

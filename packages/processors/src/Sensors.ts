@@ -23,7 +23,16 @@
  * [1e9, 1e10), milliseconds in [1e12, 1e13), three orders of magnitude apart; anything else is a dead letter.
  * The pipeline works in milliseconds (`eventTimeMs`); the Kafka timestamp of a reading plays no part.
  */
-import { Aggregator, Batch, Codec, Errors, Store, Task, Topic, Topology, Window, Windows } from "@sluice/core"
+import * as Aggregator from "@sluice/core/Aggregator"
+import * as Batch from "@sluice/core/Batch"
+import * as Codec from "@sluice/core/Codec"
+import * as Errors from "@sluice/core/Errors"
+import * as Store from "@sluice/core/Store"
+import * as Task from "@sluice/core/Task"
+import * as Topic from "@sluice/core/Topic"
+import * as Topology from "@sluice/core/Topology"
+import * as Window from "@sluice/core/Window"
+import * as Windows from "@sluice/core/Windows"
 import { type Duration, Effect, Schema } from "effect"
 
 // ---------------------------------------------------------------------------------------------------------------

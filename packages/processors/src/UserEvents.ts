@@ -5,9 +5,13 @@
  * Each activity record names its source partition and offset, so a test can check that every input offset has an
  * output after a crash (at-least-once: some may have two, none may have none).
  */
-import { Batch, Codec, Errors, Topic, Topology } from "@sluice/core"
+import * as Batch from "@sluice/core/Batch"
+import * as Codec from "@sluice/core/Codec"
+import * as Errors from "@sluice/core/Errors"
 import type { ProducerRecord } from "@sluice/core/Record"
 import { bytes } from "@sluice/core/Record"
+import * as Topic from "@sluice/core/Topic"
+import * as Topology from "@sluice/core/Topology"
 import { Context, Effect, Layer, Ref, Result, Schema } from "effect"
 import * as Random from "./Random.ts"
 

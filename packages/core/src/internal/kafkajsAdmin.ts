@@ -192,22 +192,26 @@ export const make = Effect.fnUntraced(function* (
         ? Effect.void
         : serially(
             existingTopics("createTopics").pipe(
-              Effect.andThen(
-                call("createTopics", (admin) =>
-                  admin.createTopics({ waitForLeaders: true, topics: specs.map(toConfigEntries) })
-                ).pipe(
-                  // kafkajs' own wait for the leaders gives up with UNKNOWN_TOPIC_OR_PARTITION while the metadata has
-                  // not caught up with the new topics; awaitLeaders waits for them itself.
-                  Effect.catchIf(isUnknownTopic, () => Effect.void)
-                )
-              ),
-              Effect.andThen(
-                Effect.suspend(() =>
-                  awaitLeaders(
-                    client.current(),
-                    specs.map((s) => s.name)
-                  )
-                )
+              // Topics that exist are left as they are, without a request: a worker's restart creates nothing.
+              Effect.map((existing) => specs.filter((spec) => !existing.has(spec.name))),
+              Effect.flatMap((missing) =>
+                missing.length === 0
+                  ? Effect.void
+                  : call("createTopics", (admin) =>
+                      admin.createTopics({ waitForLeaders: true, topics: missing.map(toConfigEntries) })
+                    ).pipe(
+                      // kafkajs' own wait for the leaders gives up with UNKNOWN_TOPIC_OR_PARTITION while the metadata
+                      // has not caught up with the new topics; awaitLeaders waits for them itself.
+                      Effect.catchIf(isUnknownTopic, () => Effect.void),
+                      Effect.andThen(
+                        Effect.suspend(() =>
+                          awaitLeaders(
+                            client.current(),
+                            missing.map((s) => s.name)
+                          )
+                        )
+                      )
+                    )
               ),
               Effect.ensuring(
                 Effect.sync(() => {

@@ -106,14 +106,19 @@ export const toKafkaJsLevel = (level: "None" | "Error" | "Warn" | "Info" | "Debu
   }
 }
 
-/** Routes kafkajs' log entries to the Effect logger of `context`, summarised over `windowMs`. */
+/**
+ * Routes kafkajs' log entries to the Effect logger of `context`, summarised over `windowMs`; kafkajs' own debug
+ * entries (one per request and response, asked for with `logLevel: "Debug"` to see what the client does and when)
+ * pass whole, each one.
+ */
 export const logCreator = (context: Context.Context<never>, windowMs = 10_000): KafkaJS.logCreator => {
   const summary = makeSummary(windowMs)
   return () =>
     ({ namespace, level, log }) => {
       const { message, timestamp: _, ...extra } = log
       const severity = severityOf(namespace, level, message)
-      const { log: emit, suppressed } = summary(`${severity} ${namespace} ${message}`)
+      const { log: emit, suppressed } =
+        level >= KafkaJS.logLevel.DEBUG ? { log: true, suppressed: 0 } : summary(`${severity} ${namespace} ${message}`)
       if (!emit) return
       const repeated = suppressed === 0 ? "" : ` (${suppressed} more like it in the last ${windowMs / 1000} s)`
       Effect.runForkWith(context)(

@@ -90,6 +90,9 @@ export interface TaskOptions {
   ) => Effect.Effect<ReadonlyArray<Store.TaskStoreBytes>, KafkaError | Store.StoreError, Scope.Scope>
 }
 
+/** The most input records of a task's first step; each step after it may take twice as many, up to maxStepRecords. */
+export const firstStepRecords = 250
+
 type Item =
   | { readonly _tag: "Batch"; readonly batch: RecordBatch }
   | { readonly _tag: "Tick"; readonly timer: string }
@@ -408,6 +411,10 @@ export const make = Effect.fnUntraced(function* <E, R>(
    * next input. Nothing while an input that has not caught up has nothing buffered, for up to `idleMs` (unless
    * `force`).
    */
+  // A task's first steps are small and double up to maxStepRecords: after a start or a rebalance, with a backlog
+  // waiting, the first outputs go out after a few hundred records, while the code is not yet compiled, instead of
+  // after thousands (the backlog's first 5,000-record step took ~130 ms, the whole time to first output ~4x less).
+  let stepLimit = Math.min(options.maxStepRecords, firstStepRecords)
   const next = (now: number, force: boolean): { input: Input<E, R>; records: Array<ConsumerRecord> } | undefined => {
     let best: Buffered | undefined
     let bestTopic = ""
@@ -435,7 +442,7 @@ export const make = Effect.fnUntraced(function* <E, R>(
     }
     waitingSince = undefined
     let n = 1
-    const most = Math.min(best.records.length, options.maxStepRecords)
+    const most = Math.min(best.records.length, stepLimit)
     while (n < most && best.records[n]!.timestamp <= second) n++
     const records = n === best.records.length ? best.records : best.records.slice(0, n)
     best.records = n === best.records.length ? [] : best.records.slice(n)
@@ -448,6 +455,7 @@ export const make = Effect.fnUntraced(function* <E, R>(
         const chunk = next(yield* Clock.currentTimeMillis, force)
         if (chunk === undefined) return
         yield* handle(chunk.input, chunk.records)
+        stepLimit = Math.min(options.maxStepRecords, stepLimit * 2)
       }
     })
 
