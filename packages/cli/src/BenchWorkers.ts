@@ -28,7 +28,7 @@ import * as Topic from "@sluice/core/Topic"
 import * as ClickData from "@sluice/processors/ClickData"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
 import * as JoinRun from "@sluice/processors/JoinRun"
-import { Effect, Result, Stream } from "effect"
+import { Effect, Option, Result, Stream } from "effect"
 import * as BenchReport from "./BenchReport.ts"
 import type * as Strategy from "./Strategy.ts"
 
@@ -201,7 +201,15 @@ export const run = (options: WorkersOptions) =>
     const machineAfter = machineTicks()
     for (const child of children) child.kill("SIGTERM")
     const codes: Array<number | null> = []
-    for (const exit of exits) codes.push(yield* exit)
+    for (const [i, exit] of exits.entries()) {
+      // A worker's graceful stop is bounded by its --shutdown-timeout-ms (5 s) and a 2 s margin.
+      const code = yield* Effect.timeoutOption(exit, "30 seconds")
+      if (Option.isNone(code))
+        return yield* new JoinRun.JoinRunFailed({
+          reason: `worker ${i + 1} did not exit within 30 s of SIGTERM: ${logs[i]!.slice(-2_000)}`
+        })
+      codes.push(code.value)
+    }
     const failed = codes.findIndex((code) => code !== 0)
     if (failed >= 0)
       return yield* new JoinRun.JoinRunFailed({
