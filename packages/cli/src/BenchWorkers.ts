@@ -236,12 +236,7 @@ export const run = (options: WorkersOptions) =>
     )
     stamps.sort((a, b) => a - b)
     latencies.sort((a, b) => a - b)
-    const sent = new Map<string, ClickEnrichment.Click>()
-    for (const record of ClickData.generateClicks(clickOptions)) {
-      const click = topics.clicks.value.decode(record.value)
-      if (Result.isSuccess(click)) sent.set(String(click.success.timestamp), click.success)
-    }
-    const verification = ClickData.verify(sent, outputs)
+    const verification = ClickData.verify(ClickData.sentByTimestamp(clickOptions), outputs)
     const first = stamps[0] ?? startedAt
     const last = stamps[stamps.length - 1] ?? startedAt
     const elapsedMs = Math.max(1, last - first)

@@ -99,6 +99,20 @@ export const isCorrect = (v: Verification): boolean => v.present === v.expected 
  * timestamp, unique among generated clicks, or its `partition:offset` from the topology's provenance header). Users
  * missing from `knownUsers` must come out with null name and city.
  */
+/**
+ * The clicks `generateClicks(options)` gives, decoded and keyed by their timestamp (unique per click), as `verify`
+ * takes them: the truth a run's outputs are checked against, made again from the seed once the measuring is over.
+ */
+export const sentByTimestamp = (options: ClickOptions): ReadonlyMap<string, Click> => {
+  const codec = (options.topics ?? defaultTopics).clicks.value
+  const sent = new Map<string, Click>()
+  for (const record of generateClicks(options)) {
+    const click = codec.decode(record.value)
+    if (Result.isSuccess(click)) sent.set(String(click.success.timestamp), click.success)
+  }
+  return sent
+}
+
 export const verify = (
   sentClicks: ReadonlyMap<string, Click>,
   outputs: ReadonlyArray<{ readonly source: string | undefined; readonly value: EnrichedClickLike }>,

@@ -212,12 +212,7 @@ export const run = <E>(options: JoinRunOptions<E>) =>
       )
       latencies.sort((a, b) => a - b)
       // The truth, made again from the seed now that the measuring is over: each click by its timestamp.
-      const sent = new Map<string, ClickEnrichment.Click>()
-      for (const record of ClickData.generateClicks(clickOptions)) {
-        const click = topics.clicks.value.decode(record.value)
-        if (Result.isSuccess(click)) sent.set(String(click.success.timestamp), click.success)
-      }
-      const verification = ClickData.verify(sent, outputs)
+      const verification = ClickData.verify(ClickData.sentByTimestamp(clickOptions), outputs)
       return {
         strategy: options.strategy,
         events: options.events,
