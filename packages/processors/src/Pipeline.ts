@@ -43,7 +43,7 @@ import { eventTimeMs } from "./Sensors.ts"
 export const Event = Schema.Record(Schema.String, Schema.Unknown)
 export type Event = typeof Event.Type
 
-/** A profile: any JSON object. */
+/** A profile: a JSON object, whatever its fields. */
 export type Profile = { readonly [field: string]: unknown }
 
 export const eventsTopic = (name: string) =>

@@ -121,7 +121,8 @@ export const logCreator = (context: Context.Context<never>, windowMs = 10_000): 
         level >= KafkaJS.logLevel.DEBUG ? { log: true, suppressed: 0 } : summary(`${severity} ${namespace} ${message}`)
       if (!emit) return
       const repeated = suppressed === 0 ? "" : ` (${suppressed} more like it in the last ${windowMs / 1000} s)`
-      Effect.runForkWith(context)(
+      // A log line is synchronous: it reaches the loggers before kafkajs' call returns, in kafkajs' order.
+      Effect.runSyncWith(context)(
         Effect.logWithLevel(severity)(`kafkajs ${namespace}: ${message}${repeated}`).pipe(
           Effect.annotateLogs(annotationsOf(severity, extra))
         )
