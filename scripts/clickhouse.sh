@@ -32,7 +32,12 @@ die() { printf 'clickhouse: error: %s\n' "$*" >&2; exit 1; }
 [[ "$HTTP_PORT" =~ ^[0-9]+$ ]] || die "CLICKHOUSE_HTTP_PORT must be a number"
 [[ "$TCP_PORT" =~ ^[0-9]+$ ]] || die "CLICKHOUSE_TCP_PORT must be a number"
 
-port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null; }
+NAME=clickhouse
+WHERE="$HOST:$HTTP_PORT"
+COMM=clickhouse
+STOP_SECONDS=30
+# shellcheck source=lib/daemon.sh
+source "$SCRIPT_DIR/lib/daemon.sh"
 
 # GET /ping over plain TCP (no curl needed); ClickHouse answers "Ok.".
 # shellcheck disable=SC2016 # the inner script expands its own positional args
@@ -41,25 +46,6 @@ ping_ok() {
     exec 3<>"/dev/tcp/$0/$1" || exit 1
     printf "GET /ping HTTP/1.0\r\nHost: %s\r\n\r\n" "$0" >&3
     grep -q "^Ok\." <&3' "$HOST" "$HTTP_PORT" 2>/dev/null
-}
-
-managed_pid() {
-  local pid
-  [[ -f "$PIDFILE" ]] || return 1
-  pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
-  [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == clickhouse* ]] || return 1
-  echo "$pid"
-}
-
-SUDO=()
-[[ $EUID -eq 0 ]] || SUDO=(sudo)
-apt_install() {
-  command -v apt-get >/dev/null || die "cannot install $*: apt-get not found; install it by hand"
-  log "apt-get update"
-  "${SUDO[@]}" apt-get update -qq >/dev/null
-  log "apt-get install $*"
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 write_config() {
@@ -174,39 +160,6 @@ cmd_start() {
   done
   tail -n 20 "$ERRFILE" >&2 2>/dev/null || true
   die "clickhouse did not answer /ping on $HOST:$HTTP_PORT within 30s (log: $ERRFILE)"
-}
-
-cmd_stop() {
-  local pid i
-  if pid="$(managed_pid)"; then
-    log "stopping clickhouse (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 300; i++)); do
-      kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; log "stopped"; return 0; }
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    rm -f "$PIDFILE"
-    log "killed (did not stop within 30s)"
-  elif ping_ok; then
-    log "clickhouse on $HOST:$HTTP_PORT was not started by this script (no live pid in ${PIDFILE#"$ROOT"/}); leaving it alone"
-  else
-    log "not running"
-  fi
-}
-
-cmd_status() {
-  local pid
-  if ping_ok; then
-    if pid="$(managed_pid)"; then
-      log "running on $HOST:$HTTP_PORT (pid $pid, dir ${DIR#"$ROOT"/})"
-    else
-      log "running on $HOST:$HTTP_PORT (not started by this script)"
-    fi
-    return 0
-  fi
-  log "not running on $HOST:$HTTP_PORT"
-  return 1
 }
 
 case "${1:-}" in

@@ -29,7 +29,8 @@ die() { printf 'postgres: error: %s\n' "$*" >&2; exit 1; }
 # Our own connection settings are explicit; stray libpq variables must not redirect them.
 unset PGHOST PGHOSTADDR PGUSER PGDATABASE PGPASSWORD PGSERVICE PGOPTIONS
 
-port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null; }
+# shellcheck source=lib/daemon.sh
+source "$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)/lib/daemon.sh"
 
 # 0 accepting, 1 rejecting (e.g. starting up), 2 no response, 3 bad call (as pg_isready).
 ready_state() {
@@ -40,16 +41,6 @@ ready_state() {
   fi
   port_open "$PORT" && return 1
   return 2
-}
-
-SUDO=()
-[[ $EUID -eq 0 ]] || SUDO=(sudo)
-apt_install() {
-  command -v apt-get >/dev/null || die "cannot install $*: apt-get not found; install it by hand"
-  log "apt-get update"
-  "${SUDO[@]}" apt-get update -qq >/dev/null
-  log "apt-get install $*"
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 server_installed() {

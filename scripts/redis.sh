@@ -25,7 +25,12 @@ die() { printf 'redis: error: %s\n' "$*" >&2; exit 1; }
 
 [[ "$PORT" =~ ^[0-9]+$ ]] || die "REDIS_PORT must be a number"
 
-port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null; }
+NAME=redis
+WHERE="$HOST:$PORT"
+COMM=redis-server
+STOP_SECONDS=10
+# shellcheck source=lib/daemon.sh
+source "$SCRIPT_DIR/lib/daemon.sh"
 
 # PING over plain TCP, so it works before redis-tools is installed. True on +PONG.
 # shellcheck disable=SC2016 # the inner script expands its own positional args
@@ -35,25 +40,6 @@ ping_ok() {
     printf "PING\r\n" >&3
     IFS= read -r -t 2 line <&3 || exit 1
     [[ "$line" == "+PONG"* ]]' "$HOST" "$PORT" 2>/dev/null
-}
-
-managed_pid() {
-  local pid
-  [[ -f "$PIDFILE" ]] || return 1
-  pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
-  [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == redis-server* ]] || return 1
-  echo "$pid"
-}
-
-SUDO=()
-[[ $EUID -eq 0 ]] || SUDO=(sudo)
-apt_install() {
-  command -v apt-get >/dev/null || die "cannot install $*: apt-get not found; install it by hand"
-  log "apt-get update"
-  "${SUDO[@]}" apt-get update -qq >/dev/null
-  log "apt-get install $*"
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 cmd_start() {
@@ -106,39 +92,6 @@ EOF
   done
   tail -n 20 "$LOGFILE" >&2 2>/dev/null || true
   die "redis did not answer PING on $HOST:$PORT within 10s (log: $LOGFILE)"
-}
-
-cmd_stop() {
-  local pid i
-  if pid="$(managed_pid)"; then
-    log "stopping redis (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-      kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; log "stopped"; return 0; }
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    rm -f "$PIDFILE"
-    log "killed (did not stop within 10s)"
-  elif ping_ok; then
-    log "redis on $HOST:$PORT was not started by this script (no live pid in ${PIDFILE#"$ROOT"/}); leaving it alone"
-  else
-    log "not running"
-  fi
-}
-
-cmd_status() {
-  local pid
-  if ping_ok; then
-    if pid="$(managed_pid)"; then
-      log "running on $HOST:$PORT (pid $pid, dir ${DIR#"$ROOT"/})"
-    else
-      log "running on $HOST:$PORT (not started by this script)"
-    fi
-    return 0
-  fi
-  log "not running on $HOST:$PORT"
-  return 1
 }
 
 case "${1:-}" in
