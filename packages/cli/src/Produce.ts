@@ -1,6 +1,6 @@
 /** `sluice produce ...`: write generated data to Kafka, with progress. */
 import { Kafka } from "@sluice/core/Kafka"
-import type { ProducerRecord } from "@sluice/core/Record"
+import { header, type ProducerRecord } from "@sluice/core/Record"
 import * as ClickData from "@sluice/processors/ClickData"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
 import * as Counting from "@sluice/processors/Counting"
@@ -35,6 +35,23 @@ export const sendAll = Effect.fnUntraced(function* (records: ReadonlyArray<Produ
   return Date.now() - started
 })
 
+/** `--include-bad R`: the share of malformed records a generator mixes in; `kinds` names them in `--help`. */
+export const includeBad = (kinds: string) =>
+  Flags.finite("include-bad", { description: `share of malformed records (${kinds})`, min: 0, max: 1, default: 0 })
+
+/** The header the data generators put on each malformed record they make (its kind). */
+const badHeader = "sluice.test.bad"
+
+/** Creates `topic` (3 partitions), sends the generated `records` and says how many (`noun`), malformed ones too. */
+export const produceGenerated = (topic: string, records: ReadonlyArray<ProducerRecord>, noun: string) =>
+  Effect.gen(function* () {
+    const kafka = yield* Kafka
+    yield* kafka.createTopics([{ name: topic, partitions: 3 }])
+    const ms = yield* sendAll(records, topic)
+    const bad = records.filter((r) => header(r.headers ?? {}, badHeader) !== undefined).length
+    yield* Console.log(`produced ${records.length} ${noun} to ${topic} (${bad} malformed) in ${ms} ms`)
+  })
+
 export const count = Flags.int("count", { description: "how many records", alias: "n", min: 1, default: 1_000 })
 export const users = Flags.int("users", { description: "how many distinct users", min: 1, default: 100 })
 
@@ -46,18 +63,11 @@ const userEvents = Flags.command(
     count,
     users,
     seed: Flags.seed,
-    includeBad: Flags.finite("include-bad", {
-      description: "share of malformed records (invalid JSON, wrong types, missing fields, empty value)",
-      min: 0,
-      max: 1,
-      default: 0
-    })
+    includeBad: includeBad("invalid JSON, wrong types, missing fields, empty value")
   },
   (o) =>
     Effect.gen(function* () {
-      const kafka = yield* Kafka
       const topic = UserEvents.named(o.prefix).events.name
-      yield* kafka.createTopics([{ name: topic, partitions: 3 }])
       const records = UserEvents.generate({
         count: o.count,
         users: o.users,
@@ -65,9 +75,7 @@ const userEvents = Flags.command(
         badRatio: o.includeBad,
         topic
       })
-      const ms = yield* sendAll(records, topic)
-      const bad = records.filter((r) => r.headers?.["sluice.test.bad"] !== undefined).length
-      yield* Console.log(`produced ${records.length} records to ${topic} (${bad} malformed) in ${ms} ms`)
+      yield* produceGenerated(topic, records, "records")
     }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
 ).pipe(Command.withDescription("Produce user events (login, purchase, logout) keyed by user id"))
 

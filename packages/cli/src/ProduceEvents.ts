@@ -5,10 +5,8 @@
  * Built by a function, called by Produce.ts where it registers the subcommand: this module uses Produce.ts's flags
  * and `sendAll`, and Produce.ts imports it, so nothing here may run before Produce.ts has finished loading.
  */
-import { Kafka } from "@sluice/core/Kafka"
-import { header } from "@sluice/core/Record"
 import * as EventsToPostgres from "@sluice/processors/EventsToPostgres"
-import { Console, Effect } from "effect"
+import { Effect } from "effect"
 import { Command } from "effect/cli"
 import * as Flags from "./Flags.ts"
 import * as Produce from "./Produce.ts"
@@ -22,18 +20,11 @@ export function command() {
       count: Produce.count,
       users: Produce.users,
       seed: Flags.seed,
-      includeBad: Flags.finite("include-bad", {
-        description: `share of malformed records (${EventsToPostgres.badKinds.join(", ")})`,
-        min: 0,
-        max: 1,
-        default: 0
-      })
+      includeBad: Produce.includeBad(EventsToPostgres.badKinds.join(", "))
     },
     (o) =>
       Effect.gen(function* () {
-        const kafka = yield* Kafka
         const topic = EventsToPostgres.named(o.prefix).raw.name
-        yield* kafka.createTopics([{ name: topic, partitions: 3 }])
         const records = EventsToPostgres.generate({
           count: o.count,
           users: o.users,
@@ -41,9 +32,7 @@ export function command() {
           badRatio: o.includeBad,
           topic
         })
-        const ms = yield* Produce.sendAll(records, topic)
-        const bad = records.filter((r) => header(r.headers ?? {}, EventsToPostgres.badHeader) !== undefined).length
-        yield* Console.log(`produced ${records.length} events to ${topic} (${bad} malformed) in ${ms} ms`)
+        yield* Produce.produceGenerated(topic, records, "events")
       }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
   ).pipe(
     Command.withDescription(
