@@ -14,7 +14,7 @@ import { ConfigInvalid, messageOf } from "@sluice/core/Errors"
 import { Kafka } from "@sluice/core/Kafka"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
 import * as JoinRun from "@sluice/processors/JoinRun"
-import { Console, Effect, FileSystem, Logger, Option, Path } from "effect"
+import { Console, Effect, FileSystem, Option, Path } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as BenchEos from "./BenchEos.ts"
 import * as BenchReport from "./BenchReport.ts"
@@ -134,11 +134,7 @@ const bench = (
     )
     if (Option.isSome(o.out)) yield* writeOut(o.out.value, settings, { brokers: o.brokers, runId, json: o.json }, done)
     yield* Effect.fromResult(BenchReport.outcome(done.map((c) => c.report)))
-  }).pipe(
-    Effect.provide(Flags.kafkaLayer(o.brokers)),
-    // stdout carries only the results (the table, or JSON lines a script parses); the runner's logs go to stderr.
-    Effect.provideService(Logger.LogToStderr, true)
-  )
+  }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
 
 interface WorkersFlags {
   readonly strategy: BenchReport.StrategyChoice
@@ -207,7 +203,7 @@ const runWorkers = (strategy: Strategy.Strategy, o: WorkersFlags) =>
       ? Console.log(JSON.stringify(BenchWorkers.jsonLine(report)))
       : Console.log(BenchWorkers.summary(report))
     yield* Effect.fromResult(BenchReport.outcome([report]))
-  }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)), Effect.provideService(Logger.LogToStderr, true))
+  }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
 
 const join = Flags.command(
   "join",

@@ -34,7 +34,7 @@ import * as Topology from "@sluice/core/Topology"
 import * as Counting from "@sluice/processors/Counting"
 import * as CountingAudit from "@sluice/processors/CountingAudit"
 import { percentile } from "@sluice/processors/JoinRun"
-import { Console, Effect, Fiber, Logger, Option, Schema, Stream } from "effect"
+import { Console, Effect, Fiber, Option, Schema, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as BenchEosReport from "./BenchEosReport.ts"
 import * as Flags from "./Flags.ts"
@@ -402,11 +402,7 @@ export const command = Flags.command(
       commitIntervalMs: o.commitIntervalMs,
       rounds: o.rounds,
       json: o.json
-    }).pipe(
-      Effect.provide(Flags.kafkaLayer(o.brokers)),
-      // stdout carries only the results; the runtime's logs go to stderr.
-      Effect.provideService(Logger.LogToStderr, true)
-    )
+    }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
 ).pipe(
   Command.withDescription(
     "Benchmark exactly-once against at-least-once: the counting topology on the same input under both guarantees (fresh topics each), throughput from a backlog and p99 latency at a fixed rate, every output audited; reports the cost (goal: exactly-once at most 10% slower). events/s: first batch processed -> last output visible to a read_committed reader in this process; latency: an input record's timestamp (set at its send) -> its output delivered to that reader, so under exactly-once it includes the wait for the transaction's commit (up to the commit interval) and the commit. Each run starts after a warm-up (one record per task), so joining the group and opening producers are not measured."

@@ -4,7 +4,7 @@
  * ClickHouse's joins Postgres's in `targets` below.
  */
 import { ConfigInvalid } from "@sluice/core/Errors"
-import { Console, Effect, FileSystem, Logger, Option, Path } from "effect"
+import { Console, Effect, FileSystem, Option, Path } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Flags from "./Flags.ts"
 import * as SinkBench from "./SinkBench.ts"
@@ -112,11 +112,7 @@ export const command = Flags.command(
         return yield* new SinkBench.SinkBenchFailed({
           reason: `${wrong.length} run(s) did not verify: ${wrong.map((r) => `${r.target} ${r.mode} batch ${r.batchSize}: ${r.verified}`).join("; ")}`
         })
-    }).pipe(
-      Effect.provide(Flags.kafkaLayer(o.brokers)),
-      // stdout carries only the results; the runner's logs go to stderr.
-      Effect.provideService(Logger.LogToStderr, true)
-    )
+    }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
 ).pipe(
   Command.withDescription(
     "Benchmark sinks: rows/s into each store (postgres, clickhouse) at batch sizes 1, 100, 1,000 and 10,000, at-least-once and exactly-once, every run verified (one row per input offset)"

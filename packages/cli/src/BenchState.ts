@@ -388,9 +388,7 @@ export const command = Flags.command(
   },
   (o) =>
     bench({ keys: o.keys, partitions: o.partitions, tail: o.tail, json: o.json }).pipe(
-      Effect.provide(Flags.kafkaLayer(o.brokers)),
-      // stdout carries only the results; the runtime's logs go to stderr.
-      Effect.provideService(Logger.LogToStderr, true)
+      Effect.provide(Flags.kafkaLayer(o.brokers))
     )
 ).pipe(
   Command.withDescription(

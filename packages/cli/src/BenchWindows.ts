@@ -30,7 +30,7 @@ import * as Window from "@sluice/core/Window"
 import * as Windows from "@sluice/core/Windows"
 import * as SensorData from "@sluice/processors/SensorData"
 import * as Sensors from "@sluice/processors/Sensors"
-import { Console, Effect, Logger, Option, Result, Schema, type Scope } from "effect"
+import { Console, Effect, Option, Result, Schema, type Scope } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Loop from "./BenchWindowsLoop.ts"
 import * as Report from "./BenchWindowsReport.ts"
@@ -337,11 +337,7 @@ export const command = Flags.command(
       contenders: o.contender === "all" ? Report.contenders : [o.contender],
       brokers: o.brokers,
       json: o.json
-    }).pipe(
-      Effect.provide(Flags.kafkaLayer(o.brokers)),
-      // stdout carries only the results; the runtime's logs go to stderr.
-      Effect.provideService(Logger.LogToStderr, true)
-    )
+    }).pipe(Effect.provide(Flags.kafkaLayer(o.brokers)))
 ).pipe(
   Command.withDescription(
     "Benchmark windowed aggregation: readings through 60 s tumbling windows (count/min/max/mean per sensor) by a plain kafkajs loop and by Sluice at-least-once and exactly-once, each verified against a recomputation; events/s, CPU and the ratio to the loop"
