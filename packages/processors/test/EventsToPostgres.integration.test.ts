@@ -27,6 +27,7 @@ import { Effect, Fiber, Layer, Redacted, Stream } from "effect"
 import { SqlClient } from "effect/sql"
 import { afterEach } from "vitest"
 import * as EventsToPostgres from "../src/EventsToPostgres.ts"
+import { recordCount } from "./support/deployment.ts"
 import * as Workers from "./support/workers.ts"
 import { waitUntil } from "./support/workers.ts"
 
@@ -133,14 +134,6 @@ const coverage = (expected: ReadonlySet<string>, state: TableState) => {
     text: `${state.rows} rows for ${expected.size} expected; missing ${missing.length} (${missing.slice(0, 5).join(" ")}), unexpected ${unexpected.length}, duplicates ${duplicates}`
   }
 }
-
-/** Records in a topic (0 when it does not exist). */
-const countRecords = (topic: string) =>
-  Effect.gen(function* () {
-    const kafka = yield* Kafka
-    const offsets = yield* kafka.offsets(topic)
-    return offsets.reduce((n, p) => n + p.high - p.low, 0)
-  }).pipe(Effect.catchReason("KafkaError", "UnknownTopic", () => Effect.succeed(0)))
 
 /** Per partition: the group's committed offset and the end offset; `done` when every partition is committed. */
 const progress = (d: Deployment) =>
@@ -319,7 +312,7 @@ layer(services, { excludeTestServices: true, timeout: "60 seconds" })("events-to
         const c = coverage(expectedRows(records, written), yield* tableState(d))
         assert.deepStrictEqual([c.missing.length, c.unexpected.length, c.duplicates], [0, 0, 0], c.text)
         assert.strictEqual((yield* tableState(d)).rows, 3_000, "the second pass inserted nothing")
-        assert.strictEqual(yield* countRecords(d.dlq), 0, "and refused nothing: a re-delivered row is no error")
+        assert.strictEqual(yield* recordCount(d.dlq), 0, "and refused nothing: a re-delivered row is no error")
         // The second pass did send its 3,000 rows: each took a value of the id sequence before its conflict.
         const sql = yield* SqlClient.SqlClient
         const [sequence] = yield* sql<{ readonly n: string }>`
@@ -401,7 +394,7 @@ layer(services, { excludeTestServices: true, timeout: "60 seconds" })("events-to
           const c = coverage(expectedRows(records, written), state)
           assert.deepStrictEqual([c.missing.length, c.unexpected.length, c.duplicates], [0, 0, 0], c.text)
           assert.strictEqual(state.rows, total)
-          assert.strictEqual(yield* countRecords(d.dlq), 0, "no record dead-lettered: a re-delivered row is no error")
+          assert.strictEqual(yield* recordCount(d.dlq), 0, "no record dead-lettered: a re-delivered row is no error")
           const ends = (yield* progress(d)).highs
           if (guarantee === "exactly_once") {
             const stored = yield* storedOffsets(d)

@@ -20,6 +20,7 @@ import * as Topic from "@sluice/core/Topic"
 import { type Duration, Effect, Result, Stream } from "effect"
 import { afterEach } from "vitest"
 import * as UserEvents from "../src/UserEvents.ts"
+import { recordCount } from "./support/deployment.ts"
 import * as Workers from "./support/workers.ts"
 import { waitUntil } from "./support/workers.ts"
 
@@ -67,15 +68,6 @@ const produce = (topic: string, records: ReadonlyArray<ProducerRecord>) =>
     return written
   })
 
-/** How many records a topic holds (sum of high - low over its partitions); 0 while it does not exist. */
-/** Records in a topic; 0 while the topic does not exist yet (the worker creates its outputs when it starts). */
-const count = (topic: string) =>
-  Effect.gen(function* () {
-    const kafka = yield* Kafka
-    const offsets = yield* kafka.offsets(topic)
-    return offsets.reduce((n, p) => n + p.high - p.low, 0)
-  }).pipe(Effect.catchReason("KafkaError", "UnknownTopic", () => Effect.succeed(0)))
-
 /** The group's committed offset and the high-water mark of each partition of the deployment's input. */
 const progress = (d: Deployment) =>
   Effect.gen(function* () {
@@ -84,7 +76,7 @@ const progress = (d: Deployment) =>
     const committed = new Map(
       (yield* kafka.committedOffsets(d.group, d.topics.events.name)).map((c) => [c.partition, c.offset])
     )
-    const activity = yield* count(d.topics.activity.name)
+    const activity = yield* recordCount(d.topics.activity.name)
     return {
       done: highs.every((h) => committed.get(h.partition) === h.high),
       text: `committed ${highs.map((h) => `${h.partition}@${committed.get(h.partition) ?? "-"}/${h.high}`).join(" ")}; activity holds ${activity}`
@@ -211,11 +203,11 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-user-events-it" }), {
         yield* waitUntil(
           "the activity topic holds 3,000 records",
           "60 seconds",
-          Effect.map(count(d.topics.activity.name), (n) => n >= 3_000),
+          Effect.map(recordCount(d.topics.activity.name), (n) => n >= 3_000),
           [w1]
         )
         yield* stopGracefully(w1)
-        assert.strictEqual(yield* count(d.topics.activity.name), 3_000, "worker-1 wrote each record once")
+        assert.strictEqual(yield* recordCount(d.topics.activity.name), 3_000, "worker-1 wrote each record once")
 
         const second = yield* produce(d.topics.events.name, all.slice(3_000))
         const w2 = yield* d.worker("worker-2")
@@ -298,7 +290,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-user-events-it" }), {
           )
         )
         const workers = yield* Effect.forEach(deployments, (d, i) => d.worker(`worker-${"ab"[i]}`))
-        const counts = Effect.forEach(deployments, (d) => count(d.topics.activity.name))
+        const counts = Effect.forEach(deployments, (d) => recordCount(d.topics.activity.name))
         yield* waitUntil(
           "each prefix's activity topic holds an output for each of its 3,000 records",
           "45 seconds",
@@ -413,7 +405,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-user-events-it" }), {
         yield* waitUntil(
           "the activity topic holds 20% of the records",
           "90 seconds",
-          Effect.map(count(d.topics.activity.name), (n) => {
+          Effect.map(recordCount(d.topics.activity.name), (n) => {
             atKill = n
             return n >= total * 0.2
           }),
@@ -464,7 +456,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-user-events-it" }), {
         yield* waitUntil(
           "the worker has processed some records",
           "60 seconds",
-          Effect.map(count(d.topics.activity.name), (n) => {
+          Effect.map(recordCount(d.topics.activity.name), (n) => {
             atSignal = n
             return n > 0
           }),
@@ -528,7 +520,7 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-user-events-it" }), {
         yield* waitUntil(
           "the worker has processed some records",
           "60 seconds",
-          Effect.map(count(d.topics.activity.name), (n) => n > 0),
+          Effect.map(recordCount(d.topics.activity.name), (n) => n > 0),
           [w]
         )
         // Mid-stream, with fetched batches waiting: their outputs can no longer be written, nor offsets committed.

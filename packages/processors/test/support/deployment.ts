@@ -62,15 +62,18 @@ export const awaitCommittedToEnd = (d: Deployment, workers: ReadonlyArray<Worker
   )
 
 /**
- * Records in the output's log so far, committed or not (0 while the topic does not exist). A topic the worker has
- * just created may not have a leader yet: retryable answers are asked again.
+ * Records in a topic's log so far, committed or not (sum of high - low; 0 while the topic does not exist). A topic
+ * a worker has just created may not have a leader yet: retryable answers are asked again.
  */
-export const outputCount = (d: Deployment) =>
-  Kafka.use((kafka) => kafka.offsets(d.topics.output.name)).pipe(
+export const recordCount = (topic: string) =>
+  Kafka.use((kafka) => kafka.offsets(topic)).pipe(
     Effect.retry({ while: isRetryable, schedule: Schedule.spaced("100 millis"), times: 50 }),
     Effect.map((offsets) => offsets.reduce((n, p) => n + p.high - p.low, 0)),
     Effect.catchReason("KafkaError", "UnknownTopic", () => Effect.succeed(0))
   )
+
+/** Records in the output's log so far (`recordCount`). */
+export const outputCount = (d: Deployment) => recordCount(d.topics.output.name)
 
 /** Every output so far, through Sluice's own reader (read_committed). */
 export const readOutputs = (d: Deployment) =>
