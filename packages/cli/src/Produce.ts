@@ -1,6 +1,7 @@
 /** `sluice produce ...`: write generated data to Kafka, with progress. */
 import { Kafka } from "@sluice/core/Kafka"
 import { header, type ProducerRecord } from "@sluice/core/Record"
+import * as BadRecords from "@sluice/processors/BadRecords"
 import * as ClickData from "@sluice/processors/ClickData"
 import * as ClickEnrichment from "@sluice/processors/ClickEnrichment"
 import * as Counting from "@sluice/processors/Counting"
@@ -39,16 +40,13 @@ export const sendAll = Effect.fnUntraced(function* (records: ReadonlyArray<Produ
 export const includeBad = (kinds: string) =>
   Flags.finite("include-bad", { description: `share of malformed records (${kinds})`, min: 0, max: 1, default: 0 })
 
-/** The header the data generators put on each malformed record they make (its kind). */
-const badHeader = "sluice.test.bad"
-
 /** Creates `topic` (3 partitions), sends the generated `records` and says how many (`noun`), malformed ones too. */
 export const produceGenerated = (topic: string, records: ReadonlyArray<ProducerRecord>, noun: string) =>
   Effect.gen(function* () {
     const kafka = yield* Kafka
     yield* kafka.createTopics([{ name: topic, partitions: 3 }])
     const ms = yield* sendAll(records, topic)
-    const bad = records.filter((r) => header(r.headers ?? {}, badHeader) !== undefined).length
+    const bad = records.filter((r) => header(r.headers ?? {}, BadRecords.header) !== undefined).length
     yield* Console.log(`produced ${records.length} ${noun} to ${topic} (${bad} malformed) in ${ms} ms`)
   })
 

@@ -12,6 +12,7 @@
  * (`sluice_offsets`), and each task starts from the offsets stored there rather than from the group's commits.
  * Kafka delivery itself stays at-least-once: the only Kafka outputs are dead letters, which a crash can repeat.
  */
+
 import * as Batch from "@sluice/core/Batch"
 import * as Codec from "@sluice/core/Codec"
 import * as Errors from "@sluice/core/Errors"
@@ -23,6 +24,7 @@ import * as Topic from "@sluice/core/Topic"
 import * as Topology from "@sluice/core/Topology"
 import { type Duration, Effect, type Schedule } from "effect"
 import { SqlClient } from "effect/sql"
+import * as BadRecords from "./BadRecords.ts"
 import * as Random from "./Random.ts"
 
 /** The input topic of a deployment; `named(prefix)` gives fresh ones (tests, parallel environments). */
@@ -180,7 +182,7 @@ export const badKinds = ["invalid-json", "not-an-object", "empty-value", "invali
 export type BadKind = (typeof badKinds)[number]
 
 /** The header that marks a generated malformed record with its kind. */
-export const badHeader = "sluice.test.bad"
+export const badHeader = BadRecords.header
 
 /** The `round`th malformed record of its kind, the `i`th record generated. */
 const badValue = (kind: BadKind, i: number, round: number): Uint8Array => {
@@ -214,22 +216,16 @@ export const generate = (options: {
   const topic = options.topic ?? defaultTopics.raw.name
   const rng = Random.make(options.seed ?? 42)
   const users = options.users ?? 100
-  const badEvery = options.badRatio !== undefined && options.badRatio > 0 ? Math.round(1 / options.badRatio) : 0
+  const badAt = BadRecords.schedule(options.badRatio, badKinds)
   const start = options.startTime ?? 1_700_000_000_000
   const out = new Array<ProducerRecord>(options.count)
   let good = 0
   for (let i = 0; i < options.count; i++) {
     const userId = rng.int(1, users)
     const key = bytes(String(userId))
-    if (badEvery > 0 && i % badEvery === badEvery - 1) {
-      const bad = Math.floor(i / badEvery)
-      const kind = badKinds[bad % badKinds.length]!
-      out[i] = {
-        topic,
-        key,
-        value: badValue(kind, i, Math.floor(bad / badKinds.length)),
-        headers: { [badHeader]: bytes(kind) }
-      }
+    const bad = badAt(i)
+    if (bad !== undefined) {
+      out[i] = { topic, key, value: badValue(bad.kind, i, bad.round), headers: { [badHeader]: bytes(bad.kind) } }
       continue
     }
     const type = rng.pick(eventTypes)

@@ -9,9 +9,11 @@
  * the grace plus a second before that sensor's latest: the task that owns the sensor has seen that latest reading,
  * so whatever window the late one falls in has closed there, and it must go to the late topic.
  */
+
 import { bytes, type ProducerRecord } from "@sluice/core/Record"
 import * as Topic from "@sluice/core/Topic"
 import { Result } from "effect"
+import * as BadRecords from "./BadRecords.ts"
 import * as Random from "./Random.ts"
 import { defaultTopics, type Reading } from "./Sensors.ts"
 
@@ -25,7 +27,7 @@ export const badKinds = [
 ] as const
 export type BadKind = (typeof badKinds)[number]
 
-export const badHeader = "sluice.test.bad"
+export const badHeader = BadRecords.header
 export const lateHeader = "sluice.test.late"
 
 /** The id of the `n`th sensor (from 1). */

@@ -5,6 +5,7 @@
  * Each activity record names its source partition and offset, so a test can check that every input offset has an
  * output after a crash (at-least-once: some may have two, none may have none).
  */
+
 import * as Batch from "@sluice/core/Batch"
 import * as Codec from "@sluice/core/Codec"
 import * as Errors from "@sluice/core/Errors"
@@ -13,6 +14,7 @@ import { bytes } from "@sluice/core/Record"
 import * as Topic from "@sluice/core/Topic"
 import * as Topology from "@sluice/core/Topology"
 import { Context, Effect, Layer, Ref, Result, Schema } from "effect"
+import * as BadRecords from "./BadRecords.ts"
 import * as Random from "./Random.ts"
 
 export const EventType = Schema.Literals(["login", "purchase", "logout"])
@@ -116,7 +118,7 @@ export const generate = (options: {
   const topic = options.topic ?? events.name
   const rng = Random.make(options.seed ?? 42)
   const users = options.users ?? 100
-  const badEvery = options.badRatio && options.badRatio > 0 ? Math.round(1 / options.badRatio) : 0
+  const badAt = BadRecords.schedule(options.badRatio, badKinds)
   const start = options.startTime ?? 1_700_000_000_000
   const out: Array<ProducerRecord> = []
   const encode = Codec.json(UserEvent).encode
@@ -124,8 +126,8 @@ export const generate = (options: {
     const userId = rng.int(1, users)
     const key = bytes(String(userId))
     const type = rng.pick(["login", "purchase", "logout"] as const)
-    if (badEvery > 0 && i % badEvery === badEvery - 1) {
-      const kind = badKinds[Math.floor(i / badEvery) % badKinds.length]!
+    const kind = badAt(i)?.kind
+    if (kind !== undefined) {
       const value =
         kind === "invalid-json"
           ? bytes(`{"event_id": "e${i}", "user_id": ${userId},`)
@@ -134,7 +136,7 @@ export const generate = (options: {
             : kind === "missing-fields"
               ? bytes(JSON.stringify({ event_id: `e${i}`, event_type: type }))
               : new Uint8Array(0)
-      out.push({ topic, key, value, headers: { "sluice.test.bad": bytes(kind) } })
+      out.push({ topic, key, value, headers: { [BadRecords.header]: bytes(kind) } })
       continue
     }
     const event: UserEvent = {
