@@ -20,6 +20,13 @@ export interface Aggregator<in I, in out A, out O> {
   readonly result: (acc: A) => O
   /** How the accumulator is stored (kept small: it is written to the changelog on every update). */
   readonly codec: Codec.Codec<A>
+  /**
+   * Why `codec` would refuse `acc` (`undefined`: it would not), said without encoding it. With it, a windowed
+   * aggregation checks each record's accumulator and encodes a window once per step, not once per record; without
+   * it, it encodes per record, so that a record whose accumulator does not encode is rejected on its own. It must
+   * agree with `codec`: an accumulator it passes that then does not encode fails the step.
+   */
+  readonly check?: ((acc: A) => string | undefined) | undefined
 }
 
 /** The input of an aggregator. */
@@ -29,8 +36,79 @@ export type Accumulator<G> = G extends Aggregator<never, infer A, unknown> ? A :
 /** The result of an aggregator. */
 export type Output<G> = G extends Aggregator<never, infer _A, infer O> ? O : never
 
-const finite = Codec.json(Schema.Finite)
-const finiteOrNull = Codec.json(Schema.NullOr(Schema.Finite))
+// The built-in numeric accumulators are stored as big-endian IEEE 754 doubles, 8 bytes a number: a few ns to write
+// and read back, where JSON text cost a stringify, a parse and a Schema check for every record a window took.
+const scratch = new Float64Array(1)
+const scratchBytes = new Uint8Array(scratch.buffer)
+const littleEndian = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1
+
+const writeDouble = (out: Uint8Array, at: number, n: number): void => {
+  scratch[0] = n
+  for (let i = 0; i < 8; i++) out[at + i] = scratchBytes[littleEndian ? 7 - i : i]!
+}
+
+const readDouble = (bytes: Uint8Array, at: number): number => {
+  for (let i = 0; i < 8; i++) scratchBytes[littleEndian ? 7 - i : i] = bytes[at + i]!
+  return scratch[0]!
+}
+
+/**
+ * A fixed number of doubles, each checked by `valid` (its message says what was expected) when it is written and
+ * when it is read back.
+ */
+const doubles = <A>(options: {
+  readonly count: number
+  readonly expected: string
+  readonly valid: (n: number) => boolean
+  readonly write: (value: A) => ReadonlyArray<number>
+  readonly read: (ns: ReadonlyArray<number>) => A
+}): Codec.Codec<A> => {
+  const size = 8 * options.count
+  return {
+    encode: (value) => {
+      const ns = options.write(value)
+      const out = new Uint8Array(size)
+      for (let i = 0; i < options.count; i++) {
+        const n = ns[i]!
+        if (!options.valid(n)) return Result.fail(`${n} is not ${options.expected}`)
+        writeDouble(out, 8 * i, n)
+      }
+      return Result.succeed(out)
+    },
+    decode: (bytes) => {
+      if (bytes === null || bytes.length !== size) {
+        return Result.fail(`${bytes === null ? "absent" : `${bytes.length} bytes`}, expected ${size} bytes`)
+      }
+      const ns: Array<number> = []
+      for (let i = 0; i < options.count; i++) {
+        const n = readDouble(bytes, 8 * i)
+        if (!options.valid(n)) return Result.fail(`${n} is not ${options.expected}`)
+        ns.push(n)
+      }
+      return Result.succeed(options.read(ns))
+    }
+  }
+}
+
+const one = (ns: ReadonlyArray<number>): number => ns[0]!
+const finite = doubles<number>({
+  count: 1,
+  expected: "a finite number",
+  valid: Number.isFinite,
+  write: (n) => [n],
+  read: one
+})
+/** `null` (no input yet) is stored as no bytes. */
+const finiteOrNull: Codec.Codec<number | null> = Codec.nullable(finite)
+const integer = doubles<number>({
+  count: 1,
+  expected: "a whole number",
+  valid: Number.isSafeInteger,
+  write: (n) => [n],
+  read: one
+})
+
+const notFinite = (n: number): string | undefined => (Number.isFinite(n) ? undefined : `${n} is not a finite number`)
 
 /** How many inputs, of any type. */
 export const count: Aggregator<unknown, number, number> = {
@@ -38,7 +116,8 @@ export const count: Aggregator<unknown, number, number> = {
   add: (n) => n + 1,
   merge: (a, b) => a + b,
   result: (n) => n,
-  codec: Codec.json(Schema.Int)
+  codec: integer,
+  check: (n) => (Number.isSafeInteger(n) ? undefined : `${n} is not a whole number`)
 }
 
 export const sum: Aggregator<number, number, number> = {
@@ -46,12 +125,20 @@ export const sum: Aggregator<number, number, number> = {
   add: (s, x) => s + x,
   merge: (a, b) => a + b,
   result: (s) => s,
-  codec: finite
+  codec: finite,
+  check: notFinite
 }
 
 const extreme = (pick: (a: number, b: number) => number): Aggregator<number, number | null, number | null> => {
   const merge = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : pick(a, b))
-  return { initial: () => null, add: merge, merge, result: (m) => m, codec: finiteOrNull }
+  return {
+    initial: () => null,
+    add: merge,
+    merge,
+    result: (m) => m,
+    codec: finiteOrNull,
+    check: (m) => (m === null ? undefined : notFinite(m))
+  }
 }
 
 /** The smallest input; `null` when there is none (a window always has one, so only `initial()` gives `null`). */
@@ -66,7 +153,14 @@ export const mean: Aggregator<number, readonly [sum: number, count: number], num
   add: ([s, n], x) => [s + x, n + 1],
   merge: (a, b) => [a[0] + b[0], a[1] + b[1]],
   result: ([s, n]) => (n === 0 ? null : s / n),
-  codec: Codec.json(Schema.Tuple([Schema.Finite, Schema.Finite]))
+  codec: doubles({
+    count: 2,
+    expected: "a finite number",
+    valid: Number.isFinite,
+    write: (pair: readonly [sum: number, count: number]) => pair,
+    read: (ns): readonly [sum: number, count: number] => [ns[0]!, ns[1]!]
+  }),
+  check: ([s, n]) => notFinite(s) ?? notFinite(n)
 }
 
 /**
@@ -91,7 +185,9 @@ export const distinctCount: Aggregator<string, ReadonlyArray<string>, number> = 
     return out
   },
   result: (set) => set.length,
-  codec: Codec.json(Schema.Array(Schema.String))
+  codec: Codec.json(Schema.Array(Schema.String)),
+  // An array of strings always encodes.
+  check: () => undefined
 }
 
 /** An aggregator over `J`, fed with `f(input)`. */
@@ -128,11 +224,15 @@ const incomplete = (): never => {
   throw new Error("Aggregator.struct: a field is missing")
 }
 
-const u32 = (n: number): Uint8Array => {
-  const b = new Uint8Array(4)
-  new DataView(b.buffer).setUint32(0, n)
-  return b
+const writeU32 = (out: Uint8Array, at: number, n: number): void => {
+  out[at] = n >>> 24
+  out[at + 1] = (n >>> 16) & 0xff
+  out[at + 2] = (n >>> 8) & 0xff
+  out[at + 3] = n & 0xff
 }
+
+const readU32 = (bytes: Uint8Array, at: number): number =>
+  bytes[at]! * 0x1000000 + ((bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!)
 
 /** A frame's length for a field whose accumulator encodes to no bytes (`null`). */
 const absent = 0xffffffff
@@ -145,6 +245,7 @@ const absent = 0xffffffff
 export const struct = <F>(fields: Fields<F>): Aggregator<Inputs<F>, Accumulators<F>, Outputs<F>> => {
   const keys: Array<keyof F> = []
   for (const k in fields) keys.push(k)
+  const checkField = <K extends keyof F>(k: K, acc: Accumulators<F>): string | undefined => fields[k].check?.(acc[k])
   const accumulators = (one: <K extends keyof F>(out: Partial<Accumulators<F>>, k: K) => void) => {
     const out: Partial<Accumulators<F>> = {}
     for (const k of keys) one(out, k)
@@ -171,30 +272,49 @@ export const struct = <F>(fields: Fields<F>): Aggregator<Inputs<F>, Accumulators
       for (const k of keys) one(k)
       return complete<Outputs<F>>(out, keys) ? out : incomplete()
     },
+    check: keys.every((k) => fields[k].check !== undefined)
+      ? (acc) => {
+          for (const k of keys) {
+            const problem = checkField(k, acc)
+            if (problem !== undefined) return `${String(k)}: ${problem}`
+          }
+          return undefined
+        }
+      : undefined,
     codec: {
       encode: (acc) => {
-        const parts: Array<Uint8Array> = []
+        const parts: Array<Uint8Array | null> = []
+        let size = 0
         const one = <K extends keyof F>(k: K): string | undefined => {
           const encoded = fields[k].codec.encode(acc[k])
           if (Result.isFailure(encoded)) return `${String(k)}: ${encoded.failure}`
-          if (encoded.success === null) parts.push(u32(absent))
-          else parts.push(u32(encoded.success.length), encoded.success)
+          parts.push(encoded.success)
+          size += 4 + (encoded.success?.length ?? 0)
           return undefined
         }
         for (const k of keys) {
           const failure = one(k)
           if (failure !== undefined) return Result.fail(failure)
         }
-        return Result.succeed(Buffer.concat(parts))
+        const out = new Uint8Array(size)
+        let at = 0
+        for (const part of parts) {
+          writeU32(out, at, part === null ? absent : part.length)
+          at += 4
+          if (part !== null) {
+            out.set(part, at)
+            at += part.length
+          }
+        }
+        return Result.succeed(out)
       },
       decode: (bytes) => {
         if (bytes === null) return Result.fail("absent, expected a struct accumulator")
-        const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
         const out: Partial<Accumulators<F>> = {}
         let at = 0
         const one = <K extends keyof F>(k: K): string | undefined => {
           if (at + 4 > bytes.length) return `${String(k)}: truncated`
-          const length = view.getUint32(at)
+          const length = readU32(bytes, at)
           at += 4
           const part = length === absent ? null : bytes.subarray(at, at + length)
           if (part !== null && part.length !== length) return `${String(k)}: truncated`

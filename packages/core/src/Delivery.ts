@@ -81,6 +81,13 @@ export interface TaskDelivery {
    * `flush` then, if nothing else did. `undefined` while nothing waits.
    */
   readonly due: () => number | undefined
+  /**
+   * Whether handing over a step of `records` input records at `now` (epoch ms) makes it durable together with the
+   * steps before it (exactly-once: it commits the open transaction): a task must then send its stores' held writes
+   * with it, since the commit carries the step's positions. At-least-once: when the step brings the records since
+   * the last commit to `commitEveryRecords` (the periodic commit carries what was handed on by then).
+   */
+  readonly commitsWith: (records: number, now: number) => boolean
 }
 
 export interface Delivery {
@@ -196,7 +203,9 @@ export const atLeastOnce = Effect.fnUntraced(function* (
           }),
         // Durable at every `complete`; the offsets are committed by the runner (periodically, and before revokes).
         flush: Effect.void,
-        due: () => undefined
+        due: () => undefined,
+        // A commit by count follows this step: the held state must go with it, or the commit carries none of it.
+        commitsWith: (records) => records > 0 && sinceCommit + records >= commitEvery
       }
     })
 
@@ -346,7 +355,9 @@ export const exactlyOnce = (kafka: KafkaShape, options: ExactlyOnceOptions): Del
           if (records >= commitEvery || (yield* Clock.currentTimeMillis) >= dueAt!) yield* flush
         }),
       flush,
-      due: () => dueAt
+      due: () => dueAt,
+      commitsWith: (more, now) =>
+        records + more >= commitEvery || (dueAt === undefined ? intervalMs <= 0 : now >= dueAt)
     } satisfies TaskDelivery
   })
 

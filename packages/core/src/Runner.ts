@@ -59,6 +59,12 @@ export interface RunOptions {
   readonly guarantee?: Delivery.Guarantee
   /** Commit once this many records were processed since the last commit. Default 10,000. */
   readonly commitEveryRecords?: number
+  /**
+   * A task's stores hold their writes for up to half the commit interval (and until a commit by count), so that a
+   * key written by many steps goes to the changelog once (Kafka Streams' record cache); the steps' offsets are
+   * committable once the writes are sent. They are sent sooner once they hold this many keys. Default 50,000.
+   */
+  readonly maxHeldWrites?: number
   /** Commit at least this often while records are processed. Default 1 s; 100 ms under exactly-once. */
   readonly commitInterval?: Duration.Input
   /** The bound on a graceful stop (drain, flush, commit), and on a task's drain when a rebalance moves it. Default 5 s. */
@@ -103,6 +109,13 @@ export const run = <E, R>(
       const shutdownMs = Duration.toMillis(Duration.fromInputUnsafe(options.shutdownTimeout ?? "5 seconds"))
       const stuckMs = Duration.toMillis(Duration.fromInputUnsafe(options.stuckAfter ?? "60 seconds"))
       const idleMs = Duration.toMillis(Duration.fromInputUnsafe(options.taskIdle ?? "200 millis"))
+      // The stores' writes are held for half the commit interval, so that the periodic commit finds them sent.
+      const holdStateMs =
+        Duration.toMillis(
+          Duration.fromInputUnsafe(
+            options.commitInterval ?? (options.guarantee === "exactly_once" ? "100 millis" : "1 second")
+          )
+        ) / 2
       const capacity = options.mailboxCapacity ?? 4
       const groupId = options.groupId ?? topology.name
       const backends = options.stateStore ?? Store.memory
@@ -279,6 +292,8 @@ export const run = <E, R>(
               idleMs,
               maxStepRecords: options.maxStepRecords ?? 5_000,
               maxHeldRecords: options.maxHeldRecords ?? 20_000,
+              holdStateMs,
+              maxHeldWrites: options.maxHeldWrites ?? 50_000,
               onDrained: Effect.suspend(() => {
                 const tps = paused.get(task)
                 if (tps === undefined) return Effect.void

@@ -206,6 +206,8 @@ export interface TaskStoreBytes {
    * the order the keys were first written. They are still read until `durable` (or `discardWrites`).
    */
   readonly takeWrites: () => ReadonlyArray<Change>
+  /** How many keys were written since the last `takeWrites` (what it would take, at most). */
+  readonly held: () => number
   /**
    * The changelog records of `writes` (from `takeWrites`) were acknowledged, and `nextOffset` is the offset after
    * the last of them: applies them to the backend with that checkpoint. Writes taken by several `takeWrites` calls
@@ -226,9 +228,9 @@ export interface TaskStoreBytes {
   readonly restoreBatch: (batch: RecordBatch) => void
   /** The backend's checkpoint: where a restore starts; `undefined` means from the beginning. */
   readonly checkpoint: () => number | undefined
-  /** The writes since the last `takeWrites`, to come back to with `rollback`. */
+  /** Where the writes are now, to come back to with `rollback`. */
   readonly savepoint: () => Savepoint
-  /** Forgets the writes made since `savepoint` (nothing taken by `takeWrites` in between). */
+  /** Forgets the writes made since `savepoint`, which must be the last one taken (and nothing taken in between). */
   readonly rollback: (point: Savepoint) => void
   /** The backend itself (to close it, or to wipe it). */
   readonly backend: Backend

@@ -35,14 +35,16 @@
  * - A record with a timestamp that is not a whole number of ms ≥ 0 is dead-lettered (`InvalidTimestamp`).
  *
  * The state is one store per operator (`name`; its changelog is `<group>-<name>-changelog`), in bytes
- * (internal/windowState.ts): the stream time, the windows' accumulators by key then start, and an index by the
- * time things fall due, so closing is a range scan in close order.
+ * (internal/windowState.ts): the stream time; tumbling and hopping windows' accumulators by start, then key, so
+ * closing is a range scan in close order; sliding buckets and sessions by key, then start, with an index by the time
+ * they fall due. Within a step, the windows it touches are kept decoded in memory and written once, at `close()`.
  */
 import { Clock, type Duration, Effect, Fiber, Metric, Result } from "effect"
 import type * as Aggregator from "./Aggregator.ts"
 import * as Batch from "./Batch.ts"
 import type * as Codec from "./Codec.ts"
 import { RecordRejected } from "./Errors.ts"
+import { beforeTake, changesOf } from "./internal/storeTask.ts"
 import * as Ops from "./internal/windowOps.ts"
 import * as State from "./internal/windowState.ts"
 import * as Metrics from "./Metrics.ts"
@@ -73,7 +75,10 @@ export interface Options<K, I, A, O> {
   readonly result: (out: Output, key: K, window: Window.Window, value: O, final: boolean) => void
 }
 
-/** A step's view of the operator, for one task: `add` records, then `close()` once. */
+/**
+ * A step's view of the operator, for one task: `add` records, then `close()` once. The step's changes to the state
+ * reach the store in `close()`: a step that does not call it leaves the state as it was.
+ */
 export interface Open<K, I> {
   /** The operator's stream time: the largest timestamp added so far (-1 before the first). */
   readonly streamTime: () => number
@@ -82,7 +87,10 @@ export interface Open<K, I> {
    * came from (what goes to the late topic). A record late for all its windows counts in none.
    */
   readonly add: (out: Batch.Emitter, record: ConsumerRecord, key: K, input: I, timestamp: number) => void
-  /** Emits what the step changed (emit changes) and the finals of the windows now closed, deleting their state. */
+  /**
+   * Writes the step's changes to the store, emits what the step changed (emit changes) and the finals of the
+   * windows now closed, deleting their state.
+   */
   readonly close: () => Batch.BatchResult
 }
 
@@ -126,19 +134,57 @@ export const aggregate = <K, I, A, O>(options: Options<K, I, A, O>): WindowedAgg
     return decoded.success
   }
 
+  // Per task store: the operations over it, with fixed windows held in memory across steps (until the runtime takes
+  // the store's writes for the changelog). The memory is made again when the store is reset (writes discarded, a
+  // restore), and the last step's changes to it are taken back when its store writes were rolled back.
+  interface Memo {
+    readonly ops: Ops.Ops<I, A>
+    readonly resets: number
+    rollbacks: number
+    /** A step began and has not closed. */
+    open: boolean
+  }
+  const memos = new WeakMap<object, Memo>()
+  const opsOf = (kv: Store.KeyValueStore<Uint8Array, Uint8Array>, defer: boolean) =>
+    Ops.make(kind, { store: options.name, kv, aggregator, grace, track: !emitFinal, memory: Ops.memory<A>(defer) })
+  const memoOf = (kv: Store.KeyValueStore<Uint8Array, Uint8Array>): Memo => {
+    const changes = changesOf(kv)
+    // A store of someone else's making: a memory for this step only, written at its end.
+    if (changes === undefined) return { ops: opsOf(kv, false), resets: 0, rollbacks: 0, open: true }
+    let memo = memos.get(kv)
+    if (memo === undefined) {
+      beforeTake(kv, {
+        write: () => memos.get(kv)?.ops.flush(),
+        count: () => memos.get(kv)?.ops.held() ?? 0
+      })
+    }
+    if (memo === undefined || memo.resets !== changes.resets) {
+      memo = { ops: opsOf(kv, true), resets: changes.resets, rollbacks: changes.rollbacks, open: false }
+      memos.set(kv, memo)
+    } else if (memo.open || memo.rollbacks !== changes.rollbacks) {
+      // The last step did not close, or its writes were rolled back: so are its changes to memory.
+      memo.ops.revert()
+      memo.rollbacks = changes.rollbacks
+    }
+    memo.open = true
+    memo.ops.begin()
+    return memo
+  }
+
   const open = (ctx: Task.TaskContext): Handle<K, I> => {
     const kv = ctx.store(store)
-    const ops = Ops.make(kind, { store: options.name, kv, aggregator, grace, track: !emitFinal })
-    let streamTime = State.readStreamTime(kv)
+    const memo = memoOf(kv)
+    const ops = memo.ops
+    let streamTime = State.readStreamTime(options.name, kv)
+    const storedStreamTime = streamTime
     // Emit changes: the windows the step changed, by key and start, in the order they first changed.
     const changed = new Map<string, { readonly key: Uint8Array; readonly start: number }>()
     const lateCounts = new Map<string, number>()
     const lateSeen: Array<string> = []
 
+    // Written to the store once, by `close`.
     const advance = (to: number) => {
-      if (to <= streamTime) return
-      streamTime = to
-      State.writeStreamTime(kv, to)
+      if (to > streamTime) streamTime = to
     }
 
     const late = (out: Batch.Emitter, record: ConsumerRecord, added: Ops.Added) => {
@@ -214,14 +260,12 @@ export const aggregate = <K, I, A, O>(options: Options<K, I, A, O>): WindowedAgg
           if (current !== undefined) emit(out, key, current, false)
         }
         changed.clear()
-        if (streamTime < 0) return
-        // Collected first: the scan's own deletes must not change what it iterates.
-        const due = [...kv.range(State.dueFrom, State.dueUpTo(streamTime))]
-        for (const [dueKey] of due) {
-          const entry = State.parseDue(dueKey)
-          const closed = ops.due(entry, dueKey)
-          if (closed !== undefined && emitFinal) emit(out, entry.key, closed, true)
+        ops.end()
+        if (streamTime >= 0) {
+          for (const closed of ops.closeDue(streamTime)) if (emitFinal) emit(out, closed.key, closed, true)
+          if (streamTime !== storedStreamTime) State.writeStreamTime(kv, streamTime)
         }
+        memo.open = false
       })
     }
 

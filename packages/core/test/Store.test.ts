@@ -281,15 +281,27 @@ describe("Store", () => {
           store.put("d", 1)
           store.delete("d")
           store.put("d", 4)
-          assert.deepStrictEqual(changes(store.takeWrites()), [
+          // "b" was written in this step only: its deletion leaves nothing for the changelog.
+          const first = store.takeWrites()
+          assert.deepStrictEqual(changes(first), [
             ["a", "2"],
-            ["b", null],
             ["c", "1"],
             ["d", "4"]
           ])
           assert.deepStrictEqual(store.takeWrites(), [])
           store.put("c", 3)
-          assert.deepStrictEqual(changes(store.takeWrites()), [["c", "3"]])
+          // "a" is in flight: its deletion is kept. Once the first batch is durable, so is that of "d", kept too.
+          store.delete("a")
+          assert.deepStrictEqual(changes(store.takeWrites()), [
+            ["c", "3"],
+            ["a", null]
+          ])
+          store.durable(first, 1)
+          store.put("d", 5)
+          store.delete("d")
+          store.put("e", 1)
+          store.delete("e")
+          assert.deepStrictEqual(changes(store.takeWrites()), [["d", null]])
         })
       )
 

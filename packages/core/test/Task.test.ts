@@ -1,14 +1,16 @@
 /** Tasks on the in-memory broker: several inputs in timestamp order, timers on the test clock, stores that follow their task. */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Effect, Exit } from "effect"
+import { Cause, Effect, Exit, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import * as Batch from "../src/Batch.ts"
 import * as Codec from "../src/Codec.ts"
+import { KafkaError, Timeout } from "../src/Errors.ts"
 import { firstStepRecords } from "../src/internal/task.ts"
 import { Kafka } from "../src/Kafka.ts"
 import { layerWith, MemoryBroker } from "../src/MemoryBroker.ts"
 import { bytes, text } from "../src/Record.ts"
 import * as Runner from "../src/Runner.ts"
+import * as Store from "../src/Store.ts"
 import * as Task from "../src/Task.ts"
 import * as Topic from "../src/Topic.ts"
 import * as Topology from "../src/Topology.ts"
@@ -284,6 +286,48 @@ describe("Task", () => {
       )
       assert.deepStrictEqual((yield* outputs).slice(5).sort(), ["a=4", "b=2"])
       yield* stopOnTestClock(second)
+    }).pipe(Effect.provide(memory))
+  )
+
+  it.effect("a step retried after a retryable failure starts again from its savepoint: no write counts twice", () =>
+    Effect.gen(function* () {
+      const kafka = yield* Kafka
+      yield* kafka.createTopics([{ name: "words", partitions: 1 }])
+      const counts = Store.make("counts", { key: Codec.string, value: Codec.json(Schema.Int) })
+      let attempts = 0
+      const topology = Topology.make({
+        name: "retried",
+        input: Topic.make("words", { key: Codec.string, value: Codec.raw }),
+        stores: [counts],
+        process: (records, ctx) =>
+          Effect.gen(function* () {
+            const store = ctx.store(counts)
+            const result = Batch.forEach(records, (r, o) => {
+              const n = (store.get(r.key) ?? 0) + 1
+              store.put(r.key, n)
+              o.emit(out, r.key, `${r.key}=${n}`)
+            })
+            // The first attempt fails after its writes, as a lookup that times out after the state was updated.
+            if (attempts++ === 0)
+              return yield* new KafkaError({ operation: "lookup", reason: new Timeout({ message: "timed out" }) })
+            return result
+          })
+      })
+      yield* kafka.send(["a", "b", "a"].map((w) => ({ topic: "words", key: bytes(w), value: null })))
+      const fiber = yield* Effect.forkChild(Runner.run(topology))
+      yield* settle(
+        "the first attempt",
+        Effect.sync(() => attempts === 1)
+      )
+      // The retry waits on the retry schedule: moved along on the test clock.
+      yield* TestClock.adjust("1 second")
+      yield* settle(
+        "3 outputs",
+        Effect.map(outputs, (o) => o.length === 3)
+      )
+      assert.strictEqual(attempts, 2)
+      assert.deepStrictEqual(yield* outputs, ["a=1", "b=1", "a=2"])
+      yield* stopOnTestClock(fiber)
     }).pipe(Effect.provide(memory))
   )
 

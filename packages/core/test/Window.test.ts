@@ -175,10 +175,29 @@ describe("Aggregator", () => {
     const encoded = stats.codec.encode(fold(stats, xs))
     assert.isTrue(Result.isSuccess(encoded))
     if (Result.isSuccess(encoded) && encoded.success !== null) {
-      // Four length-prefixed JSON fields: "-1", "7", "[16,4]", "4".
-      assert.strictEqual(encoded.success.length, 4 * 4 + 2 + 1 + 6 + 1)
+      // Four length-prefixed fields of big-endian doubles: -1, 7, [16, 4], 4.
+      assert.strictEqual(encoded.success.length, 4 * 4 + 8 + 8 + 16 + 8)
       assert.isTrue(Result.isFailure(stats.codec.decode(encoded.success.subarray(0, 10))))
     }
+  })
+
+  it("the numeric accumulators are big-endian doubles, checked on the way in and out", () => {
+    const sum = Aggregator.sum.codec.encode(-2.5)
+    assert.deepStrictEqual(sum, Result.succeed(Uint8Array.of(0xc0, 0x04, 0, 0, 0, 0, 0, 0)))
+    assert.deepStrictEqual(
+      Aggregator.mean.codec.decode(Result.getOrThrow(Aggregator.mean.codec.encode([3, 2]))),
+      Result.succeed([3, 2])
+    )
+    // A sum that overflowed is refused when it is written (the record is rejected), never stored.
+    assert.isTrue(Result.isFailure(Aggregator.sum.codec.encode(Number.POSITIVE_INFINITY)))
+    assert.isTrue(Result.isFailure(Aggregator.mean.codec.encode([Number.NaN, 1])))
+    assert.isTrue(Result.isFailure(Aggregator.count.codec.encode(1.5)))
+    assert.deepStrictEqual(Aggregator.min.codec.encode(null), Result.succeed(null))
+    assert.deepStrictEqual(Aggregator.max.codec.decode(null), Result.succeed(null))
+    // Bytes of another length, or a stored non-finite number, are not an accumulator.
+    assert.isTrue(Result.isFailure(Aggregator.sum.codec.decode(Uint8Array.of(1, 2, 3))))
+    assert.isTrue(Result.isFailure(Aggregator.sum.codec.decode(new TextEncoder().encode("12"))))
+    assert.isTrue(Result.isFailure(Aggregator.sum.codec.decode(Uint8Array.of(0x7f, 0xf0, 0, 0, 0, 0, 0, 0))))
   })
 
   it("mapInput feeds an aggregator with a function of the input", () => {

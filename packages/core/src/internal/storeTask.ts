@@ -2,9 +2,10 @@
  * A task's store over its backend: typed reads and writes, the writes that are not durable yet (so reads see them),
  * and the moves of those writes to the changelog and into the backend.
  *
- * Writes live in layers above the backend until they are durable: `pending` (since the last `takeWrites`), then
- * the taken batches whose changelog records are in flight, newest first. A read looks through the layers and then
- * the backend. Every layer keys its writes by the key's binary string (see storeBytes); a Map keeps the position a
+ * Writes live in layers above the backend until they are durable: `pending` (since the last savepoint), `held`
+ * (the earlier steps' since the last `takeWrites`: the runtime takes a task's writes when it commits, not every
+ * step, so that a key written by many steps goes to the changelog once), then the taken batches whose changelog
+ * records are in flight, newest first. A read looks through the layers and then the backend. Every layer keys its writes by the key's binary string (see storeBytes); a Map keeps the position a
  * key was first set at, which is the order `takeWrites` promises.
  */
 import { Result } from "effect"
@@ -25,14 +26,56 @@ const byBinaryKey = (a: readonly [string, Change], b: readonly [string, Change])
   a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0
 
 interface Point extends Savepoint {
-  readonly pending: ReadonlyMap<string, Change>
+  readonly seq: number
 }
-const emptyPoint: Point = { _brand: "Savepoint", pending: new Map() }
+
+/** What changed a store other than its own `put` and `delete`, as counts. */
+export interface Changes {
+  /** Rollbacks to the last savepoint (the writes of the step since it were dropped). */
+  readonly rollbacks: number
+  /** Writes discarded (an aborted transaction, a retired task) and restores: the store is what its backend holds. */
+  readonly resets: number
+}
+
+/** What an operator holds in memory for a store: how to write it there, and how many keys that would write. */
+export interface Held {
+  readonly write: () => void
+  readonly count: () => number
+}
+
+interface Internals {
+  readonly changes: () => Changes
+  readonly beforeTake: Array<Held>
+}
+
+const internals = new WeakMap<object, Internals>()
+
+/**
+ * For an operator that keeps state decoded in memory over a store (Windows.ts): what changed the store other than
+ * its writes, so it can tell whether what it holds still agrees with the store. `undefined` for a store not made
+ * here.
+ */
+export const changesOf = (store: object): Changes | undefined => internals.get(store)?.changes()
+
+/**
+ * Runs `held.write` at the start of every `takeWrites`, before the writes are taken: an operator that holds changes
+ * in memory between commits writes them to the store there (and `held()` counts them). Returns false for a store
+ * not made here.
+ */
+export const beforeTake = (store: object, held: Held): boolean => {
+  const found = internals.get(store)
+  found?.beforeTake.push(held)
+  return found !== undefined
+}
 
 export const make = <K, V>(spec: StoreSpec<K, V>, backend: Backend, changelogTopic: string): TaskStore<K, V> => {
   const store = spec.name
   let pending = new Map<string, Change>()
+  let held = new Map<string, Change>()
   let inFlight: Array<InFlight> = []
+  let rollbacks = 0
+  let resets = 0
+  const hooks: Array<Held> = []
 
   const encodeKey = (key: K): Uint8Array => {
     const encoded = spec.key.encode(key)
@@ -59,10 +102,10 @@ export const make = <K, V>(spec: StoreSpec<K, V>, backend: Backend, changelogTop
 
   /** The newest write of `key` that is not durable yet, if any. */
   const buffered = (key: Uint8Array): Change | undefined => {
-    // Between batches every write is durable: reads go straight to the backend, without making a Map key.
-    if (pending.size === 0 && inFlight.length === 0) return undefined
+    // When every write is durable, reads go straight to the backend, without making a Map key.
+    if (pending.size === 0 && held.size === 0 && inFlight.length === 0) return undefined
     const k = toBinary(key)
-    const write = pending.get(k)
+    const write = pending.get(k) ?? held.get(k)
     if (write !== undefined) return write
     for (let i = inFlight.length - 1; i >= 0; i--) {
       const taken = inFlight[i]!.byKey.get(k)
@@ -80,6 +123,7 @@ export const make = <K, V>(spec: StoreSpec<K, V>, backend: Backend, changelogTop
       }
     }
     for (const taken of inFlight) add(taken.byKey)
+    add(held)
     add(pending)
     return latest
   }
@@ -112,7 +156,7 @@ export const make = <K, V>(spec: StoreSpec<K, V>, backend: Backend, changelogTop
     const lo = from === undefined ? undefined : encodeKey(from)
     const hi = to === undefined ? undefined : encodeKey(to)
     const base = backend.range(lo, hi)
-    if (pending.size === 0 && inFlight.length === 0) return merge(base, noWrites)
+    if (pending.size === 0 && held.size === 0 && inFlight.length === 0) return merge(base, noWrites)
     const over = bufferedIn(lo === undefined ? undefined : toBinary(lo), hi === undefined ? undefined : toBinary(hi))
     return merge(
       base,
@@ -126,25 +170,32 @@ export const make = <K, V>(spec: StoreSpec<K, V>, backend: Backend, changelogTop
     backend.apply(changes, next)
   }
 
-  // Savepoints are taken once per step (where `pending` is empty) and once per record only on the failure path.
-  const points = new WeakMap<Savepoint, Point>()
+  /** The step's writes join the earlier ones: a savepoint starts an empty `pending`, so it costs nothing to take. */
+  const hold = () => {
+    for (const [k, write] of pending) held.set(k, write)
+    pending = new Map()
+  }
+  let savepoints = 0
   const savepoint = (): Savepoint => {
-    if (pending.size === 0) return emptyPoint
-    const point: Point = { _brand: "Savepoint", pending: new Map(pending) }
-    points.set(point, point)
+    hold()
+    const point: Point = { _brand: "Savepoint", seq: ++savepoints }
     return point
   }
+  const isPoint = (point: Savepoint): point is Point => "seq" in point
 
-  return {
+  const taskStore: TaskStore<K, V> = {
     spec,
     backend,
     name: store,
     changelogTopic,
     savepoint,
     rollback: (point) => {
-      const p = point === emptyPoint ? emptyPoint : points.get(point)
-      if (p === undefined) throw new Error(`store ${store}: a savepoint of another store`)
-      pending = new Map(p.pending)
+      // Only to the last one: the writes before it have joined `held`.
+      if (!isPoint(point) || point.seq !== savepoints) {
+        throw new Error(`store ${store}: a rollback to a savepoint that is not this store's last one`)
+      }
+      pending = new Map()
+      rollbacks++
     },
     get: (key) => {
       const k = encodeKey(key)
@@ -164,7 +215,7 @@ export const make = <K, V>(spec: StoreSpec<K, V>, backend: Backend, changelogTop
     all: () => range(),
     size: () => {
       let n = backend.size()
-      if (pending.size === 0 && inFlight.length === 0) return n
+      if (pending.size === 0 && held.size === 0 && inFlight.length === 0) return n
       for (const [key, value] of bufferedIn(undefined, undefined).values()) {
         const stored = backend.get(key) !== undefined
         if (value !== null && !stored) n++
@@ -172,10 +223,24 @@ export const make = <K, V>(spec: StoreSpec<K, V>, backend: Backend, changelogTop
       }
       return n
     },
+    held: () => {
+      let n = pending.size + held.size
+      for (const hook of hooks) n += hook.count()
+      return n
+    },
     takeWrites: () => {
-      if (pending.size === 0) return noWrites
-      const byKey = pending
-      pending = new Map()
+      for (const hook of hooks) hook.write()
+      hold()
+      if (held.size === 0) return noWrites
+      const byKey = held
+      held = new Map()
+      // A key deleted that no layer below has (written and deleted since the last take) leaves nothing to say.
+      for (const [k, [key, value]] of byKey) {
+        if (value === null && inFlight.every((taken) => !taken.byKey.has(k)) && backend.get(key) === undefined) {
+          byKey.delete(k)
+        }
+      }
+      if (byKey.size === 0) return noWrites
       const writes = [...byKey.values()]
       inFlight.push({ writes, byKey })
       return writes
@@ -189,15 +254,21 @@ export const make = <K, V>(spec: StoreSpec<K, V>, backend: Backend, changelogTop
     },
     discardWrites: () => {
       pending = new Map()
+      held = new Map()
       inFlight = []
+      resets++
     },
     restore: (records) => {
+      resets++
       if (records.length > 0) restoreUpTo(records, records[records.length - 1]!.offset + 1)
     },
     restoreBatch: (batch: RecordBatch) => {
+      resets++
       const last = Math.max(batch.records.at(-1)?.offset ?? -1, batch.lastOffset ?? -1)
       if (last >= 0) restoreUpTo(batch.records, last + 1)
     },
     checkpoint: () => backend.checkpoint()
   }
+  internals.set(taskStore, { changes: () => ({ rollbacks, resets }), beforeTake: hooks })
+  return taskStore
 }

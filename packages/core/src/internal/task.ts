@@ -81,6 +81,13 @@ export interface TaskOptions {
   readonly maxHeldRecords: number
   /** Called when the mailbox has drained to half its capacity (to resume paused partitions). */
   readonly onDrained: Effect.Effect<void>
+  /**
+   * How long the stores' writes may be held before they go to the changelog (the commit interval): a key that many
+   * steps write goes once. Until they go, the steps' input positions are not handed on as committable.
+   */
+  readonly holdStateMs: number
+  /** The stores' writes go to the changelog once they hold this many keys, whatever the time. */
+  readonly maxHeldWrites: number
   /** The largest record a topic accepts (`Kafka.maxRecordBytes`). */
   readonly maxRecordBytes: (topic: string) => Effect.Effect<number, KafkaError>
   /** Opens this task's stores, restored from their changelogs, bound to `token` for `ctx.store`. */
@@ -215,6 +222,17 @@ export const make = Effect.fnUntraced(function* <E, R>(
   const rollback = (points: ReadonlyArray<Store.Savepoint>) => {
     for (let i = 0; i < stores.length; i++) stores[i]!.rollback(points[i]!)
   }
+  /**
+   * `run` retried on retryable failures, each retry from `point`: an attempt that failed after some writes (a
+   * lookup that timed out halfway through a batch) must not leave them for the next attempt to add to.
+   */
+  const retrying = <A, E1, R1>(point: ReadonlyArray<Store.Savepoint>, run: () => Effect.Effect<A, E1, R1>) => {
+    let attempts = 0
+    return Effect.suspend(() => {
+      if (attempts++ > 0) rollback(point)
+      return run()
+    }).pipe(Effect.retry(retryable))
+  }
 
   /**
    * Record by record, each from a savepoint: a record that fails for good, or one of whose outputs is over its
@@ -225,8 +243,7 @@ export const make = Effect.fnUntraced(function* <E, R>(
     for (let i = 0; i < prepared.records.length; i++) {
       const record = prepared.records[i]!
       const point = savepoint()
-      const exit = yield* Effect.suspend(() => prepared.processOne(i, ctx)).pipe(
-        Effect.retry(retryable),
+      const exit = yield* retrying(point, () => prepared.processOne(i, ctx)).pipe(
         Effect.map((result) => Batch.from(record, result)),
         Effect.result
       )
@@ -250,7 +267,7 @@ export const make = Effect.fnUntraced(function* <E, R>(
     if (prepared.records.length === 0) return Batch.empty
     const point = savepoint()
     // Suspended, so that a retry calls the processor again rather than re-running the Effect it returned once.
-    const exit = yield* Effect.suspend(() => prepared.process(ctx)).pipe(Effect.retry(retryable), Effect.result)
+    const exit = yield* retrying(point, () => prepared.process(ctx)).pipe(Effect.result)
     if (Result.isFailure(exit)) {
       if (isRetryable(exit.failure)) return yield* Effect.fail(exit.failure)
       rollback(point)
@@ -291,22 +308,58 @@ export const make = Effect.fnUntraced(function* <E, R>(
     return { records, writes }
   }
 
-  /** Hands a step's records to the delivery path; once they are durable, so are the stores' writes. */
+  /**
+   * The position whose state is durable or on its way: what a step hands on as committable while its stores' writes
+   * are held (an offset is committed only once the state it led to is in the changelog).
+   */
+  let statePositions: ReadonlyArray<TopicPartitionOffset> = []
+  /** Since when the stores hold writes not handed to the delivery path (epoch ms, the Effect clock). */
+  let heldSince: number | undefined
+
+  /**
+   * Hands a step's records to the delivery path; once they are durable, so are the stores' writes. The writes are
+   * held in the stores, and go with a later step, unless `state` says now (or they are due: held for `holdStateMs`,
+   * or `maxHeldWrites` keys). A step whose rows no input record stands behind (a window's final in a table) sends
+   * them now: its rows are written before its changelog, and that must hold for the rows of held steps too.
+   */
   const deliver = Effect.fnUntraced(function* (
     outgoing: Omit<Outgoing, "changelog">,
     positions: ReadonlyArray<TopicPartitionOffset>,
-    count: number
+    count: number,
+    state: "now" | "when-due" = "when-due"
   ) {
-    const { records, writes } = changelog()
+    const now = yield* Clock.currentTimeMillis
+    let writes = 0
+    for (const store of stores) writes += store.held()
+    if (writes > 0) heldSince ??= now
+    const hold =
+      state === "when-due" &&
+      writes > 0 &&
+      writes < options.maxHeldWrites &&
+      now - heldSince! < options.holdStateMs &&
+      !delivery.commitsWith(count, now) &&
+      !(outgoing.rows?.some((r) => !r.sourced) ?? false)
+    if (hold) {
+      yield* delivery.complete({
+        outgoing: { ...outgoing, changelog: [] },
+        positions: statePositions,
+        records: count,
+        onDurable: () => {}
+      })
+      return
+    }
+    const changes = changelog()
+    heldSince = undefined
+    statePositions = positions
     yield* delivery
       .complete({
-        outgoing: { ...outgoing, changelog: records },
+        outgoing: { ...outgoing, changelog: changes.records },
         positions,
         records: count,
         onDurable: (acked) => {
           let at = 0
           for (let i = 0; i < stores.length; i++) {
-            const w = writes[i]!
+            const w = changes.writes[i]!
             if (w.length === 0) continue
             at += w.length
             stores[i]!.durable(w, acked[at - 1]!.offset + 1)
@@ -316,11 +369,19 @@ export const make = Effect.fnUntraced(function* <E, R>(
       .pipe(Effect.onError(discardWrites))
   })
 
+  /** When the held writes must go at the latest. */
+  const stateDue = () => (heldSince === undefined ? undefined : heldSince + options.holdStateMs)
+
+  /** The held writes, with the task's position, now. */
+  const sendState = Effect.suspend(() =>
+    heldSince === undefined ? Effect.void : deliver({ outputs: [], deadLetters: [] }, positions(), 0, "now")
+  )
+
   /**
-   * Makes every step handed over durable (exactly-once: commits the open transaction). A failure leaves the stores
-   * as they were at the last commit.
+   * Makes every step handed over durable (exactly-once: commits the open transaction), the held writes first. A
+   * failure leaves the stores as they were at the last commit.
    */
-  const flush = delivery.flush.pipe(Effect.onError(discardWrites))
+  const flush = sendState.pipe(Effect.andThen(delivery.flush), Effect.onError(discardWrites))
 
   const positions = (): Array<TopicPartitionOffset> =>
     partitions.flatMap((tp) => {
@@ -369,8 +430,7 @@ export const make = Effect.fnUntraced(function* <E, R>(
     const timer = topology.timers.find((t) => t.name === name)
     if (timer === undefined) return
     const point = savepoint()
-    const result = yield* Effect.suspend(() => timer.fire(context(name))).pipe(
-      Effect.retry(retryable),
+    const result = yield* retrying(point, () => timer.fire(context(name))).pipe(
       Effect.onError(() => Effect.sync(() => rollback(point)))
     )
     // A tick's outputs are committed with the task's current position.
@@ -480,12 +540,19 @@ export const make = Effect.fnUntraced(function* <E, R>(
     while (true) {
       busySince = undefined
       const now = yield* Clock.currentTimeMillis
-      const due = delivery.due()
-      if (due !== undefined && now >= due) {
+      const state = stateDue()
+      const committing = delivery.due()
+      if (committing !== undefined && now >= committing) {
         busySince = now
         yield* flush
         continue
       }
+      if (state !== undefined && now >= state) {
+        busySince = now
+        yield* sendState
+        continue
+      }
+      const due = committing === undefined ? state : Math.min(committing, state ?? Number.POSITIVE_INFINITY)
       // Wake for the idle wait of an input, or for the delivery's next commit, whichever comes first.
       const idle = waitingSince === undefined ? undefined : options.idleMs - (now - waitingSince)
       const remaining = due === undefined ? idle : Math.min(idle ?? Number.POSITIVE_INFINITY, due - now)

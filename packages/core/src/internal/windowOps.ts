@@ -3,8 +3,10 @@
  * records, emitting). Each kind adds a record to its windows, reads a window's current aggregate, and carries out
  * an index entry that fell due (see windowState for the bytes):
  *
- * - **fixed** (tumbling, hopping): an accumulator per window; its index entry is written with the window, at
- *   `end + grace`.
+ * - **fixed** (tumbling, hopping): an accumulator per window, keyed by start so that the windows due are a range
+ *   (no index). The windows records touch are kept decoded in a `Memory` (Windows.ts keeps it across steps while the
+ *   store holds what it was read from), and a step's changes are written to the store once, by `flush`: decoding
+ *   and writing a window for each of its records cost more than the aggregation itself.
  * - **sliding**: an accumulator per key and record timestamp (a *bucket*); the window ending at a timestamp merges
  *   the buckets of its `size` ms when it is read. Each bucket has two index entries: the close of its own window,
  *   at `t + 1 + grace`, and its drop, at `t + size + grace`, when the last window that can hold it (the one ending
@@ -14,12 +16,13 @@
  *   moves with its end.
  *
  * An `add` encodes everything it writes before it writes anything, so a record whose accumulator does not encode
- * leaves the store as it was.
+ * leaves the state as it was.
  */
 import { Result } from "effect"
 import type { Aggregator } from "../Aggregator.ts"
 import { type KeyValueStore, StoreDecodeError, StoreEncodeError } from "../Store.ts"
 import * as Window from "../Window.ts"
+import { toBinary } from "./storeBytes.ts"
 import * as State from "./windowState.ts"
 
 export interface Env<I, A> {
@@ -30,7 +33,75 @@ export interface Env<I, A> {
   readonly grace: number
   /** Whether `add` reports every window whose aggregate it changed (emit changes); it costs sliding windows a range. */
   readonly track: boolean
+  /** Fixed windows as last read or written, decoded; what `flush` writes. */
+  readonly memory: Memory<A>
 }
+
+/** A fixed window in memory: decoded, and its encoding when a record changed it since the last flush. */
+interface Remembered<A> {
+  /** The grouping key's bytes. */
+  readonly key: Uint8Array
+  readonly storeKey: Uint8Array
+  accumulator: A
+  /** Changed since the last flush. */
+  dirty: boolean
+  /** The accumulator's encoding, when it was encoded to check it (an aggregator without `check`). */
+  encoded: Uint8Array | null
+  /** Whether the store has it (a flush wrote it, or it was read from there): closing it deletes it there. */
+  inStore: boolean
+}
+
+/** How to take back one change of a step to the memory. */
+type Undo<A> =
+  | { readonly _tag: "Created"; readonly start: number; readonly id: string; readonly window: Remembered<A> }
+  | {
+      readonly _tag: "Updated"
+      readonly window: Remembered<A>
+      readonly accumulator: A
+      readonly dirty: boolean
+      readonly encoded: Uint8Array | null
+    }
+  | { readonly _tag: "Closed"; readonly start: number; readonly id: string; readonly window: Remembered<A> }
+
+/** Fixed windows in memory, by start, then by the key's bytes as a binary string (storeBytes). */
+export interface Memory<A> {
+  readonly windows: Map<number, Map<string, Remembered<A>>>
+  size: number
+  /**
+   * Whether every fixed window of the store is in memory (read once, when the memory is made), so that a window
+   * not in memory does not exist and closing needs no range over the store; `undefined` until it is read.
+   */
+  complete: boolean | undefined
+  /**
+   * Whether changes stay in memory between steps, written to the store only by `flush` (Windows.ts calls it when
+   * the runtime takes the store's writes for the changelog), rather than at the end of every step. Only while the
+   * memory is complete.
+   */
+  readonly defer: boolean
+  /** The windows changed since the last flush. */
+  readonly dirty: Array<Remembered<A>>
+  /** The changes of the step in progress (or the last one), newest last: `revert` takes them back. */
+  readonly undo: Array<Undo<A>>
+}
+
+/**
+ * `defer`: see `Memory.defer`. Without it, the memory is made for one step: a cache over the store that does not
+ * read it all first.
+ */
+export const memory = <A>(defer: boolean): Memory<A> => ({
+  windows: new Map(),
+  size: 0,
+  complete: defer ? undefined : false,
+  defer,
+  dirty: [],
+  undo: []
+})
+
+/**
+ * At most this many fixed windows are kept in memory; past it, memory is a cache over the store, written at the end
+ * of every step, and the windows that start first are forgotten (read again from the store when a record comes).
+ */
+export const remembered = 100_000
 
 export interface Added {
   /** The windows the record missed, closed already: it is late for them (and counts in no window when it is all). */
@@ -58,13 +129,31 @@ export interface Ops<I, A> {
   ) => Result.Result<Added, StoreEncodeError>
   /** The window of `key` at `start` as it is now, if it exists. */
   readonly current: (key: Uint8Array, start: number) => Aggregate<A> | undefined
-  /** Carries out the index entry `due` (stored under `dueKey`): the window that closed, its state deleted. */
-  readonly due: (due: State.Due, dueKey: Uint8Array) => Aggregate<A> | undefined
+  /** A step starts: its changes to memory can be taken back (`revert`) until the next `begin` or `flush`. */
+  readonly begin: () => void
+  /** Takes back the changes to memory of the last step (its store writes were rolled back, or it never ended). */
+  readonly revert: () => void
+  /** The step ended: writes its changes to the store now, unless the memory holds them until `flush`. */
+  readonly end: () => void
+  /** Writes every change the memory holds to the store. */
+  readonly flush: () => void
+  /** How many windows `flush` would write. */
+  readonly held: () => number
+  /** The windows due by `streamTime`, in the order they fell due, with their state deleted (after a `flush`). */
+  readonly closeDue: (streamTime: number) => ReadonlyArray<Closed<A>>
+}
+
+export interface Closed<A> extends Aggregate<A> {
+  readonly key: Uint8Array
 }
 
 type Write = readonly [key: Uint8Array, value: Uint8Array | null]
 
 const none: ReadonlyArray<number> = []
+/** Sliding buckets and sessions are written to the store by every record: nothing held, nothing to take back. */
+const stepless = { begin: () => {}, revert: () => {}, end: () => {}, flush: () => {}, held: () => 0 }
+/** What `add` says of a record in time for all its windows, when nobody asks which windows it changed. */
+const notLate: Result.Result<Added, never> = Result.succeed({ missed: [], lateSince: 0, updated: none, gone: none })
 
 export const make = <I, A>(kind: Window.Kind, env: Env<I, A>): Ops<I, A> => {
   const { kv, aggregator, grace } = env
@@ -77,10 +166,11 @@ export const make = <I, A>(kind: Window.Kind, env: Env<I, A>): Ops<I, A> => {
       throw new StoreDecodeError({ store: env.store, part: "value", issue: decoded.failure })
     return { end: value.end, accumulator: decoded.success }
   }
+  const invalid = (issue: string) => new StoreEncodeError({ store: env.store, part: "value", issue })
   const encode = (accumulator: A, end?: number): Result.Result<Uint8Array, StoreEncodeError> =>
     Result.match(aggregator.codec.encode(accumulator), {
       onSuccess: (bytes) => Result.succeed(State.windowValue(bytes, end)),
-      onFailure: (issue) => Result.fail(new StoreEncodeError({ store: env.store, part: "value", issue }))
+      onFailure: (issue) => Result.fail(invalid(issue))
     })
   const apply = (writes: ReadonlyArray<Write>) => {
     for (const [key, value] of writes) {
@@ -114,36 +204,248 @@ export const make = <I, A>(kind: Window.Kind, env: Env<I, A>): Ops<I, A> => {
     return stored === undefined ? undefined : decode(stored)
   }
 
+  /** The index entries due by `streamTime`, each carried out by `due`; collected first, as `due` deletes. */
+  const closeIndexed = (
+    streamTime: number,
+    due: (entry: State.Due, dueKey: Uint8Array) => Aggregate<A> | undefined
+  ): ReadonlyArray<Closed<A>> => {
+    const closed: Array<Closed<A>> = []
+    for (const [dueKey] of [...kv.range(State.dueFrom, State.dueUpTo(streamTime))]) {
+      const entry = State.parseDue(dueKey)
+      const aggregate = due(entry, dueKey)
+      if (aggregate !== undefined) closed.push({ key: entry.key, ...aggregate })
+    }
+    return closed
+  }
+
+  /** Reads every fixed window of the store into `memory`, unless there are more than `remembered`. */
+  const load = (memory: Memory<A>) => {
+    memory.complete = false
+    let n = 0
+    for (const _ of kv.range(State.fixedFrom, State.fixedEnd)) if (++n > remembered) return
+    for (const [storeKey, stored] of kv.range(State.fixedFrom, State.fixedEnd)) {
+      const { start, key } = State.parseFixedKey(storeKey)
+      const byKey = memory.windows.get(start) ?? new Map<string, Remembered<A>>()
+      memory.windows.set(start, byKey)
+      byKey.set(toBinary(key), {
+        key,
+        storeKey,
+        accumulator: decode(stored).accumulator,
+        dirty: false,
+        encoded: null,
+        inStore: true
+      })
+      memory.size++
+    }
+    memory.complete = true
+  }
+
   switch (kind._tag) {
     case "Tumbling":
-    case "Hopping":
-      return {
-        add: (key, timestamp, input, streamTime) => {
-          const { open, missed } = Window.split(kind, timestamp, grace, streamTime)
-          const writes: Array<Write> = []
-          for (const w of open) {
-            const added = addTo(State.windowKey(key, w.start), input, writes)
-            if (Result.isFailure(added)) return Result.fail(added.failure)
-            if (added.success)
-              writes.push([State.dueKey(Window.closesAt(kind, w, grace), State.CLOSE, key, w.start), State.marker])
+    case "Hopping": {
+      const memory = env.memory
+      const touched = memory.windows
+      if (memory.complete === undefined) load(memory)
+      const remember = (id: string, start: number, window: Remembered<A>) => {
+        const byKey = touched.get(start) ?? new Map<string, Remembered<A>>()
+        if (byKey.size === 0) touched.set(start, byKey)
+        byKey.set(id, window)
+        memory.size++
+      }
+      const forget = (start: number, id: string) => {
+        const byKey = touched.get(start)
+        if (byKey === undefined || !byKey.delete(id)) return
+        memory.size--
+        if (byKey.size === 0) touched.delete(start)
+      }
+      const updated: Array<{
+        readonly start: number
+        readonly window: Remembered<A> | undefined
+        readonly inStore: boolean
+        readonly storeKey: Uint8Array | undefined
+        readonly accumulator: A
+        readonly encoded: Uint8Array | null
+      }> = []
+      const check = aggregator.check
+      const bounds = (start: number): Window.Window => ({ start, end: start + kind.size })
+      const advance = kind._tag === "Tumbling" ? kind.size : kind.advance
+      const deferring = () => memory.defer && memory.complete === true
+
+      /** The changed windows into the store. */
+      const write = () => {
+        for (const window of memory.dirty) {
+          if (!window.dirty) continue
+          let encoded = window.encoded
+          if (encoded === null) {
+            // `check` passed it: a codec that refuses it all the same fails the step.
+            const result = encode(window.accumulator)
+            if (Result.isFailure(result)) throw result.failure
+            encoded = result.success
           }
-          apply(writes)
-          const lateSince = missed.length === 0 ? 0 : Window.closesAt(kind, missed[missed.length - 1]!, grace)
-          return Result.succeed({ missed, lateSince, updated: open.map((w) => w.start), gone: none })
-        },
-        current: (key, start) => {
-          const stored = kv.get(State.windowKey(key, start))
-          return stored === undefined
-            ? undefined
-            : { window: { start, end: start + kind.size }, accumulator: decode(stored).accumulator }
-        },
-        due: (due, dueKey) => {
-          const taken = take(due.key, due.start, dueKey)
-          return taken === undefined
-            ? undefined
-            : { window: { start: due.start, end: due.start + kind.size }, accumulator: taken.accumulator }
+          kv.put(window.storeKey, encoded)
+          window.dirty = false
+          window.encoded = null
+          window.inStore = true
+        }
+        memory.dirty.length = 0
+      }
+
+      const flush = () => {
+        write()
+        // The store's writes are being taken: the step before can no longer be rolled back.
+        memory.undo.length = 0
+        if (memory.size <= remembered) return
+        // Too many to hold: from now on memory is a cache over the store, and the windows that start first go.
+        memory.complete = false
+        for (const [start, byKey] of touched) {
+          if (memory.size <= remembered) break
+          touched.delete(start)
+          memory.size -= byKey.size
         }
       }
+
+      return {
+        begin: () => {
+          memory.undo.length = 0
+        },
+        revert: () => {
+          for (let i = memory.undo.length - 1; i >= 0; i--) {
+            const undo = memory.undo[i]!
+            switch (undo._tag) {
+              case "Created":
+                undo.window.dirty = false
+                forget(undo.start, undo.id)
+                break
+              case "Updated":
+                undo.window.accumulator = undo.accumulator
+                undo.window.dirty = undo.dirty
+                undo.window.encoded = undo.encoded
+                break
+              case "Closed":
+                remember(undo.id, undo.start, undo.window)
+                break
+            }
+          }
+          memory.undo.length = 0
+        },
+        end: () => {
+          if (!deferring()) write()
+        },
+        flush,
+        held: () => memory.dirty.length,
+        add: (key, timestamp, input, streamTime) => {
+          const id = toBinary(key)
+          updated.length = 0
+          let missed: Array<Window.Window> | undefined
+          // The windows of Window.assign, inline: this runs for every record.
+          const first = Math.max(0, Math.floor((timestamp - kind.size) / advance) + 1) * advance
+          // Everything checked before anything changes: a record whose accumulator does not encode changes nothing.
+          for (let start = first; start <= timestamp; start += advance) {
+            if (streamTime >= start + kind.size + grace) {
+              missed ??= []
+              missed.push(bounds(start))
+              continue
+            }
+            const window = touched.get(start)?.get(id)
+            let before: A
+            let storeKey: Uint8Array | undefined
+            let inStore = false
+            if (window !== undefined) before = window.accumulator
+            else if (memory.complete === true) before = aggregator.initial()
+            else {
+              storeKey = State.fixedKey(key, start)
+              const stored = kv.get(storeKey)
+              inStore = stored !== undefined
+              before = stored === undefined ? aggregator.initial() : decode(stored).accumulator
+            }
+            const accumulator = aggregator.add(before, input)
+            let encoded: Uint8Array | null = null
+            if (check === undefined) {
+              const result = encode(accumulator)
+              if (Result.isFailure(result)) return Result.fail(result.failure)
+              encoded = result.success
+            } else {
+              const problem = check(accumulator)
+              if (problem !== undefined) return Result.fail(invalid(problem))
+            }
+            updated.push({ start, window, inStore, storeKey, accumulator, encoded })
+          }
+          for (const u of updated) {
+            let window = u.window
+            if (window === undefined) {
+              const storeKey = u.storeKey ?? State.fixedKey(key, u.start)
+              window = { key, storeKey, accumulator: u.accumulator, dirty: false, encoded: null, inStore: u.inStore }
+              remember(id, u.start, window)
+              memory.undo.push({ _tag: "Created", start: u.start, id, window })
+            } else {
+              memory.undo.push({
+                _tag: "Updated",
+                window,
+                accumulator: window.accumulator,
+                dirty: window.dirty,
+                encoded: window.encoded
+              })
+              window.accumulator = u.accumulator
+            }
+            if (!window.dirty) memory.dirty.push(window)
+            window.dirty = true
+            window.encoded = u.encoded
+          }
+          if (missed === undefined && !env.track) return notLate
+          const lateSince = missed === undefined ? 0 : Window.closesAt(kind, missed[missed.length - 1]!, grace)
+          return Result.succeed({
+            missed: missed ?? [],
+            lateSince,
+            updated: updated.map((u) => u.start),
+            gone: none
+          })
+        },
+        current: (key, start) => {
+          const window = touched.get(start)?.get(toBinary(key))
+          if (window !== undefined) return { window: bounds(start), accumulator: window.accumulator }
+          if (memory.complete === true) return undefined
+          const stored = kv.get(State.fixedKey(key, start))
+          return stored === undefined ? undefined : { window: bounds(start), accumulator: decode(stored).accumulator }
+        },
+        closeDue: (streamTime) => {
+          // Due when `start + size + grace <= streamTime`: the windows that start before `streamTime - size - grace + 1`.
+          const below = streamTime - kind.size - grace + 1
+          if (below <= 0) return []
+          const closed: Array<Closed<A>> = []
+          if (memory.complete === true) {
+            // Every window is in memory: in the store's order, by start, then by the key's bytes.
+            const starts = [...touched.keys()].filter((start) => start < below).sort((a, b) => a - b)
+            for (const start of starts) {
+              const byKey = touched.get(start)!
+              for (const id of [...byKey.keys()].sort()) {
+                const window = byKey.get(id)!
+                // Written to the store: deleted there. Only in memory: it never reaches the changelog at all.
+                if (window.inStore) kv.delete(window.storeKey)
+                window.dirty = false
+                forget(start, id)
+                memory.undo.push({ _tag: "Closed", start, id, window })
+                closed.push({ key: window.key, window: bounds(start), accumulator: window.accumulator })
+              }
+            }
+            return closed
+          }
+          // A cache over the store, written at the end of every step (`end` ran before this).
+          for (const [storeKey, stored] of [...kv.range(State.fixedFrom, State.fixedBelow(below))]) {
+            const { start, key } = State.parseFixedKey(storeKey)
+            kv.delete(storeKey)
+            const id = toBinary(key)
+            const window = touched.get(start)?.get(id)
+            if (window !== undefined) {
+              forget(start, id)
+              memory.undo.push({ _tag: "Closed", start, id, window })
+            }
+            const accumulator = window === undefined ? decode(stored).accumulator : window.accumulator
+            closed.push({ key, window: bounds(start), accumulator })
+          }
+          return closed
+        }
+      }
+    }
 
     case "Sliding": {
       const current = (key: Uint8Array, at: number): Aggregate<A> | undefined => {
@@ -177,14 +479,16 @@ export const make = <I, A>(kind: Window.Kind, env: Env<I, A>): Ops<I, A> => {
           return Result.succeed({ missed: [], lateSince: 0, updated, gone: none })
         },
         current,
-        due: (due, dueKey) => {
-          if (due.what === State.DROP) {
-            take(due.key, due.start, dueKey)
-            return undefined
-          }
-          kv.delete(dueKey)
-          return current(due.key, due.start)
-        }
+        ...stepless,
+        closeDue: (streamTime) =>
+          closeIndexed(streamTime, (due, dueKey) => {
+            if (due.what === State.DROP) {
+              take(due.key, due.start, dueKey)
+              return undefined
+            }
+            kv.delete(dueKey)
+            return current(due.key, due.start)
+          })
       }
     }
 
@@ -229,12 +533,14 @@ export const make = <I, A>(kind: Window.Kind, env: Env<I, A>): Ops<I, A> => {
           const { end, accumulator } = decode(stored)
           return { window: { start, end }, accumulator }
         },
-        due: (due, dueKey) => {
-          const taken = take(due.key, due.start, dueKey)
-          return taken === undefined
-            ? undefined
-            : { window: { start: due.start, end: taken.end }, accumulator: taken.accumulator }
-        }
+        ...stepless,
+        closeDue: (streamTime) =>
+          closeIndexed(streamTime, (due, dueKey) => {
+            const taken = take(due.key, due.start, dueKey)
+            return taken === undefined
+              ? undefined
+              : { window: { start: due.start, end: taken.end }, accumulator: taken.accumulator }
+          })
       }
   }
 }

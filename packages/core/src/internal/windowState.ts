@@ -2,16 +2,20 @@
  * The bytes of a windowed aggregation's store (Windows.ts). One store holds everything, under three prefixes:
  *
  * ```
- * 0x00                                                  → u64 stream time (the operator's own)
- * 0x01 | u32 key length | key | u64 start               → a window: flag, [u64 end: sessions], accumulator
+ * 0x00                                                  → u64 stream time, u8 format (the operator's own)
+ * 0x01 | u32 key length | key | u64 start               → a sliding bucket or a session: flag, [u64 end], accumulator
  * 0x02 | u64 time | u8 what | u32 key length | key | u64 start → 0x01  (an index entry: what is due at `time`)
+ * 0x03 | u64 start | u32 key length | key               → a tumbling or hopping window: flag, accumulator
  * ```
  *
- * Times are fixed-width big-endian, so byte order is time order: a key's windows are a range ascending by start,
- * and everything due by stream time `t` is the range below `0x02 | t + 1`, in the order it falls due. The key's
- * length comes first so that a key's range never takes in a longer key that starts with the same bytes. For
- * sliding windows, `start` is the record timestamp a window ends at, and the entries under 0x01 are the
- * accumulators of the records at each timestamp.
+ * Times are fixed-width big-endian, so byte order is time order. Sliding buckets and sessions are ranged by key
+ * (a key's windows ascending by start), so when they fall due comes from the index under 0x02: everything due by
+ * stream time `t` is the range below `0x02 | t + 1`, in the order it falls due. The key's length comes before it so
+ * that a key's range never takes in a longer key that starts with the same bytes. For sliding windows, `start` is
+ * the record timestamp a window ends at, and the entries under 0x01 are the accumulators of the records at each
+ * timestamp. A fixed window closes at `start + size + grace`, in the order of its start, so fixed windows are keyed
+ * by start first and need no index: what is due is a range of them (one changelog record fewer to write, and one
+ * fewer to delete, per window).
  */
 import { Result } from "effect"
 import type { Codec } from "../Codec.ts"
@@ -27,6 +31,13 @@ export const bytes: Codec<Uint8Array> = {
 const META = 0x00
 const WINDOW = 0x01
 const DUE = 0x02
+const FIXED = 0x03
+
+/**
+ * The layout above. The first one (Sluice before 0.1.0) kept fixed windows under 0x01 with an index, and their
+ * accumulators as JSON; its stream time is 8 bytes, with no format byte.
+ */
+export const format = 2
 
 /** What an index entry says is due. The window closes before a sliding record bucket due at the same time goes. */
 export const CLOSE = 0
@@ -45,16 +56,58 @@ const viewOf = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLen
 
 export const metaKey: Uint8Array = Uint8Array.of(META)
 
-/** The operator's stream time, -1 before its first record. */
-export const readStreamTime = (kv: KeyValueStore<Uint8Array, Uint8Array>): number => {
+/** The operator's stream time, -1 before its first record. State in another layout is refused, saying what to do. */
+export const readStreamTime = (store: string, kv: KeyValueStore<Uint8Array, Uint8Array>): number => {
   const stored = kv.get(metaKey)
-  return stored === undefined ? -1 : getU64(viewOf(stored), 0)
+  if (stored === undefined) return -1
+  const found = stored.length === 8 ? 1 : stored.length === 9 ? stored[8]! : undefined
+  if (found !== format) {
+    throw new StoreDecodeError({
+      store,
+      part: "value",
+      issue:
+        `the window state is in ${found === undefined ? "an unknown layout" : `layout ${found}`}, this Sluice ` +
+        `reads layout ${format}: reset the application (delete its group's offsets and its changelog topics) to ` +
+        "rebuild the state from the input"
+    })
+  }
+  return getU64(viewOf(stored), 0)
 }
 
 export const writeStreamTime = (kv: KeyValueStore<Uint8Array, Uint8Array>, streamTime: number): void => {
-  const b = new Uint8Array(8)
+  const b = new Uint8Array(9)
   putU64(viewOf(b), 0, streamTime)
+  b[8] = format
   kv.put(metaKey, b)
+}
+
+/** The key of `key`'s fixed window at `start`. */
+export const fixedKey = (key: Uint8Array, start: number): Uint8Array => {
+  const b = new Uint8Array(1 + 8 + 4 + key.length)
+  const view = viewOf(b)
+  b[0] = FIXED
+  putU64(view, 1, start)
+  view.setUint32(9, key.length)
+  b.set(key, 13)
+  return b
+}
+
+export const parseFixedKey = (b: Uint8Array): { readonly start: number; readonly key: Uint8Array } => {
+  const view = viewOf(b)
+  return { start: getU64(view, 1), key: b.subarray(13, 13 + view.getUint32(9)) }
+}
+
+export const fixedFrom: Uint8Array = Uint8Array.of(FIXED)
+
+/** The bound above every fixed window. */
+export const fixedEnd: Uint8Array = Uint8Array.of(FIXED + 1)
+
+/** The bound below every fixed window that starts before `start`. */
+export const fixedBelow = (start: number): Uint8Array => {
+  const b = new Uint8Array(9)
+  b[0] = FIXED
+  putU64(viewOf(b), 1, start)
+  return b
 }
 
 /** The key of `key`'s window (or sliding bucket) at `start`; also the bounds of ranges over a key's windows. */
