@@ -66,6 +66,11 @@ export interface Step {
    * Never runs if the step's records do not become durable (the call that would have made them so fails).
    */
   readonly onDurable: (changelog: ReadonlyArray<RecordMetadata>) => void
+  /**
+   * The task holds the state this step led to (its stores' writes go with a later step), and `positions` are those
+   * of that state. Exactly-once never commits with such a step: the task sends the state and flushes when due.
+   */
+  readonly stateHeld?: boolean | undefined
 }
 
 export interface TaskDelivery {
@@ -352,6 +357,7 @@ export const exactlyOnce = (kafka: KafkaShape, options: ExactlyOnceOptions): Del
           steps.push(step)
           for (const p of step.positions) positions.set(tpKey(p.topic, p.partition), p)
           records += step.records
+          if (step.stateHeld === true) return
           if (records >= commitEvery || (yield* Clock.currentTimeMillis) >= dueAt!) yield* flush
         }),
       flush,

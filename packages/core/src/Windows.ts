@@ -37,7 +37,10 @@
  * The state is one store per operator (`name`; its changelog is `<group>-<name>-changelog`), in bytes
  * (internal/windowState.ts): the stream time; tumbling and hopping windows' accumulators by start, then key, so
  * closing is a range scan in close order; sliding buckets and sessions by key, then start, with an index by the time
- * they fall due. Within a step, the windows it touches are kept decoded in memory and written once, at `close()`.
+ * they fall due. A task's tumbling and hopping windows are kept decoded in memory across steps (internal/windowOps.ts)
+ * and written to the store when the runtime takes its writes for the changelog (with the commits); a step whose
+ * store writes are rolled back has its changes to memory taken back too. The operator's store is its own: nothing
+ * else may write to it.
  */
 import { Clock, type Duration, Effect, Fiber, Metric, Result } from "effect"
 import type * as Aggregator from "./Aggregator.ts"
@@ -76,8 +79,8 @@ export interface Options<K, I, A, O> {
 }
 
 /**
- * A step's view of the operator, for one task: `add` records, then `close()` once. The step's changes to the state
- * reach the store in `close()`: a step that does not call it leaves the state as it was.
+ * A step's view of the operator, for one task: open it once per step, `add` records, then `close()` once. A step
+ * that does not call `close()` leaves the state as it was.
  */
 export interface Open<K, I> {
   /** The operator's stream time: the largest timestamp added so far (-1 before the first). */
@@ -88,8 +91,8 @@ export interface Open<K, I> {
    */
   readonly add: (out: Batch.Emitter, record: ConsumerRecord, key: K, input: I, timestamp: number) => void
   /**
-   * Writes the step's changes to the store, emits what the step changed (emit changes) and the finals of the
-   * windows now closed, deleting their state.
+   * Ends the step: emits what it changed (emit changes) and the finals of the windows now closed, deleting their
+   * state.
    */
   readonly close: () => Batch.BatchResult
 }

@@ -305,6 +305,34 @@ describe("Store", () => {
         })
       )
 
+      it.effect(
+        "savepoints: the steps' writes are held together until taken; a rollback drops only the last step's",
+        () =>
+          Effect.gen(function* () {
+            const store = yield* openStore(yield* kind.factory, counts)
+            const first = store.savepoint()
+            store.put("a", 1)
+            store.put("b", 1)
+            // The next step: the first one's writes are held, and read.
+            const second = store.savepoint()
+            store.put("a", 2)
+            store.put("c", 1)
+            assert.strictEqual(store.get("a"), 2)
+            assert.strictEqual(store.held(), 4)
+            store.rollback(second)
+            assert.strictEqual(store.get("a"), 1)
+            assert.isUndefined(store.get("c"))
+            // Only the last savepoint can be rolled back to: the writes before it have joined the held ones.
+            assert.match(String(thrown(() => store.rollback(first))), /not this store's last one/)
+            store.savepoint()
+            store.put("a", 3)
+            store.delete("b")
+            // One write per key for all the steps: "b" was put and deleted since the last take, so it is not there.
+            assert.deepStrictEqual(changes(store.takeWrites()), [["a", "3"]])
+            assert.strictEqual(store.held(), 0)
+          })
+      )
+
       it.effect("durable applies the writes to the backend with the checkpoint", () =>
         Effect.gen(function* () {
           const store = yield* openStore(yield* kind.factory, counts)

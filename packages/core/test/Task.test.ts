@@ -289,6 +289,59 @@ describe("Task", () => {
     }).pipe(Effect.provide(memory))
   )
 
+  it.effect(
+    "a store's writes are held until the commit: a key goes to the changelog once, and no offset before it",
+    () =>
+      Effect.gen(function* () {
+        const kafka = yield* Kafka
+        const broker = yield* MemoryBroker
+        yield* kafka.createTopics([{ name: "words", partitions: 1 }])
+        const committed = Effect.map(kafka.committedOffsets("wc", "words"), (c) => c.reduce((n, x) => n + x.offset, 0))
+        const changelog = broker.records("wc-counts-changelog").pipe(Effect.orElseSucceed(() => []))
+        // Periodic commits at 2 s, 4 s, ...; writes are held for half that, 1 s.
+        const fiber = yield* Effect.forkChild(
+          Runner.run(wordCount({ topic: out, line: (_, key, n) => `${key}=${n}` }), {
+            commitInterval: "2 seconds",
+            commitEveryRecords: 1_000,
+            maxStepRecords: 2
+          })
+        )
+        yield* settle(
+          "the group assigned the task",
+          Effect.map(outputs, () => true)
+        )
+        yield* TestClock.adjust("1600 millis")
+        // Six steps of two words each: three keys, each written by every step.
+        const words = ["a", "b", "c", "a", "b", "c", "a", "b", "c", "a", "b", "c"]
+        yield* kafka.send(words.map((w) => ({ topic: "words", key: bytes(w), value: null })))
+        yield* settle(
+          "12 outputs",
+          Effect.map(outputs, (o) => o.length === 12)
+        )
+        assert.lengthOf(yield* changelog, 0)
+        // The commit at 2 s comes while the writes are held: it must not carry the offsets of their records.
+        yield* TestClock.adjust("400 millis")
+        for (let i = 0; i < 200; i++) yield* Effect.yieldNow
+        assert.strictEqual(yield* committed, 0)
+        // Held since 1.6 s, sent at 2.6 s: one record per key, the last count; committed at 4 s.
+        yield* TestClock.adjust("600 millis")
+        yield* settle(
+          "the changelog",
+          Effect.map(changelog, (c) => c.length > 0)
+        )
+        assert.deepStrictEqual(
+          (yield* changelog).map((r) => `${text(r.key!)}=${text(r.value!)}`),
+          ["a=4", "b=4", "c=4"]
+        )
+        yield* TestClock.adjust("1400 millis")
+        yield* settle(
+          "12 committed",
+          Effect.map(committed, (n) => n === 12)
+        )
+        yield* stopOnTestClock(fiber)
+      }).pipe(Effect.provide(memory))
+  )
+
   it.effect("a step retried after a retryable failure starts again from its savepoint: no write counts twice", () =>
     Effect.gen(function* () {
       const kafka = yield* Kafka

@@ -9,6 +9,7 @@ import { TestClock } from "effect/testing"
 import * as Aggregator from "../src/Aggregator.ts"
 import * as Batch from "../src/Batch.ts"
 import * as Codec from "../src/Codec.ts"
+import { RecordRejected } from "../src/Errors.ts"
 import { Kafka } from "../src/Kafka.ts"
 import { layerWith, MemoryBroker } from "../src/MemoryBroker.ts"
 import * as Metrics from "../src/Metrics.ts"
@@ -52,7 +53,9 @@ const stats = Aggregator.struct({
 const windowed = (
   windows: Window.Kind,
   grace: number,
-  extra: { readonly emit?: "final" | "changes"; readonly closeOnWallClock?: Duration.Input } = {}
+  extra: { readonly emit?: "final" | "changes"; readonly closeOnWallClock?: Duration.Input } = {},
+  /** A reading that fails its whole step after the step's readings were added (the step is then re-run one by one). */
+  poison: (r: Reading) => boolean = () => false
 ) => {
   const agg = Windows.aggregate({
     name: "stats",
@@ -71,10 +74,13 @@ const windowed = (
     stores: [...agg.stores],
     timers: [...agg.timers],
     process: (records, ctx) =>
-      Effect.sync(() => {
+      Effect.suspend(() => {
         const w = agg.open(ctx)
         const r = Batch.forEach(records, (rec, out) => w.add(out, rec.record, rec.key, rec.value.temp, rec.value.at))
-        return Batch.concat([r, w.close()])
+        if (records.some((rec) => poison(rec.value))) {
+          return Effect.fail(new RecordRejected({ tag: "Poison", reason: "a poisoned reading in the step" }))
+        }
+        return Effect.succeed(Batch.concat([r, w.close()]))
       })
   })
 }
@@ -313,9 +319,9 @@ const setUp = Effect.gen(function* () {
 })
 
 /**
- * The store's entries per task at the end: its stream time, and the open windows of the reading far ahead, each
- * with an index entry (tumbling: 1; hopping: 3, those starting at 999,300, 999,600 and 999,900; sliding: its bucket,
- * which has two; session: 1). The state of every closed window is gone.
+ * The store's entries per task at the end: its stream time, and the open windows of the reading far ahead (tumbling:
+ * 1; hopping: 3, those starting at 999,300, 999,600 and 999,900; sliding: its bucket, with two index entries;
+ * session: 1, with its index entry). The state of every closed window is gone.
  */
 const kinds: ReadonlyArray<{
   readonly name: string
@@ -356,6 +362,26 @@ describe("Windows", () => {
         assert.deepStrictEqual(got, expected.finals.sort(byWindow))
         assert.deepStrictEqual(lateOf(yield* topic("late")), expected.late)
         assert.deepStrictEqual(yield* liveState, [live, live])
+        yield* stopOnTestClock(fiber)
+      }).pipe(Effect.provide(memory))
+    )
+
+    it.effect(`${name}: a step that fails after its adds is re-run one by one, and no reading counts twice`, () =>
+      Effect.gen(function* () {
+        yield* setUp
+        const records = generate(11, 300, kind, grace)
+        const poisoned = (r: Reading) => r.id % 37 === 5
+        const expected = reference(
+          kind,
+          grace,
+          records.filter((r) => !poisoned(r))
+        )
+        const fiber = yield* Effect.forkChild(Runner.run(windowed(kind, grace, {}, poisoned), options))
+        yield* send(records)
+        yield* committed(records.length)
+        assert.isAbove(expected.finals.length, 40)
+        assert.deepStrictEqual(yield* finals, expected.finals.sort(byWindow))
+        assert.strictEqual((yield* topic("readings.dlq")).length, records.filter(poisoned).length)
         yield* stopOnTestClock(fiber)
       }).pipe(Effect.provide(memory))
     )

@@ -169,12 +169,17 @@ layer(KafkaJs.layer({ brokers, clientId: "sluice-counts-it" }), {
         for (let i = 0; i < total; i += 10_000) written.push(...(yield* kafka.send(sent.slice(i, i + 10_000))))
 
         let atKill = 0
+        // Stores send their writes with the commits (up to half the 1 s commit interval after a step): the kill
+        // waits until worker-a has sent some, so that the survivor has state of its tasks to restore.
+        const changelogOfA = Effect.map(kafka.offsets(Store.changelogTopic(d.group, Counting.counts)), (offsets) =>
+          offsets.some((p) => (a.assignments().at(-1) ?? []).includes(p.partition) && p.high > p.low)
+        )
         yield* Workers.waitUntil(
-          "the output holds 20% of the records",
+          "the output holds 20% of the records, and worker-a has sent state of its tasks",
           "90 seconds",
-          Effect.map(outputCount(d), (n) => {
-            atKill = n
-            return n >= total * 0.2
+          Effect.gen(function* () {
+            atKill = yield* outputCount(d)
+            return atKill >= total * 0.2 && (yield* changelogOfA)
           }),
           [a, b]
         )

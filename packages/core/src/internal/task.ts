@@ -344,7 +344,8 @@ export const make = Effect.fnUntraced(function* <E, R>(
         outgoing: { ...outgoing, changelog: [] },
         positions: statePositions,
         records: count,
-        onDurable: () => {}
+        onDurable: () => {},
+        stateHeld: true
       })
       return
     }
