@@ -160,22 +160,23 @@ if (major < REQUIRED_MAJOR) {
     delete process.env[WRAPPED]
     if (process.send !== undefined) acceptForwardedSignals()
   }
-  // The published package runs its built JavaScript. Inside the repository (no dist/), the TypeScript sources run
-  // directly, and the workspace packages resolve to their sources too: the `@sluice/source` export condition, added
+  // The published package (which has no src/) runs its built JavaScript. Inside the repository the TypeScript
+  // sources run, even where a build left a dist/ behind (it would be stale as soon as a source changes), and the
+  // workspace packages resolve to their sources too: the `@sluice/source` export condition, added
   // to every resolution by a hook (as `node --conditions=@sluice/source` would). Variable specifiers: an older Node
   // must not try to resolve (or parse) TypeScript before the version check.
   // Node's on-disk compile cache (NODE_COMPILE_CACHE's directory, else one under the OS's temp directory): from the
   // second start on, the ~550 modules a worker loads are not compiled again (about a quarter of the start-up).
   // NODE_DISABLE_COMPILE_CACHE=1 turns it off.
   nodeModule.enableCompileCache?.()
-  const built = new URL("../dist/bin.js", import.meta.url)
-  if (existsSync(fileURLToPath(built))) {
-    await import(built.href)
-  } else {
+  const source = new URL("../src/bin.ts", import.meta.url)
+  if (existsSync(fileURLToPath(source))) {
     nodeModule.registerHooks({
       resolve: (specifier, context, nextResolve) =>
         nextResolve(specifier, { ...context, conditions: [...context.conditions, "@sluice/source"] })
     })
-    await import(new URL("../src/bin.ts", import.meta.url).href)
+    await import(source.href)
+  } else {
+    await import(new URL("../dist/bin.js", import.meta.url).href)
   }
 }

@@ -90,23 +90,13 @@ const doubles = <A>(options: {
   }
 }
 
-const one = (ns: ReadonlyArray<number>): number => ns[0]!
-const finite = doubles<number>({
-  count: 1,
-  expected: "a finite number",
-  valid: Number.isFinite,
-  write: (n) => [n],
-  read: one
-})
+/** One number, `valid` or refused as not `expected`. */
+const double = (expected: string, valid: (n: number) => boolean) =>
+  doubles<number>({ count: 1, expected, valid, write: (n) => [n], read: (ns) => ns[0]! })
+const finite = double("a finite number", Number.isFinite)
 /** `null` (no input yet) is stored as no bytes. */
 const finiteOrNull: Codec.Codec<number | null> = Codec.nullable(finite)
-const integer = doubles<number>({
-  count: 1,
-  expected: "a whole number",
-  valid: Number.isSafeInteger,
-  write: (n) => [n],
-  read: one
-})
+const integer = double("a whole number", Number.isSafeInteger)
 
 const notFinite = (n: number): string | undefined => (Number.isFinite(n) ? undefined : `${n} is not a finite number`)
 
