@@ -244,20 +244,17 @@ export const run = (options: WorkersOptions) =>
     const settledIndex = stamps.findIndex((t) => t >= settledAt)
     const afterSettled = settledIndex < 0 ? 0 : stamps.length - settledIndex
     return {
-      strategy: options.strategy,
-      events: options.events,
-      users: options.users,
-      verification,
-      correct: ClickData.isCorrect(verification),
-      loadMs: 0,
-      elapsedMs,
-      eventsPerSec: Math.round((options.events / elapsedMs) * 1000),
-      p50Ms: JoinRun.percentile(latencies, 50),
-      p99Ms: JoinRun.percentile(latencies, 99),
-      p999Ms: JoinRun.percentile(latencies, 99.9),
-      maxMs: latencies.length === 0 ? 0 : latencies[latencies.length - 1]!,
-      peakRssMb: Math.max(0, ...stats.map((s) => s?.peakRssMb ?? 0)),
-      sample: outputs.slice(0, 20).map((o) => o.value),
+      ...JoinRun.report({
+        strategy: options.strategy,
+        events: options.events,
+        users: options.users,
+        verification,
+        loadMs: 0,
+        elapsedMs,
+        latencies,
+        peakRssMb: Math.max(0, ...stats.map((s) => s?.peakRssMb ?? 0)),
+        outputs
+      }),
       workers: options.workers,
       partitions: options.partitions,
       firstOutputMs: first - startedAt,

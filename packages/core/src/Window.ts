@@ -97,11 +97,22 @@ export const session = (gap: Duration.Input): Session => ({
   gap: millis("a session window's gap", gap, 1)
 })
 
+/** How far apart a fixed kind's windows start. */
+export const advanceOf = (kind: Fixed): number => (kind._tag === "Tumbling" ? kind.size : kind.advance)
+
+/**
+ * The start of the first window of `kind` that contains `timestamp`: the smallest multiple of the advance above
+ * `timestamp - size` (Kafka Streams' TimeWindows). The others start every `advanceOf(kind)` up to `timestamp`.
+ */
+export const firstStart = (kind: Fixed, timestamp: number): number => {
+  const advance = advanceOf(kind)
+  return Math.max(0, Math.floor((timestamp - kind.size) / advance) + 1) * advance
+}
+
 /** Every window of `kind` that contains `timestamp`, ascending by start. */
 export const assign = (kind: Fixed, timestamp: number): ReadonlyArray<Window> => {
-  const advance = kind._tag === "Tumbling" ? kind.size : kind.advance
-  // The first start is the smallest multiple of advance above timestamp - size (Kafka Streams' TimeWindows).
-  const first = Math.max(0, Math.floor((timestamp - kind.size) / advance) + 1) * advance
+  const advance = advanceOf(kind)
+  const first = firstStart(kind, timestamp)
   const windows: Array<Window> = []
   for (let start = first; start <= timestamp; start += advance) windows.push({ start, end: start + kind.size })
   return windows

@@ -72,6 +72,37 @@ export class JoinRunFailed extends Schema.TaggedError<JoinRunFailed>()("JoinRunF
 export const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
   sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
 
+/** A run's report from what it measured: `latencies` sorted ascending, `outputs` the enriched records read back. */
+export const report = (measured: {
+  readonly strategy: string
+  readonly events: number
+  readonly users: number
+  readonly verification: ClickData.Verification
+  readonly loadMs: number
+  readonly elapsedMs: number
+  readonly latencies: ReadonlyArray<number>
+  readonly peakRssMb: number
+  readonly outputs: ReadonlyArray<{ readonly value: ClickEnrichment.EnrichedClick }>
+}): JoinReport => {
+  const { latencies } = measured
+  return {
+    strategy: measured.strategy,
+    events: measured.events,
+    users: measured.users,
+    verification: measured.verification,
+    correct: ClickData.isCorrect(measured.verification),
+    loadMs: measured.loadMs,
+    elapsedMs: measured.elapsedMs,
+    eventsPerSec: Math.round((measured.events / measured.elapsedMs) * 1000),
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    p999Ms: percentile(latencies, 99.9),
+    maxMs: latencies.length === 0 ? 0 : latencies[latencies.length - 1]!,
+    peakRssMb: measured.peakRssMb,
+    sample: measured.outputs.slice(0, 20).map((o) => o.value)
+  }
+}
+
 const sendChunk = 2_000
 
 export const run = <E>(options: JoinRunOptions<E>) =>
@@ -213,21 +244,16 @@ export const run = <E>(options: JoinRunOptions<E>) =>
       latencies.sort((a, b) => a - b)
       // The truth, made again from the seed now that the measuring is over: each click by its timestamp.
       const verification = ClickData.verify(ClickData.sentByTimestamp(clickOptions), outputs)
-      return {
+      return report({
         strategy: options.strategy,
         events: options.events,
         users: options.users,
         verification,
-        correct: ClickData.isCorrect(verification),
         loadMs,
         elapsedMs,
-        eventsPerSec: Math.round((options.events / elapsedMs) * 1000),
-        p50Ms: percentile(latencies, 50),
-        p99Ms: percentile(latencies, 99),
-        p999Ms: percentile(latencies, 99.9),
-        maxMs: latencies.length === 0 ? 0 : latencies[latencies.length - 1]!,
+        latencies,
         peakRssMb: Math.round(peakRss / 1024 / 1024),
-        sample: outputs.slice(0, 20).map((o) => o.value)
-      } satisfies JoinReport
+        outputs
+      })
     })
   )

@@ -220,10 +220,14 @@ export const make = <I, A>(kind: Window.Kind, env: Env<I, A>): Ops<I, A> => {
 
   /** Reads every fixed window of the store into `memory`, unless there are more than `remembered`. */
   const load = (memory: Memory<A>) => {
-    memory.complete = false
-    let n = 0
-    for (const _ of kv.range(State.fixedFrom, State.fixedEnd)) if (++n > remembered) return
     for (const [storeKey, stored] of kv.range(State.fixedFrom, State.fixedEnd)) {
+      if (memory.size === remembered) {
+        // Too many: memory starts empty, as a cache over the store.
+        memory.windows.clear()
+        memory.size = 0
+        memory.complete = false
+        return
+      }
       const { start, key } = State.parseFixedKey(storeKey)
       const byKey = memory.windows.get(start) ?? new Map<string, Remembered<A>>()
       memory.windows.set(start, byKey)
@@ -268,7 +272,7 @@ export const make = <I, A>(kind: Window.Kind, env: Env<I, A>): Ops<I, A> => {
       }> = []
       const check = aggregator.check
       const bounds = (start: number): Window.Window => ({ start, end: start + kind.size })
-      const advance = kind._tag === "Tumbling" ? kind.size : kind.advance
+      const advance = Window.advanceOf(kind)
       const deferring = () => memory.defer && memory.complete === true
 
       /** The changed windows into the store. */
@@ -337,8 +341,8 @@ export const make = <I, A>(kind: Window.Kind, env: Env<I, A>): Ops<I, A> => {
           const id = toBinary(key)
           updated.length = 0
           let missed: Array<Window.Window> | undefined
-          // The windows of Window.assign, inline: this runs for every record.
-          const first = Math.max(0, Math.floor((timestamp - kind.size) / advance) + 1) * advance
+          // The windows of Window.assign, without making them: this runs for every record.
+          const first = Window.firstStart(kind, timestamp)
           // Everything checked before anything changes: a record whose accumulator does not encode changes nothing.
           for (let start = first; start <= timestamp; start += advance) {
             if (streamTime >= start + kind.size + grace) {
